@@ -1,0 +1,91 @@
+//! Stable names of event types, as used in NATS subjects, JSON and permissions.
+
+use crate::v1::envelope::Event;
+
+/// Every event type name, in contract order.
+pub const EVENT_TYPES: &[&str] = &[
+    "incident_reported",
+    "eviction_ordered",
+    "referral_made",
+    "referral_acknowledged",
+    "referral_accepted",
+    "referral_declined",
+    "contact_attempted",
+    "intake_completed",
+    "enrolled",
+    "session_attended",
+    "session_missed",
+    "risk_assessed",
+    "handoff_requested",
+    "handoff_accepted",
+    "handoff_declined",
+    "consent_given",
+    "consent_withdrawn",
+    "programme_completed",
+    "programme_dropped_out",
+    "case_closed",
+];
+
+/// The snake_case name of an event's type (the last token of its NATS subject).
+pub fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::IncidentReported(_) => "incident_reported",
+        Event::EvictionOrdered(_) => "eviction_ordered",
+        Event::ReferralMade(_) => "referral_made",
+        Event::ReferralAcknowledged(_) => "referral_acknowledged",
+        Event::ReferralAccepted(_) => "referral_accepted",
+        Event::ReferralDeclined(_) => "referral_declined",
+        Event::ContactAttempted(_) => "contact_attempted",
+        Event::IntakeCompleted(_) => "intake_completed",
+        Event::Enrolled(_) => "enrolled",
+        Event::SessionAttended(_) => "session_attended",
+        Event::SessionMissed(_) => "session_missed",
+        Event::RiskAssessed(_) => "risk_assessed",
+        Event::HandoffRequested(_) => "handoff_requested",
+        Event::HandoffAccepted(_) => "handoff_accepted",
+        Event::HandoffDeclined(_) => "handoff_declined",
+        Event::ConsentGiven(_) => "consent_given",
+        Event::ConsentWithdrawn(_) => "consent_withdrawn",
+        Event::ProgrammeCompleted(_) => "programme_completed",
+        Event::ProgrammeDroppedOut(_) => "programme_dropped_out",
+        Event::CaseClosed(_) => "case_closed",
+    }
+}
+
+/// NATS subject an agency publishes an event on: `handoff.events.<agency>.<type>`.
+pub fn event_subject(agency: &str, event: &Event) -> String {
+    format!("handoff.events.{agency}.{}", event_type(event))
+}
+
+/// NATS subject the exchange sends an agency's receipts on.
+pub fn receipt_subject(agency: &str) -> String {
+    format!("handoff.receipts.{agency}")
+}
+
+/// NATS subject an agency asks on for the receipt of an event it published earlier.
+pub fn receipt_lookup_subject(agency: &str) -> String {
+    format!("handoff.lookup.{agency}")
+}
+
+/// Whether `id` can stand as an agency id in a NATS subject token.
+pub fn is_valid_agency_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agency_ids_that_would_break_subjects_are_invalid() {
+        assert!(is_valid_agency_id("police-north"));
+        assert!(!is_valid_agency_id(""));
+        assert!(!is_valid_agency_id("police.north"));
+        assert!(!is_valid_agency_id("police*"));
+        assert!(!is_valid_agency_id("Police"));
+    }
+}

@@ -1,0 +1,459 @@
+//! The case state machine: one function decides whether an event may enter
+//! the log and, if so, what the case looks like afterwards.
+//!
+//! Everything here is a pure function of the case before the event, the
+//! event, the agency registry and the log position; replicas that feed the
+//! same events in the same order reach byte-identical views.
+
+use handoff_contract::names::event_type;
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::{
+    CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident,
+    PendingHandoff, ReferralStep, StepState,
+};
+use prost_types::Timestamp;
+
+use crate::agency::Registry;
+use crate::rejection::Rejection;
+use crate::validate::validate_envelope;
+
+/// Where an accepted event lands in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The log sequence the event gets.
+    pub sequence: u64,
+    /// The exchange's record time (taken from JetStream, so replicas agree), Unix ms.
+    pub recorded_at_ms: i64,
+}
+
+/// Lower-case name of a status for messages to people ("referred", "enrolled").
+pub fn status_name(status: CaseStatus) -> String {
+    status
+        .as_str_name()
+        .trim_start_matches("CASE_STATUS_")
+        .to_ascii_lowercase()
+}
+
+fn status_of(view: &CaseView) -> CaseStatus {
+    CaseStatus::try_from(view.status).unwrap_or(CaseStatus::Unspecified)
+}
+
+/// Decides an event against the case it names and returns the case as it is after it.
+///
+/// `current` is the case before the event (`None` if no event has named it yet).
+pub fn evolve(
+    current: Option<&CaseView>,
+    envelope: &Envelope,
+    registry: &Registry,
+    at: Position,
+) -> Result<CaseView, Rejection> {
+    validate_envelope(envelope)?;
+    let event = envelope
+        .event
+        .as_ref()
+        .ok_or_else(|| Rejection::Invalid("the envelope carries no event".into()))?;
+    let kind_name = event_type(event);
+    let source = envelope.source_agency.as_str();
+    let agency = registry
+        .get(source)
+        .ok_or_else(|| Rejection::UnknownAgency(source.to_string()))?;
+    if !agency.kind.may_publish(kind_name) {
+        return Err(Rejection::KindMayNotPublish {
+            kind: agency.kind,
+            event_type: kind_name,
+        });
+    }
+    let actual_version = current.map_or(0, |v| v.version);
+    if let Some(expected) = envelope.expected_version
+        && expected != actual_version
+    {
+        return Err(Rejection::WrongExpectedVersion {
+            case_id: envelope.case_id.clone(),
+            expected,
+            actual: actual_version,
+        });
+    }
+    let occurred = envelope.occurred_at.unwrap_or_default();
+    let mut view = match current {
+        Some(v) => {
+            if v.subject_pseudonym != envelope.subject_pseudonym {
+                return Err(Rejection::Invalid(format!(
+                    "case {} is about subject {}, not {}",
+                    v.case_id, v.subject_pseudonym, envelope.subject_pseudonym
+                )));
+            }
+            v.clone()
+        }
+        None => {
+            if !matches!(
+                event,
+                Event::IncidentReported(_) | Event::EvictionOrdered(_) | Event::ReferralMade(_)
+            ) {
+                return Err(Rejection::UnknownCase {
+                    case_id: envelope.case_id.clone(),
+                    event_type: kind_name,
+                });
+            }
+            CaseView {
+                case_id: envelope.case_id.clone(),
+                subject_pseudonym: envelope.subject_pseudonym.clone(),
+                status: CaseStatus::Open as i32,
+                holder: source.to_string(),
+                opened_by: source.to_string(),
+                opened_at: Some(occurred),
+                parties: vec![source.to_string()],
+                ..CaseView::default()
+            }
+        }
+    };
+    let rule = Rule {
+        view: &view,
+        source,
+        event_type: kind_name,
+    };
+    rule.not_closed()?;
+
+    match event {
+        Event::IncidentReported(e) => {
+            rule.party()?;
+            view.incidents.push(Incident {
+                incident_ref: e.incident_ref.clone(),
+                reported_at: Some(occurred),
+                narrative: e.narrative.clone(),
+                area: e.area.clone(),
+                linked_persons: e.linked_persons.clone(),
+            });
+            if e.subject_details.is_some() {
+                view.subject_details = e.subject_details.clone();
+            }
+        }
+        Event::EvictionOrdered(e) => {
+            rule.party()?;
+            let ordered_at = e.ordered_at.unwrap_or(occurred);
+            let ends_at = Timestamp {
+                seconds: ordered_at
+                    .seconds
+                    .saturating_add(i64::from(e.duration_days) * 86_400),
+                nanos: ordered_at.nanos,
+            };
+            view.evictions.push(Eviction {
+                incident_ref: e.incident_ref.clone(),
+                ordered_at: Some(ordered_at),
+                ends_at: Some(ends_at),
+                protected_area: e.protected_area.clone(),
+            });
+        }
+        Event::ReferralMade(e) => {
+            rule.holder()?;
+            rule.status_in(&[
+                CaseStatus::Open,
+                CaseStatus::Accepted,
+                CaseStatus::InContact,
+                CaseStatus::Intake,
+                CaseStatus::Enrolled,
+                CaseStatus::Completed,
+                CaseStatus::DroppedOut,
+            ])?;
+            rule.addressable(registry, &e.to_agency)?;
+            if view.referrals.iter().any(|r| r.referral_id == e.referral_id) {
+                return Err(rule.not_allowed(format!(
+                    "referral id {} is already used in this case",
+                    e.referral_id
+                )));
+            }
+            view.referrals.push(ReferralStep {
+                referral_id: e.referral_id.clone(),
+                from_agency: source.to_string(),
+                to_agency: e.to_agency.clone(),
+                state: StepState::Pending as i32,
+                made_at: Some(occurred),
+                reason: e.reason.clone(),
+                court_ordered: e.court_ordered,
+                ..ReferralStep::default()
+            });
+            view.status_before_referral = view.status;
+            view.status = CaseStatus::Referred as i32;
+            add_party(&mut view.parties, &e.to_agency);
+            if e.subject_details.is_some() {
+                view.subject_details = e.subject_details.clone();
+            }
+        }
+        Event::ReferralAcknowledged(e) => {
+            let step = rule.open_referral(&e.referral_id, &[StepState::Pending])?;
+            let step = &mut view.referrals[step];
+            step.state = StepState::Acknowledged as i32;
+            step.acknowledged_at = Some(occurred);
+        }
+        Event::ReferralAccepted(e) => {
+            let step = rule.open_referral(
+                &e.referral_id,
+                &[StepState::Pending, StepState::Acknowledged],
+            )?;
+            let step = &mut view.referrals[step];
+            step.state = StepState::Accepted as i32;
+            step.acknowledged_at.get_or_insert(occurred);
+            step.answered_at = Some(occurred);
+            view.holder = source.to_string();
+            view.status = CaseStatus::Accepted as i32;
+            view.status_before_referral = CaseStatus::Unspecified as i32;
+        }
+        Event::ReferralDeclined(e) => {
+            let step = rule.open_referral(
+                &e.referral_id,
+                &[StepState::Pending, StepState::Acknowledged],
+            )?;
+            let step = &mut view.referrals[step];
+            step.state = StepState::Declined as i32;
+            step.answered_at = Some(occurred);
+            step.decline_reason = e.reason.clone();
+            view.status = view.status_before_referral;
+            view.status_before_referral = CaseStatus::Unspecified as i32;
+        }
+        Event::ContactAttempted(e) => {
+            rule.holder()?;
+            rule.status_in(&[
+                CaseStatus::Open,
+                CaseStatus::Accepted,
+                CaseStatus::InContact,
+                CaseStatus::Intake,
+                CaseStatus::Enrolled,
+            ])?;
+            view.contact_attempts += 1;
+            if e.outcome == ContactOutcome::Reached as i32 {
+                view.first_contact_at.get_or_insert(occurred);
+                if matches!(status_of(&view), CaseStatus::Open | CaseStatus::Accepted) {
+                    view.status = CaseStatus::InContact as i32;
+                }
+            }
+        }
+        Event::IntakeCompleted(_) => {
+            rule.holder()?;
+            rule.status_in(&[CaseStatus::Accepted, CaseStatus::InContact])?;
+            view.first_contact_at.get_or_insert(occurred);
+            view.intake_at = Some(occurred);
+            view.status = CaseStatus::Intake as i32;
+        }
+        Event::Enrolled(e) => {
+            rule.holder()?;
+            rule.status_in(&[CaseStatus::Intake])?;
+            view.programme = e.programme.clone();
+            view.planned_sessions = e.planned_sessions;
+            view.status = CaseStatus::Enrolled as i32;
+        }
+        Event::SessionAttended(_) => {
+            rule.holder()?;
+            rule.status_in(&[CaseStatus::Enrolled])?;
+            view.sessions_attended += 1;
+        }
+        Event::SessionMissed(_) => {
+            rule.holder()?;
+            rule.status_in(&[CaseStatus::Enrolled])?;
+            view.sessions_missed += 1;
+        }
+        Event::RiskAssessed(e) => {
+            rule.party()?;
+            view.risk_level = e.level;
+            view.risk_instrument = e.instrument.clone();
+        }
+        Event::HandoffRequested(e) => {
+            rule.holder()?;
+            if status_of(&view) == CaseStatus::Referred {
+                return Err(rule.not_allowed("a referral is waiting for an answer".into()));
+            }
+            if let Some(p) = &view.pending_handoff {
+                return Err(rule.not_allowed(format!(
+                    "handoff {} to {} is still waiting for an answer",
+                    p.handoff_id, p.to_agency
+                )));
+            }
+            rule.addressable(registry, &e.to_agency)?;
+            view.pending_handoff = Some(PendingHandoff {
+                handoff_id: e.handoff_id.clone(),
+                from_agency: source.to_string(),
+                to_agency: e.to_agency.clone(),
+                requested_at: Some(occurred),
+                reason: e.reason.clone(),
+            });
+            add_party(&mut view.parties, &e.to_agency);
+        }
+        Event::HandoffAccepted(e) => {
+            rule.open_handoff(&e.handoff_id)?;
+            view.pending_handoff = None;
+            view.holder = source.to_string();
+        }
+        Event::HandoffDeclined(e) => {
+            rule.open_handoff(&e.handoff_id)?;
+            view.pending_handoff = None;
+        }
+        Event::ConsentGiven(_) => {
+            rule.holder()?;
+            view.consent = ConsentState::Given as i32;
+        }
+        Event::ConsentWithdrawn(_) => {
+            rule.holder()?;
+            view.consent = ConsentState::Withdrawn as i32;
+        }
+        Event::ProgrammeCompleted(e) => {
+            rule.holder()?;
+            rule.status_in(&[CaseStatus::Enrolled])?;
+            view.status = CaseStatus::Completed as i32;
+            view.outcome_note = e.note.clone();
+        }
+        Event::ProgrammeDroppedOut(e) => {
+            rule.holder()?;
+            rule.status_in(&[
+                CaseStatus::Accepted,
+                CaseStatus::InContact,
+                CaseStatus::Intake,
+                CaseStatus::Enrolled,
+            ])?;
+            view.status = CaseStatus::DroppedOut as i32;
+            view.outcome_note = e.reason.clone();
+        }
+        Event::CaseClosed(e) => {
+            rule.holder()?;
+            view.status = CaseStatus::Closed as i32;
+            view.pending_handoff = None;
+            for step in &mut view.referrals {
+                if matches!(
+                    StepState::try_from(step.state),
+                    Ok(StepState::Pending | StepState::Acknowledged)
+                ) {
+                    step.state = StepState::Declined as i32;
+                    step.answered_at = Some(occurred);
+                    step.decline_reason = "case closed".into();
+                }
+            }
+            view.outcome_note = e.reason.clone();
+        }
+    }
+
+    view.version = actual_version + 1;
+    view.last_sequence = at.sequence;
+    view.updated_at = Some(handoff_contract::time::from_unix_ms(at.recorded_at_ms));
+    Ok(view)
+}
+
+fn add_party(parties: &mut Vec<String>, agency: &str) {
+    if let Err(pos) = parties.binary_search_by(|p| p.as_str().cmp(agency)) {
+        parties.insert(pos, agency.to_string());
+    }
+}
+
+/// The checks an event must pass against the case, phrased for people.
+struct Rule<'a> {
+    view: &'a CaseView,
+    source: &'a str,
+    event_type: &'static str,
+}
+
+impl Rule<'_> {
+    fn not_allowed(&self, why: String) -> Rejection {
+        Rejection::TransitionNotAllowed {
+            case_id: self.view.case_id.clone(),
+            event_type: self.event_type,
+            status: status_name(status_of(self.view)),
+            why,
+        }
+    }
+
+    fn not_a_party(&self, role: &str) -> Rejection {
+        Rejection::AgencyNotAParty {
+            agency: self.source.to_string(),
+            case_id: self.view.case_id.clone(),
+            event_type: self.event_type,
+            role: role.to_string(),
+        }
+    }
+
+    fn not_closed(&self) -> Result<(), Rejection> {
+        if status_of(self.view) == CaseStatus::Closed {
+            return Err(self.not_allowed("the case is closed".into()));
+        }
+        Ok(())
+    }
+
+    fn party(&self) -> Result<(), Rejection> {
+        if self.view.parties.iter().any(|p| p == self.source) {
+            Ok(())
+        } else {
+            Err(self.not_a_party("a party to the case"))
+        }
+    }
+
+    fn holder(&self) -> Result<(), Rejection> {
+        if self.view.holder == self.source {
+            Ok(())
+        } else {
+            Err(self.not_a_party(&format!(
+                "the holder of the case (held by {})",
+                self.view.holder
+            )))
+        }
+    }
+
+    fn status_in(&self, allowed: &[CaseStatus]) -> Result<(), Rejection> {
+        if allowed.contains(&status_of(self.view)) {
+            return Ok(());
+        }
+        let names: Vec<String> = allowed.iter().map(|s| status_name(*s)).collect();
+        Err(self.not_allowed(format!("it needs the case to be {}", names.join(" or "))))
+    }
+
+    fn addressable(&self, registry: &Registry, to: &str) -> Result<(), Rejection> {
+        let target = registry
+            .get(to)
+            .ok_or_else(|| Rejection::UnknownAgency(to.to_string()))?;
+        if !target.kind.may_take_cases() {
+            return Err(self.not_allowed(format!(
+                "agency {to} is a {} and cannot take up cases",
+                target.kind
+            )));
+        }
+        if to == self.view.holder {
+            return Err(self.not_allowed(format!("agency {to} already holds the case")));
+        }
+        Ok(())
+    }
+
+    /// The index of referral `id` if it is open in one of `states` and addressed to the source.
+    fn open_referral(&self, id: &str, states: &[StepState]) -> Result<usize, Rejection> {
+        let Some(index) = self.view.referrals.iter().position(|r| r.referral_id == id) else {
+            return Err(self.not_allowed(format!("no referral {id} was made in this case")));
+        };
+        let step = &self.view.referrals[index];
+        if step.to_agency != self.source {
+            return Err(self.not_a_party(&format!(
+                "the agency referral {id} is addressed to ({})",
+                step.to_agency
+            )));
+        }
+        let state = StepState::try_from(step.state).unwrap_or(StepState::Unspecified);
+        if !states.contains(&state) {
+            return Err(self.not_allowed(format!(
+                "referral {id} is already {}",
+                state
+                    .as_str_name()
+                    .trim_start_matches("STEP_STATE_")
+                    .to_ascii_lowercase()
+            )));
+        }
+        Ok(index)
+    }
+
+    fn open_handoff(&self, id: &str) -> Result<(), Rejection> {
+        match &self.view.pending_handoff {
+            Some(p) if p.handoff_id == id => {
+                if p.to_agency == self.source {
+                    Ok(())
+                } else {
+                    Err(self.not_a_party(&format!(
+                        "the agency handoff {id} is addressed to ({})",
+                        p.to_agency
+                    )))
+                }
+            }
+            _ => Err(self.not_allowed(format!("no handoff {id} is waiting for an answer"))),
+        }
+    }
+}

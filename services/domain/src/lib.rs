@@ -1,0 +1,15 @@
+//! The case model of Handoff. Pure: no I/O, no async, no clock.
+//!
+//! [`evolve`] is the one place that decides whether an event may enter the
+//! log and what the case looks like after it; ingest calls it in stream
+//! order, and replays call it again to rebuild projections.
+
+pub mod agency;
+pub mod case;
+pub mod inbox;
+pub mod rejection;
+pub mod validate;
+
+pub use agency::{Agency, AgencyKind, Registry};
+pub use case::{Position, evolve, status_name};
+pub use rejection::Rejection;

@@ -1,0 +1,90 @@
+//! Structural checks of an envelope, before any case state is consulted.
+
+use handoff_contract::v1::Envelope;
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::{SCHEMA_VERSION, names::is_valid_agency_id};
+
+use crate::rejection::Rejection;
+
+/// Longest case id or pseudonym accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+fn invalid(msg: impl Into<String>) -> Rejection {
+    Rejection::Invalid(msg.into())
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Err(invalid(format!("{field} is empty")));
+    }
+    if value.len() > MAX_ID_LEN || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(format!(
+            "{field} must be at most {MAX_ID_LEN} bytes without spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what every envelope needs regardless of the case: ids, version, timestamps.
+pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
+    match envelope.schema_version {
+        0 => return Err(invalid("schema_version is missing (this exchange writes 1)")),
+        v if v != SCHEMA_VERSION => {
+            return Err(Rejection::UnsupportedSchemaVersion {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        _ => {}
+    }
+    let id = uuid::Uuid::try_parse(&envelope.event_id)
+        .map_err(|_| invalid(format!("event_id {:?} is not a UUID", envelope.event_id)))?;
+    if id.get_version_num() != 7 {
+        return Err(invalid(format!(
+            "event_id {} is a version {} UUID; use UUIDv7",
+            envelope.event_id,
+            id.get_version_num()
+        )));
+    }
+    if !is_valid_agency_id(&envelope.source_agency) {
+        return Err(invalid(format!(
+            "source_agency {:?} is not a valid agency id",
+            envelope.source_agency
+        )));
+    }
+    check_id("case_id", &envelope.case_id)?;
+    check_id("subject_pseudonym", &envelope.subject_pseudonym)?;
+    match &envelope.occurred_at {
+        None => return Err(invalid("occurred_at is missing")),
+        Some(ts) if ts.nanos < 0 || ts.nanos >= 1_000_000_000 => {
+            return Err(invalid("occurred_at has out-of-range nanoseconds"));
+        }
+        Some(_) => {}
+    }
+    let Some(event) = &envelope.event else {
+        return Err(invalid(
+            "the envelope carries no event (unknown event type from a newer contract?)",
+        ));
+    };
+    let need = |field: &str, value: &str| check_id(field, value);
+    match event {
+        Event::ReferralMade(e) => {
+            need("referral_id", &e.referral_id)?;
+            need("to_agency", &e.to_agency)?;
+        }
+        Event::ReferralAcknowledged(e) => need("referral_id", &e.referral_id)?,
+        Event::ReferralAccepted(e) => need("referral_id", &e.referral_id)?,
+        Event::ReferralDeclined(e) => need("referral_id", &e.referral_id)?,
+        Event::HandoffRequested(e) => {
+            need("handoff_id", &e.handoff_id)?;
+            need("to_agency", &e.to_agency)?;
+        }
+        Event::HandoffAccepted(e) => need("handoff_id", &e.handoff_id)?,
+        Event::HandoffDeclined(e) => need("handoff_id", &e.handoff_id)?,
+        Event::EvictionOrdered(e) if e.duration_days == 0 || e.duration_days > 366 => {
+            return Err(invalid("eviction duration_days must be between 1 and 366"));
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Ingest: consumes agency events from the JetStream stream strictly in
+//! stream order, decides each one, writes the batch to the log (flushed),
+//! and only then sends receipts.
+//!
+//! Every message ends in exactly one of: appended, duplicate (answered with
+//! the original receipt), or rejected into the quarantine with its reason.
+//! The consumer position is stored in the same atomic batch as the records,
+//! so a restart resumes exactly after the last committed message.
+
+mod decide;
+mod stream;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use handoff_contract::names::receipt_subject;
+use handoff_contract::v1::Receipt;
+use handoff_domain::Registry;
+use handoff_log::{Log, LogError, hex};
+use prost::Message as _;
+use tokio::sync::watch;
+
+pub use decide::{Incoming, decide};
+pub use stream::{StreamSettings, ensure_stream};
+
+/// Why ingest stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The log could not be written; nothing of the failed batch was acknowledged or receipted.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// JetStream refused to create or read the stream.
+    #[error("JetStream stream {stream}: {detail}. Is nats-server running with JetStream enabled (-js) and is the exchange's NATS user allowed to manage it?")]
+    Stream {
+        /// The stream name.
+        stream: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// Settings of the ingest loop.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// The stream to consume.
+    pub stream: StreamSettings,
+    /// Most messages decided and committed in one batch (one flush).
+    pub batch_max: usize,
+}
+
+/// Consumes the stream into the log until `shutdown` turns true.
+pub struct Ingest {
+    log: Log,
+    registry: Registry,
+    client: async_nats::Client,
+    settings: IngestSettings,
+}
+
+impl Ingest {
+    /// An ingest loop over this log, registry and NATS connection.
+    pub fn new(log: Log, registry: Registry, client: async_nats::Client, settings: IngestSettings) -> Self {
+        Ingest {
+            log,
+            registry,
+            client,
+            settings,
+        }
+    }
+
+    /// Runs until shutdown. Returns an error only for faults it must not paper over
+    /// (a log write that failed); lost NATS connections are retried.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
+        let js = jetstream::new(self.client.clone());
+        let stream = loop {
+            match ensure_stream(&js, &self.settings.stream).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set up the stream yet; retrying in 1s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                }
+            }
+        };
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let start = self.log.head().stream_position + 1;
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: start,
+                    },
+                    ..Default::default()
+                })
+                .await;
+            let messages = match consumer {
+                Ok(c) => c.messages().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create the consumer; retrying in 1s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                }
+            };
+            let mut messages = match messages {
+                Ok(m) => m.ready_chunks(self.settings.batch_max.max(1)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the stream; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            tracing::info!(from_stream_sequence = start, "consuming");
+            loop {
+                let chunk = tokio::select! {
+                    chunk = messages.next() => chunk,
+                    _ = shutdown.changed() => return Ok(()),
+                };
+                let Some(chunk) = chunk else {
+                    tracing::warn!("the stream of messages ended; resuming from the stored position");
+                    break;
+                };
+                let mut ok = Vec::with_capacity(chunk.len());
+                let mut broken = false;
+                for item in chunk {
+                    match item {
+                        Ok(m) => ok.push(m),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consumer error; resuming from the stored position");
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                self.apply(ok).await?;
+                if broken {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Decides a chunk of messages, commits them in one flushed batch, then sends receipts.
+    async fn apply(&self, messages: Vec<jetstream::Message>) -> Result<(), IngestError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.log.batch();
+        let mut receipts: Vec<(String, Receipt)> = Vec::with_capacity(messages.len());
+        let (mut accepted, mut duplicates, mut rejected) = (0usize, 0usize, 0usize);
+        for msg in &messages {
+            let Ok(info) = msg.info() else {
+                tracing::warn!(subject = %msg.subject, "message without JetStream metadata skipped");
+                continue;
+            };
+            // Replays after a reconnect can deliver what is already committed.
+            if info.stream_sequence <= batch.stream_position() {
+                continue;
+            }
+            let incoming = Incoming {
+                subject: msg.subject.as_str(),
+                payload: &msg.payload,
+                msg_id: msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.as_str()),
+                stream_sequence: info.stream_sequence,
+                recorded_at_unix_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+            };
+            let (agency, receipt) = decide(
+                &mut batch,
+                &self.registry,
+                self.settings.stream.max_message_bytes,
+                &incoming,
+            )?;
+            match receipt.status() {
+                handoff_contract::v1::receipt::Status::Accepted => accepted += 1,
+                handoff_contract::v1::receipt::Status::Duplicate => duplicates += 1,
+                _ => rejected += 1,
+            }
+            tracing::debug!(
+                stream_sequence = info.stream_sequence,
+                event_id = %receipt.event_id,
+                status = ?receipt.status(),
+                reason = ?receipt.reason(),
+                "decided"
+            );
+            if !agency.is_empty() {
+                receipts.push((agency, receipt));
+            }
+        }
+        let head = self.log.commit(batch).await?;
+        tracing::info!(
+            messages = messages.len(),
+            accepted,
+            duplicates,
+            rejected,
+            head_sequence = head.sequence,
+            head_hash = %hex(&head.hash),
+            stream_position = head.stream_position,
+            "batch committed"
+        );
+        // Receipts only after the flush: a receipt is the publisher's proof of delivery.
+        for (agency, receipt) in receipts {
+            if let Err(e) = self
+                .client
+                .publish(receipt_subject(&agency), receipt.encode_to_vec().into())
+                .await
+            {
+                tracing::warn!(error = %e, %agency, "receipt not sent; the publisher can look it up");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers receipt look-ups (`handoff.lookup.<agency>`, body = event id) from the log,
+/// for publishers whose receipt was lost or whose publish the broker deduplicated.
+pub async fn serve_receipt_lookups(
+    client: async_nats::Client,
+    log: Log,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut requests = client.subscribe("handoff.lookup.*").await?;
+    loop {
+        let request = tokio::select! {
+            r = requests.next() => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(request) = request else {
+            return Ok(());
+        };
+        let Some(reply) = request.reply else {
+            continue;
+        };
+        let agency = request.subject.as_str().rsplit('.').next().unwrap_or_default();
+        let event_id = String::from_utf8_lossy(&request.payload);
+        let answer = match log.receipt_for(agency, event_id.trim()) {
+            Ok(Some(r)) => r.encode_to_vec(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "receipt look-up failed");
+                Vec::new()
+            }
+        };
+        if let Err(e) = client.publish(reply, answer.into()).await {
+            tracing::warn!(error = %e, "look-up answer not sent");
+        }
+    }
+}

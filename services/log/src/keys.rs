@@ -1,0 +1,89 @@
+//! Key layout of the log tree (see the table in lib.rs).
+
+pub const RECORD: u8 = b'r';
+pub const EVENT: u8 = b'e';
+pub const CASE_RECORDS: u8 = b'c';
+pub const VIEW: u8 = b'v';
+pub const INBOX: u8 = b'i';
+pub const QUARANTINE: u8 = b'q';
+pub const REJECTED_EVENT: u8 = b'x';
+
+pub const META_HEAD: &[u8] = b"mhead";
+pub const META_POSITION: &[u8] = b"mposition";
+pub const META_QUARANTINED: &[u8] = b"mquarantined";
+pub const META_FORMAT: &[u8] = b"mformat";
+
+/// Format of this key layout; a store written by another format is refused, not repaired.
+pub const FORMAT: u64 = 1;
+
+pub fn record(seq: u64) -> [u8; 9] {
+    let mut k = [RECORD; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn event(id: &[u8; 16]) -> [u8; 17] {
+    let mut k = [EVENT; 17];
+    k[1..].copy_from_slice(id);
+    k
+}
+
+pub fn case_records_prefix(case_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(case_id.len() + 2);
+    k.push(CASE_RECORDS);
+    k.extend_from_slice(case_id.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn case_record(case_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = case_records_prefix(case_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn view(case_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(case_id.len() + 1);
+    k.push(VIEW);
+    k.extend_from_slice(case_id.as_bytes());
+    k
+}
+
+pub fn inbox_prefix(agency: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + 2);
+    k.push(INBOX);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn inbox(agency: &str, case_id: &str, item_id: &str) -> Vec<u8> {
+    let mut k = inbox_prefix(agency);
+    k.extend_from_slice(case_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(item_id.as_bytes());
+    k
+}
+
+pub fn quarantine(stream_seq: u64) -> [u8; 9] {
+    let mut k = [QUARANTINE; 9];
+    k[1..].copy_from_slice(&stream_seq.to_be_bytes());
+    k
+}
+
+pub fn rejected_event(agency: &str, event_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + event_id.len() + 2);
+    k.push(REJECTED_EVENT);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    k.extend_from_slice(event_id.as_bytes());
+    k
+}
+
+/// Reads a big-endian u64 at `at`, if the slice is long enough.
+pub fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}

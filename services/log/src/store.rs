@@ -1,0 +1,545 @@
+//! The sled-backed store: reading the log and its projections, and writing
+//! batches atomically and durably.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use handoff_contract::v1::{
+    CaseStatus, CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, receipt::Status,
+};
+use prost::Message;
+
+use crate::chain::{GENESIS, Hash, hex, is_intact, record_hash};
+use crate::keys::{self, u64_at};
+
+/// How many records at the tail are re-hashed when the store opens.
+const TAIL_CHECK: u64 = 1024;
+
+/// What can go wrong with the log store. Messages say what an operator should do.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// sled could not open the data dir.
+    #[error("cannot open the log store at {path}: {source}. If another handoff process uses this data dir, stop it; if the store is damaged, restore from a backup (the exchange never repairs a store silently)")]
+    Open {
+        /// The data dir.
+        path: PathBuf,
+        /// What sled said.
+        source: sled::Error,
+    },
+    /// sled failed while reading or writing.
+    #[error("the log store failed: {0}. Check free disk space and permissions of the data dir")]
+    Store(#[from] sled::Error),
+    /// A stored value does not decode or does not match its hash.
+    #[error("the log store is damaged at {what}: {detail}. Stop the exchange and restore from a backup; do not edit the data dir")]
+    Corrupt {
+        /// Where (e.g. "record 42").
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The store was written by an incompatible version of Handoff.
+    #[error("the log store at {path} has format {found}, this build reads format {expected}")]
+    Format {
+        /// The data dir.
+        path: PathBuf,
+        /// The format found.
+        found: u64,
+        /// The format this build writes.
+        expected: u64,
+    },
+}
+
+fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> LogError {
+    LogError::Corrupt {
+        what: what.into(),
+        detail: detail.into(),
+    }
+}
+
+fn decode<M: Message + Default>(what: impl FnOnce() -> String, bytes: &[u8]) -> Result<M, LogError> {
+    M::decode(bytes).map_err(|e| corrupt(what(), e.to_string()))
+}
+
+/// The state of the log's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence of the last record (0 when empty).
+    pub sequence: u64,
+    /// Hash of the last record (`GENESIS` when empty).
+    pub hash: Hash,
+    /// The last JetStream stream sequence consumed (appended or quarantined).
+    pub stream_position: u64,
+    /// How many messages the quarantine holds.
+    pub quarantined: u64,
+}
+
+impl Head {
+    fn encode(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        b[..8].copy_from_slice(&self.sequence.to_be_bytes());
+        b[8..].copy_from_slice(&self.hash);
+        b
+    }
+}
+
+/// Which cases `Log::list_cases` returns.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// Only cases in this status.
+    pub status: Option<CaseStatus>,
+    /// Only cases held by this agency.
+    pub holder: Option<String>,
+}
+
+impl CaseFilter {
+    fn matches(&self, v: &CaseView) -> bool {
+        self.status.is_none_or(|s| v.status == s as i32)
+            && self.holder.as_ref().is_none_or(|h| &v.holder == h)
+    }
+}
+
+/// The append-only log and its projections.
+#[derive(Clone)]
+pub struct Log {
+    db: sled::Db,
+    tree: sled::Tree,
+    head: Arc<Mutex<Head>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("path", &self.path).finish()
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` and verifies the tail of the hash chain.
+    pub fn open(dir: &Path) -> Result<Log, LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| LogError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let tree = db.open_tree("log")?;
+        match tree.get(keys::META_FORMAT)? {
+            None if tree.is_empty() => {
+                tree.insert(keys::META_FORMAT, &keys::FORMAT.to_be_bytes())?;
+                db.flush()?;
+            }
+            None => return Err(corrupt("format marker", "missing in a non-empty store")),
+            Some(v) => {
+                let found = u64_at(&v, 0).unwrap_or(0);
+                if found != keys::FORMAT {
+                    return Err(LogError::Format {
+                        path: dir.to_path_buf(),
+                        found,
+                        expected: keys::FORMAT,
+                    });
+                }
+            }
+        }
+        let head = Self::read_head(&tree)?;
+        let log = Log {
+            db,
+            tree,
+            head: Arc::new(Mutex::new(head)),
+            path: dir.to_path_buf(),
+        };
+        log.verify_tail(head)?;
+        Ok(log)
+    }
+
+    fn read_head(tree: &sled::Tree) -> Result<Head, LogError> {
+        let (sequence, hash) = match tree.get(keys::META_HEAD)? {
+            None => (0, GENESIS),
+            Some(v) => {
+                let seq = u64_at(&v, 0).ok_or_else(|| corrupt("head", "too short"))?;
+                let hash: Hash = v
+                    .get(8..40)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| corrupt("head", "too short"))?;
+                (seq, hash)
+            }
+        };
+        let read_u64 = |k: &[u8]| -> Result<u64, LogError> {
+            Ok(tree.get(k)?.and_then(|v| u64_at(&v, 0)).unwrap_or(0))
+        };
+        Ok(Head {
+            sequence,
+            hash,
+            stream_position: read_u64(keys::META_POSITION)?,
+            quarantined: read_u64(keys::META_QUARANTINED)?,
+        })
+    }
+
+    /// Re-hashes the last records and checks they link up to the stored head.
+    fn verify_tail(&self, head: Head) -> Result<(), LogError> {
+        if let Some((k, _)) = self.tree.scan_prefix([keys::RECORD]).next_back().transpose()? {
+            let last = u64_at(&k, 1).unwrap_or(0);
+            if last != head.sequence {
+                return Err(corrupt(
+                    "head",
+                    format!("the head says sequence {} but the last record is {last}", head.sequence),
+                ));
+            }
+        } else if head.sequence != 0 {
+            return Err(corrupt("head", format!("the head says sequence {} but there are no records", head.sequence)));
+        }
+        let from = head.sequence.saturating_sub(TAIL_CHECK).max(1);
+        let mut expected_next_prev: Option<Vec<u8>> = None;
+        for seq in from..=head.sequence {
+            let rec = self
+                .record(seq)?
+                .ok_or_else(|| corrupt(format!("record {seq}"), "missing (sequences must be dense)"))?;
+            if let Some(prev) = &expected_next_prev
+                && prev != &rec.prev_hash
+            {
+                return Err(corrupt(format!("record {seq}"), "does not link to the record before it"));
+            }
+            expected_next_prev = Some(rec.hash);
+        }
+        if let Some(last) = expected_next_prev
+            && last.as_slice() != head.hash
+        {
+            return Err(corrupt("head", "the head hash is not the last record's hash"));
+        }
+        Ok(())
+    }
+
+    /// The data dir.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The state of the log's end, as of the last commit.
+    pub fn head(&self) -> Head {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, LogError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// The record at `seq`, checked against its hash.
+    pub fn record(&self, seq: u64) -> Result<Option<LogRecord>, LogError> {
+        let Some(bytes) = self.tree.get(keys::record(seq))? else {
+            return Ok(None);
+        };
+        let rec: LogRecord = decode(|| format!("record {seq}"), &bytes)?;
+        if rec.sequence != seq || !is_intact(&rec) {
+            return Err(corrupt(format!("record {seq}"), "its contents do not match its hash"));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Records from `from` to `to` inclusive (`to` = 0: to the head), in order.
+    pub fn records(&self, from: u64, to: u64) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
+        let to = if to == 0 { u64::MAX } else { to };
+        self.tree
+            .range(keys::record(from.max(1))..=keys::record(to))
+            .map(|item| {
+                let (k, v) = item?;
+                let seq = u64_at(&k, 1).unwrap_or(0);
+                let rec: LogRecord = decode(|| format!("record {seq}"), &v)?;
+                if rec.sequence != seq || !is_intact(&rec) {
+                    return Err(corrupt(format!("record {seq}"), "its contents do not match its hash"));
+                }
+                Ok(rec)
+            })
+    }
+
+    /// The current view of a case.
+    pub fn case(&self, case_id: &str) -> Result<Option<CaseView>, LogError> {
+        self.tree
+            .get(keys::view(case_id))?
+            .map(|b| decode(|| format!("view of case {case_id}"), &b))
+            .transpose()
+    }
+
+    /// The records of one case, in log order.
+    pub fn case_records(&self, case_id: &str) -> Result<Vec<LogRecord>, LogError> {
+        let prefix = keys::case_records_prefix(case_id);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let seq = u64_at(&k, prefix.len()).ok_or_else(|| corrupt("case index", "short key"))?;
+            let rec = self
+                .record(seq)?
+                .ok_or_else(|| corrupt(format!("record {seq}"), format!("indexed for case {case_id} but missing")))?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` cases after `after` (by case id) that match the filter, and whether more follow.
+    pub fn list_cases(&self, filter: &CaseFilter, after: &str, limit: usize) -> Result<(Vec<CaseView>, bool), LogError> {
+        let start = if after.is_empty() {
+            vec![keys::VIEW]
+        } else {
+            let mut k = keys::view(after);
+            k.push(0); // strictly after
+            k
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(start..[keys::VIEW + 1].to_vec()) {
+            let (k, v) = item?;
+            let view: CaseView = decode(|| format!("view {}", String::from_utf8_lossy(&k[1..])), &v)?;
+            if filter.matches(&view) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(view);
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// Referrals and handoffs waiting for `agency`, oldest first.
+    pub fn inbox(&self, agency: &str) -> Result<Vec<InboxItem>, LogError> {
+        let mut items = Vec::new();
+        for item in self.tree.scan_prefix(keys::inbox_prefix(agency)) {
+            let (_, v) = item?;
+            items.push(decode::<InboxItem>(|| format!("inbox of {agency}"), &v)?);
+        }
+        items.sort_by_key(|i| i.since.map(|t| (t.seconds, t.nanos)));
+        Ok(items)
+    }
+
+    /// Quarantined messages after a stream sequence.
+    pub fn quarantine(&self, after_stream_seq: u64, limit: usize) -> Result<Vec<QuarantineEntry>, LogError> {
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(keys::quarantine(after_stream_seq.saturating_add(1))..=keys::quarantine(u64::MAX))
+            .take(limit)
+        {
+            let (_, v) = item?;
+            out.push(decode(|| "quarantine entry".into(), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The receipt `agency` should get for an event it published: from the log if it is
+    /// there, else its latest rejection, else `None` (not seen yet, or not this agency's).
+    pub fn receipt_for(&self, agency: &str, event_id: &str) -> Result<Option<Receipt>, LogError> {
+        if let Ok(id) = uuid_bytes(event_id)
+            && let Some(v) = self.tree.get(keys::event(&id))?
+        {
+            let receipt = self.duplicate_receipt(event_id, &v)?;
+            let source = self
+                .record(receipt.sequence)?
+                .and_then(|r| handoff_contract::v1::Envelope::decode(r.envelope.as_slice()).ok())
+                .map(|e| e.source_agency);
+            return Ok((source.as_deref() == Some(agency)).then_some(receipt));
+        }
+        self.tree
+            .get(keys::rejected_event(agency, event_id))?
+            .map(|b| decode(|| format!("rejection of {event_id}"), &b))
+            .transpose()
+    }
+
+    fn duplicate_receipt(&self, event_id: &str, index_value: &[u8]) -> Result<Receipt, LogError> {
+        let seq = u64_at(index_value, 0).ok_or_else(|| corrupt("event index", "short value"))?;
+        let version = u64_at(index_value, 8).unwrap_or(0);
+        let rec = self
+            .record(seq)?
+            .ok_or_else(|| corrupt(format!("record {seq}"), format!("indexed for event {event_id} but missing")))?;
+        let case_id = handoff_contract::v1::Envelope::decode(rec.envelope.as_slice())
+            .map(|e| e.case_id)
+            .unwrap_or_default();
+        Ok(Receipt {
+            event_id: event_id.to_string(),
+            status: Status::Duplicate as i32,
+            sequence: seq,
+            hash: rec.hash,
+            stream_sequence: rec.stream_sequence,
+            case_id,
+            case_version: version,
+            ..Receipt::default()
+        })
+    }
+
+    /// Starts a batch of writes on top of the current state.
+    pub fn batch(&self) -> WriteBatch<'_> {
+        WriteBatch {
+            log: self,
+            head: self.head(),
+            batch: sled::Batch::default(),
+            views: HashMap::new(),
+            events: HashMap::new(),
+            appended: 0,
+        }
+    }
+
+    /// Applies a batch atomically and flushes it to disk. Only after this returns
+    /// may the batch's messages be acknowledged or receipted.
+    pub async fn commit(&self, batch: WriteBatch<'_>) -> Result<Head, LogError> {
+        let WriteBatch { head, mut batch, .. } = batch;
+        batch.insert(keys::META_HEAD, &head.encode()[..]);
+        batch.insert(keys::META_POSITION, &head.stream_position.to_be_bytes()[..]);
+        batch.insert(keys::META_QUARANTINED, &head.quarantined.to_be_bytes()[..]);
+        self.tree.apply_batch(batch)?;
+        self.db.flush_async().await?;
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
+        Ok(head)
+    }
+
+    /// A digest of every projection (case views and inboxes), to compare two stores.
+    pub fn projection_digest(&self) -> Result<Hash, LogError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for prefix in [keys::VIEW, keys::INBOX, keys::CASE_RECORDS, keys::EVENT] {
+            for item in self.tree.scan_prefix([prefix]) {
+                let (k, v) = item?;
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.finalize().into())
+    }
+}
+
+/// The 16 bytes of a UUID in its text form.
+fn uuid_bytes(text: &str) -> Result<[u8; 16], uuid::Error> {
+    uuid::Uuid::try_parse(text).map(|u| *u.as_bytes())
+}
+
+/// What appending one event produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its log sequence.
+    pub sequence: u64,
+    /// Its record hash.
+    pub hash: Hash,
+}
+
+/// Writes staged for one atomic commit, readable before they are committed.
+pub struct WriteBatch<'a> {
+    log: &'a Log,
+    head: Head,
+    batch: sled::Batch,
+    views: HashMap<String, CaseView>,
+    events: HashMap<[u8; 16], (Receipt, Vec<u8>)>,
+    appended: usize,
+}
+
+impl WriteBatch<'_> {
+    /// The log sequence the next appended event will get.
+    pub fn next_sequence(&self) -> u64 {
+        self.head.sequence + 1
+    }
+
+    /// The last stream sequence consumed, including this batch.
+    pub fn stream_position(&self) -> u64 {
+        self.head.stream_position
+    }
+
+    /// How many events this batch appends.
+    pub fn appended(&self) -> usize {
+        self.appended
+    }
+
+    /// A case as it stands including this batch's writes.
+    pub fn case(&self, case_id: &str) -> Result<Option<CaseView>, LogError> {
+        match self.views.get(case_id) {
+            Some(v) => Ok(Some(v.clone())),
+            None => self.log.case(case_id),
+        }
+    }
+
+    /// If `event_id` is already in the log (or this batch): the receipt its publisher
+    /// should get again, and the envelope bytes logged under it.
+    pub fn duplicate_of(&self, event_id: &str) -> Result<Option<(Receipt, Vec<u8>)>, LogError> {
+        let Ok(id) = uuid_bytes(event_id) else {
+            return Ok(None);
+        };
+        if let Some(staged) = self.events.get(&id) {
+            return Ok(Some(staged.clone()));
+        }
+        let Some(index_value) = self.log.tree.get(keys::event(&id))? else {
+            return Ok(None);
+        };
+        let receipt = self.log.duplicate_receipt(event_id, &index_value)?;
+        let envelope = self.log.record(receipt.sequence)?.map(|r| r.envelope).unwrap_or_default();
+        Ok(Some((receipt, envelope)))
+    }
+
+    /// Appends an accepted event with the case view it produced.
+    pub fn append(
+        &mut self,
+        stream_sequence: u64,
+        recorded_at_unix_ms: i64,
+        envelope: &[u8],
+        event_id: &str,
+        view: CaseView,
+    ) -> Result<Appended, LogError> {
+        let id = uuid_bytes(event_id).map_err(|e| corrupt(format!("event {event_id}"), e.to_string()))?;
+        let sequence = self.next_sequence();
+        let hash = record_hash(&self.head.hash, sequence, stream_sequence, recorded_at_unix_ms, envelope);
+        let record = LogRecord {
+            sequence,
+            stream_sequence,
+            recorded_at_unix_ms,
+            envelope: envelope.to_vec(),
+            prev_hash: self.head.hash.to_vec(),
+            hash: hash.to_vec(),
+        };
+        self.batch.insert(&keys::record(sequence), record.encode_to_vec());
+        let mut index_value = sequence.to_be_bytes().to_vec();
+        index_value.extend_from_slice(&view.version.to_be_bytes());
+        self.batch.insert(&keys::event(&id), index_value);
+        let staged = Receipt {
+            event_id: event_id.to_string(),
+            status: Status::Duplicate as i32,
+            sequence,
+            hash: hash.to_vec(),
+            stream_sequence,
+            case_id: view.case_id.clone(),
+            case_version: view.version,
+            ..Receipt::default()
+        };
+        self.events.insert(id, (staged, envelope.to_vec()));
+        self.batch.insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
+
+        let before = self.case(&view.case_id)?;
+        for item in before.iter().flat_map(handoff_domain::inbox::items) {
+            self.batch.remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
+        }
+        for item in handoff_domain::inbox::items(&view) {
+            self.batch.insert(keys::inbox(&item.to_agency, &item.case_id, &item.item_id), item.encode_to_vec());
+        }
+        self.batch.insert(keys::view(&view.case_id), view.encode_to_vec());
+        self.views.insert(view.case_id.clone(), view);
+
+        self.head.sequence = sequence;
+        self.head.hash = hash;
+        self.advance(stream_sequence);
+        self.appended += 1;
+        tracing::debug!(sequence, stream_sequence, event_id, hash = %hex(&hash), "appended");
+        Ok(Appended { sequence, hash })
+    }
+
+    /// Keeps a refused message in the quarantine, with the receipt its publisher got.
+    /// `agency` is the publisher as NATS identified it (the subject's agency).
+    pub fn quarantine(&mut self, entry: QuarantineEntry, receipt: &Receipt, agency: &str) {
+        let stream_sequence = entry.stream_sequence;
+        if !receipt.event_id.is_empty() && !agency.is_empty() {
+            self.batch.insert(keys::rejected_event(agency, &receipt.event_id), receipt.encode_to_vec());
+        }
+        self.batch.insert(&keys::quarantine(stream_sequence), entry.encode_to_vec());
+        self.head.quarantined += 1;
+        self.advance(stream_sequence);
+    }
+
+    /// Moves the consumer position past a message that needed no write (a duplicate).
+    pub fn advance(&mut self, stream_sequence: u64) {
+        self.head.stream_position = self.head.stream_position.max(stream_sequence);
+    }
+}

@@ -1,0 +1,206 @@
+//! The gRPC query service: projections of the log for partners, the log
+//! itself for auditors, plus gRPC health and reflection.
+//!
+//! Every read goes through [`Cases`]; the need-to-know filter and access
+//! audit attach here (issue 3), so no other path serves case data.
+
+use std::net::SocketAddr;
+
+use handoff_contract::v1::cases_server::{Cases as CasesApi, CasesServer};
+use handoff_contract::v1::*;
+use handoff_log::{CaseFilter, Log, LogError};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status};
+
+/// Default and largest page of `ListCases`.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page of `ListCases`.
+pub const MAX_PAGE: usize = 500;
+
+fn internal(e: LogError) -> Status {
+    tracing::error!(error = %e, "log read failed");
+    Status::internal(e.to_string())
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
+}
+
+/// The `handoff.v1.Cases` service over a log.
+#[derive(Debug, Clone)]
+pub struct Cases {
+    log: Log,
+}
+
+impl Cases {
+    /// A query service reading `log`.
+    pub fn new(log: Log) -> Self {
+        Cases { log }
+    }
+}
+
+#[tonic::async_trait]
+impl CasesApi for Cases {
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
+        let case_id = required("case_id", &request.get_ref().case_id)?;
+        match self.log.case(case_id).map_err(internal)? {
+            Some(view) => Ok(Response::new(view)),
+            None => Err(Status::not_found(format!("no case {case_id}"))),
+        }
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<ListCasesRequest>,
+    ) -> Result<Response<ListCasesResponse>, Status> {
+        let req = request.into_inner();
+        let filter = CaseFilter {
+            status: match CaseStatus::try_from(req.status) {
+                Ok(CaseStatus::Unspecified) => None,
+                Ok(s) => Some(s),
+                Err(_) => return Err(Status::invalid_argument(format!("unknown status {}", req.status))),
+            },
+            holder: (!req.holder.is_empty()).then_some(req.holder),
+        };
+        let limit = match req.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let (cases, more) = self
+            .log
+            .list_cases(&filter, &req.page_token, limit)
+            .map_err(internal)?;
+        let next_page_token = match (more, cases.last()) {
+            (true, Some(last)) => last.case_id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListCasesResponse {
+            cases,
+            next_page_token,
+        }))
+    }
+
+    async fn inbox(&self, request: Request<InboxRequest>) -> Result<Response<InboxResponse>, Status> {
+        let agency = required("agency", &request.get_ref().agency)?;
+        let items = self.log.inbox(agency).map_err(internal)?;
+        Ok(Response::new(InboxResponse { items }))
+    }
+
+    async fn case_history(
+        &self,
+        request: Request<CaseHistoryRequest>,
+    ) -> Result<Response<CaseHistoryResponse>, Status> {
+        let case_id = required("case_id", &request.get_ref().case_id)?;
+        let records = self.log.case_records(case_id).map_err(internal)?;
+        if records.is_empty() {
+            return Err(Status::not_found(format!("no case {case_id}")));
+        }
+        let events = records
+            .into_iter()
+            .map(|r| {
+                let envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
+                    Status::internal(format!("record {} holds an undecodable envelope: {e}", r.sequence))
+                })?;
+                Ok(LoggedEvent {
+                    sequence: r.sequence,
+                    recorded_at: Some(handoff_contract::time::from_unix_ms(r.recorded_at_unix_ms)),
+                    hash: r.hash,
+                    envelope: Some(envelope),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(CaseHistoryResponse { events }))
+    }
+
+    type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;
+
+    async fn read_log(&self, request: Request<ReadLogRequest>) -> Result<Response<Self::ReadLogStream>, Status> {
+        let req = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let log = self.log.clone();
+        // sled iteration blocks; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            for item in log.records(req.from_sequence, req.to_sequence) {
+                let item = item.map_err(internal);
+                let stop = item.is_err();
+                if tx.blocking_send(item).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_quarantine(
+        &self,
+        request: Request<ListQuarantineRequest>,
+    ) -> Result<Response<ListQuarantineResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit as usize {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let entries = self
+            .log
+            .quarantine(req.after_stream_sequence, limit)
+            .map_err(internal)?;
+        Ok(Response::new(ListQuarantineResponse { entries }))
+    }
+
+    async fn get_log_head(&self, _: Request<LogHeadRequest>) -> Result<Response<LogHead>, Status> {
+        let head = self.log.head();
+        Ok(Response::new(LogHead {
+            sequence: head.sequence,
+            hash: head.hash.to_vec(),
+            stream_position: head.stream_position,
+            quarantined: head.quarantined,
+        }))
+    }
+}
+
+/// Why the query server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Binding or serving failed.
+    #[error("gRPC server on {addr}: {source}")]
+    Transport {
+        /// The listen address.
+        addr: String,
+        /// What tonic said.
+        source: tonic::transport::Error,
+    },
+    /// Reflection could not be set up from the compiled descriptors.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    log: Log,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), QueryError> {
+    let addr = listener
+        .local_addr()
+        .map(|a: SocketAddr| a.to_string())
+        .unwrap_or_default();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CasesServer<Cases>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tracing::info!(%addr, "query service listening");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(CasesServer::new(Cases::new(log)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|source| QueryError::Transport { addr, source })
+}
