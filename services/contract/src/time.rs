@@ -36,7 +36,7 @@ mod tests {
     #[test]
     fn parses_rfc3339() {
         let ts = parse_rfc3339("2026-11-20T21:40:00Z").expect("valid");
-        assert_eq!(ts.seconds, 1_795_729_200);
+        assert_eq!(ts.seconds, 1_795_210_800);
         assert!(parse_rfc3339("yesterday").is_none());
     }
 }

@@ -1,0 +1,146 @@
+//! The programme provider's adapter: casework activities (acknowledging and
+//! answering referrals, contact attempts, intake, enrolment, sessions,
+//! completion or drop-out, handoffs) per `schemas/programme-activity.schema.json`.
+//! The intervention centre and probation record their casework the same way.
+
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::*;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::document::{from_value, parse_time};
+use crate::schema::Schema;
+use crate::{AdapterError, ids};
+
+/// One casework activity, as the schema describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Activity {
+    /// Which event it becomes (the event type's name).
+    pub activity: String,
+    /// The agency's own id of the activity.
+    pub activity_ref: String,
+    /// The case.
+    pub case_id: String,
+    /// The case's subject.
+    pub subject_pseudonym: String,
+    /// RFC 3339.
+    pub occurred_at: String,
+    /// Who did it.
+    pub worker: String,
+    /// Optimistic concurrency, if the agency's system tracks case versions.
+    pub expected_version: Option<u64>,
+    /// Referral answered or made.
+    pub referral_id: Option<String>,
+    /// Handoff requested or answered.
+    pub handoff_id: Option<String>,
+    /// Addressee of a referral or handoff.
+    pub to_agency: Option<String>,
+    /// Contact channel.
+    pub channel: Option<String>,
+    /// Contact outcome.
+    pub outcome: Option<String>,
+    /// Programme name.
+    pub programme: Option<String>,
+    /// Planned sessions.
+    pub planned_sessions: Option<u32>,
+    /// Session number.
+    pub session_number: Option<u32>,
+    /// Missed session excused.
+    #[serde(default)]
+    pub excused: bool,
+    /// Risk instrument.
+    pub risk_instrument: Option<String>,
+    /// Risk level.
+    pub risk_level: Option<String>,
+    /// Consent scope.
+    pub scope: Option<String>,
+    /// Reason (decline, drop-out, referral, closure).
+    pub reason: Option<String>,
+    /// Free note.
+    pub note: Option<String>,
+}
+
+/// Turns one validated activity into its event, published by `agency`.
+pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
+    Schema::ProgrammeActivity.validate(document).map_err(AdapterError::Invalid)?;
+    let a: Activity = from_value(document)?;
+    let at = parse_time("occurred_at", &a.occurred_at)?;
+    let s = |o: &Option<String>| o.clone().unwrap_or_default();
+    let event = match a.activity.as_str() {
+        "referral_acknowledged" => Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: s(&a.referral_id) }),
+        "referral_accepted" => Event::ReferralAccepted(ReferralAccepted { referral_id: s(&a.referral_id) }),
+        "referral_declined" => Event::ReferralDeclined(ReferralDeclined { referral_id: s(&a.referral_id), reason: s(&a.reason) }),
+        "referral_made" => Event::ReferralMade(ReferralMade {
+            referral_id: s(&a.referral_id),
+            to_agency: s(&a.to_agency),
+            reason: s(&a.reason),
+            court_ordered: false,
+            subject_details: None,
+        }),
+        "contact_attempted" => Event::ContactAttempted(ContactAttempted {
+            channel: match a.channel.as_deref() {
+                Some("phone") => ContactChannel::Phone,
+                Some("letter") => ContactChannel::Letter,
+                Some("in_person") => ContactChannel::InPerson,
+                Some("home_visit") => ContactChannel::HomeVisit,
+                _ => ContactChannel::Unspecified,
+            } as i32,
+            outcome: match a.outcome.as_deref() {
+                Some("reached") => ContactOutcome::Reached,
+                Some("no_answer") => ContactOutcome::NoAnswer,
+                Some("refused") => ContactOutcome::Refused,
+                Some("wrong_number") => ContactOutcome::WrongNumber,
+                _ => ContactOutcome::Unspecified,
+            } as i32,
+            note: s(&a.note),
+        }),
+        "intake_completed" => Event::IntakeCompleted(IntakeCompleted { note: s(&a.note) }),
+        "enrolled" => Event::Enrolled(Enrolled { programme: s(&a.programme), planned_sessions: a.planned_sessions.unwrap_or(0) }),
+        "session_attended" => Event::SessionAttended(SessionAttended { session_number: a.session_number.unwrap_or(0), note: s(&a.note) }),
+        "session_missed" => Event::SessionMissed(SessionMissed {
+            session_number: a.session_number.unwrap_or(0),
+            reason: s(&a.reason),
+            excused: a.excused,
+        }),
+        "risk_assessed" => Event::RiskAssessed(RiskAssessed {
+            instrument: s(&a.risk_instrument),
+            level: match a.risk_level.as_deref() {
+                Some("low") => RiskLevel::Low,
+                Some("medium") => RiskLevel::Medium,
+                Some("high") => RiskLevel::High,
+                Some("very_high") => RiskLevel::VeryHigh,
+                _ => RiskLevel::Unspecified,
+            } as i32,
+            note: s(&a.note),
+        }),
+        "handoff_requested" => Event::HandoffRequested(HandoffRequested {
+            handoff_id: s(&a.handoff_id),
+            to_agency: s(&a.to_agency),
+            reason: s(&a.reason),
+        }),
+        "handoff_accepted" => Event::HandoffAccepted(HandoffAccepted { handoff_id: s(&a.handoff_id) }),
+        "handoff_declined" => Event::HandoffDeclined(HandoffDeclined { handoff_id: s(&a.handoff_id), reason: s(&a.reason) }),
+        "consent_given" => Event::ConsentGiven(ConsentGiven { scope: s(&a.scope) }),
+        "consent_withdrawn" => Event::ConsentWithdrawn(ConsentWithdrawn { scope: s(&a.scope) }),
+        "programme_completed" => Event::ProgrammeCompleted(ProgrammeCompleted { note: s(&a.note) }),
+        "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut { reason: s(&a.reason) }),
+        "case_closed" => Event::CaseClosed(CaseClosed { reason: s(&a.reason) }),
+        other => return Err(AdapterError::Invalid(vec![format!("/activity: unknown activity {other:?}")])),
+    };
+    Ok(Envelope {
+        event_id: ids::event_id(
+            handoff_contract::time::to_unix_ms(&at),
+            &[agency, &a.case_id, &a.activity, &a.activity_ref],
+        ),
+        source_agency: agency.to_string(),
+        case_id: a.case_id,
+        subject_pseudonym: a.subject_pseudonym,
+        occurred_at: Some(at),
+        actor: a.worker,
+        expected_version: a.expected_version,
+        correlation_id: String::new(),
+        causation_id: String::new(),
+        schema_version: handoff_contract::SCHEMA_VERSION,
+        event: Some(event),
+    })
+}

@@ -1,0 +1,251 @@
+//! Publishing events to the exchange and waiting for its receipts.
+//!
+//! JetStream's PubAck only says the broker has the message; the exchange's
+//! receipt, sent after its log is flushed, is what counts as delivered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use handoff_contract::names::{event_subject, receipt_lookup_subject, receipt_subject};
+use handoff_contract::v1::{Envelope, Receipt, RejectionReason, receipt::Status};
+use prost::Message;
+
+use crate::AdapterError;
+
+/// What happened to one published event, according to the exchange's receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Appended to the log.
+    Accepted {
+        /// Log sequence.
+        sequence: u64,
+        /// Case version after the event.
+        case_version: u64,
+    },
+    /// Already in the log; nothing new was written.
+    Duplicate {
+        /// The original's log sequence.
+        sequence: u64,
+    },
+    /// Refused and kept in the exchange's quarantine.
+    Rejected {
+        /// Why, as a code.
+        reason: RejectionReason,
+        /// Why, in words.
+        detail: String,
+    },
+    /// No receipt arrived in time; publishing again is safe (ids are idempotency keys).
+    Unconfirmed,
+}
+
+impl Outcome {
+    fn from_receipt(r: &Receipt) -> Outcome {
+        match r.status() {
+            Status::Accepted => Outcome::Accepted {
+                sequence: r.sequence,
+                case_version: r.case_version,
+            },
+            Status::Duplicate => Outcome::Duplicate {
+                sequence: r.sequence,
+            },
+            _ => Outcome::Rejected {
+                reason: r.reason(),
+                detail: r.detail.clone(),
+            },
+        }
+    }
+
+    /// Whether the event is in the log (new or already).
+    pub fn is_logged(&self) -> bool {
+        matches!(self, Outcome::Accepted { .. } | Outcome::Duplicate { .. })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Accepted {
+                sequence,
+                case_version,
+            } => write!(f, "accepted at log sequence {sequence} (case version {case_version})"),
+            Outcome::Duplicate { sequence } => {
+                write!(f, "duplicate of log sequence {sequence}, nothing new written")
+            }
+            Outcome::Rejected { reason, detail } => write!(
+                f,
+                "rejected ({}): {detail}",
+                reason.as_str_name().trim_start_matches("REJECTION_REASON_").to_ascii_lowercase()
+            ),
+            Outcome::Unconfirmed => f.write_str("no receipt in time; publish again to retry"),
+        }
+    }
+}
+
+/// Publishes one agency's events and collects the exchange's receipts.
+#[derive(Clone)]
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    agency: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("agency", &self.agency).finish()
+    }
+}
+
+/// How often a missing receipt is looked up.
+const LOOKUP_EVERY: Duration = Duration::from_millis(500);
+
+impl Publisher {
+    /// A publisher for `agency` over an existing NATS connection.
+    pub fn new(client: async_nats::Client, agency: impl Into<String>) -> Self {
+        let js = jetstream::new(client.clone());
+        Publisher {
+            client,
+            js,
+            agency: agency.into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Connects to NATS at `url` and publishes as `agency`.
+    pub async fn connect(url: &str, agency: impl Into<String>) -> Result<Self, AdapterError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("handoff-adapter")
+            .connect(url)
+            .await
+            .map_err(|e| AdapterError::Nats(format!("cannot connect to {url}: {e}")))?;
+        Ok(Publisher::new(client, agency))
+    }
+
+    /// How long to wait for receipts before reporting `Unconfirmed`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The agency this publisher speaks for.
+    pub fn agency(&self) -> &str {
+        &self.agency
+    }
+
+    /// Publishes events in order (Nats-Msg-Id = event id) and returns each one's outcome,
+    /// in the same order.
+    pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, AdapterError> {
+        let nats = |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
+        let mut receipts = self
+            .client
+            .subscribe(receipt_subject(&self.agency))
+            .await
+            .map_err(|e| nats("cannot subscribe to receipts", &e))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| nats("cannot reach NATS", &e))?;
+
+        // Publish everything first (pipelined), then collect PubAcks.
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let event = envelope.event.as_ref().ok_or_else(|| {
+                AdapterError::Invalid(vec![format!("event {} carries no event", envelope.event_id)])
+            })?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(
+                    event_subject(&self.agency, event),
+                    headers,
+                    envelope.encode_to_vec().into(),
+                )
+                .await
+                .map_err(|e| nats("publish failed", &e))?;
+            pending.push(ack);
+        }
+        // event id -> (index, stream sequence, broker said duplicate)
+        let mut waiting: HashMap<String, (usize, u64, bool)> = HashMap::new();
+        for (i, ack) in pending.into_iter().enumerate() {
+            let ack = ack
+                .await
+                .map_err(|e| nats("the broker did not acknowledge a publish", &e))?;
+            waiting.insert(envelopes[i].event_id.clone(), (i, ack.sequence, ack.duplicate));
+        }
+
+        let mut outcomes = vec![Outcome::Unconfirmed; envelopes.len()];
+        let started = Instant::now();
+        let mut last_lookup = Instant::now();
+        while !waiting.is_empty() && started.elapsed() < self.timeout {
+            match tokio::time::timeout(LOOKUP_EVERY, receipts.next()).await {
+                Ok(Some(msg)) => {
+                    if let Ok(r) = Receipt::decode(msg.payload.as_ref()) {
+                        accept(&mut waiting, &mut outcomes, &r);
+                    }
+                }
+                Ok(None) => return Err(AdapterError::Nats("receipt subscription closed".into())),
+                Err(_) => {}
+            }
+            if last_lookup.elapsed() >= LOOKUP_EVERY {
+                last_lookup = Instant::now();
+                // Broker-level duplicates get no live receipt; others may have lost theirs.
+                let ask: Vec<String> = waiting
+                    .iter()
+                    .filter(|(_, (_, _, dup))| *dup || started.elapsed() > 4 * LOOKUP_EVERY)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ask {
+                    if let Some(r) = self.lookup(&id).await? {
+                        accept(&mut waiting, &mut outcomes, &r);
+                    }
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Asks the exchange for the receipt of an event this agency published earlier.
+    pub async fn lookup(&self, event_id: &str) -> Result<Option<Receipt>, AdapterError> {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.client
+                .request(receipt_lookup_subject(&self.agency), event_id.to_string().into()),
+        )
+        .await;
+        let Ok(Ok(answer)) = answer else {
+            return Ok(None); // the exchange is not answering right now; the caller retries
+        };
+        if answer.payload.is_empty() {
+            return Ok(None);
+        }
+        Receipt::decode(answer.payload.as_ref())
+            .map(Some)
+            .map_err(|e| AdapterError::Nats(format!("unreadable receipt: {e}")))
+    }
+}
+
+/// Records a receipt if it answers a publish we are waiting for (not an earlier attempt's).
+fn accept(waiting: &mut HashMap<String, (usize, u64, bool)>, outcomes: &mut [Outcome], r: &Receipt) {
+    let Some(&(index, stream_seq, broker_dup)) = waiting.get(&r.event_id) else {
+        return;
+    };
+    let current = r.stream_sequence >= stream_seq
+        || broker_dup
+        || matches!(r.status(), Status::Accepted | Status::Duplicate);
+    if current {
+        outcomes[index] = match Outcome::from_receipt(r) {
+            // A looked-up receipt for our own publish (its live receipt was lost).
+            Outcome::Duplicate { sequence } if r.stream_sequence == stream_seq && !broker_dup => {
+                Outcome::Accepted {
+                    sequence,
+                    case_version: r.case_version,
+                }
+            }
+            other => other,
+        };
+        waiting.remove(&r.event_id);
+    }
+}
