@@ -1,1 +1,198 @@
-fn main() {}
+//! `handoff`: the exchange's one binary. Serves ingest and queries, runs the
+//! agency adapters, queries cases, and plays the demo scenario.
+
+mod config;
+mod demo;
+mod query_cli;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use handoff_adapters::{AdapterKind, Outcome, Publisher};
+
+#[derive(Parser)]
+#[command(name = "handoff", version, about = "Inter-agency information exchange for work with perpetrators of domestic violence")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the exchange: ingest from NATS JetStream into the log, and serve gRPC queries.
+    Serve {
+        /// The TOML config (see ops/handoff.toml).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+    },
+    /// Publish an agency's records into the exchange and report what it answered.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+    /// Read cases from the exchange over gRPC.
+    #[command(subcommand)]
+    Case(query_cli::CaseCommand),
+    /// List messages the exchange refused, with their reasons.
+    Quarantine {
+        #[command(flatten)]
+        server: query_cli::ServerArgs,
+        /// Only entries after this stream sequence.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Play a realistic multi-agency scenario against a running exchange and print the results.
+    Demo {
+        /// The exchange's config (for the NATS URL, the gRPC address and the agencies).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct AdapterArgs {
+    /// NATS server URL.
+    #[arg(long, env = "HANDOFF_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// This agency's id in the exchange's registry.
+    #[arg(long, env = "HANDOFF_AGENCY")]
+    agency: String,
+    /// Where refused records are kept, with reasons (JSON Lines; appended). Default: beside each input.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Seconds to wait for the exchange's receipts.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Input files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Police incident and eviction records (JSON or CSV, schemas/police-record.schema.json).
+    Police {
+        #[command(flatten)]
+        args: AdapterArgs,
+        /// The intervention centre evictions are referred to (unless a record names another).
+        #[arg(long, env = "HANDOFF_REFER_TO")]
+        refer_to: Option<String>,
+    },
+    /// Casework of the programme provider and others (schemas/programme-activity.schema.json).
+    Programme {
+        #[command(flatten)]
+        args: AdapterArgs,
+    },
+    /// Referral forms (schemas/referral-form.schema.json).
+    Referral {
+        #[command(flatten)]
+        args: AdapterArgs,
+    },
+    /// Any event as JSON (schemas/event.schema.json).
+    Generic {
+        #[command(flatten)]
+        args: AdapterArgs,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = config::Config::load(&config)?;
+            serve::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Adapter(cmd) => run_adapter(cmd).await,
+        Command::Case(cmd) => query_cli::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Quarantine { server, after } => query_cli::quarantine(&server, after)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Demo { config } => {
+            let config = config::Config::load(&config)?;
+            demo::run(&config).await.map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
+    let (kind, args) = match cmd {
+        AdapterCommand::Police { args, refer_to } => (AdapterKind::Police { refer_to }, args),
+        AdapterCommand::Programme { args } => (AdapterKind::Programme, args),
+        AdapterCommand::Referral { args } => (AdapterKind::Referral, args),
+        AdapterCommand::Generic { args } => (AdapterKind::Generic, args),
+    };
+    let publisher = Publisher::connect(&args.nats, &args.agency)
+        .await?
+        .with_timeout(Duration::from_secs(args.timeout));
+    let mut refused_any = false;
+    for file in &args.files {
+        let documents = kind.read(file)?;
+        let reports = handoff_adapters::process(&kind, &publisher, documents)
+            .await
+            .with_context(|| format!("publishing {}", file.display()))?;
+        let mut counts = [0usize; 5]; // accepted, duplicate, rejected, invalid, unconfirmed
+        for r in &reports {
+            match &r.result {
+                Err(errors) => {
+                    counts[3] += 1;
+                    println!("{} {}: invalid, not published: {}", file.display(), r.label, errors.join("; "));
+                }
+                Ok(events) => {
+                    for e in events {
+                        let slot = match e.outcome {
+                            Outcome::Accepted { .. } => 0,
+                            Outcome::Duplicate { .. } => 1,
+                            Outcome::Rejected { .. } => 2,
+                            Outcome::Unconfirmed => 4,
+                        };
+                        counts[slot] += 1;
+                        println!("{} {}: {} {} case {}: {}", file.display(), r.label, e.event_type, e.event_id, e.case_id, e.outcome);
+                    }
+                }
+            }
+        }
+        let rejects = args.rejects.clone().unwrap_or_else(|| {
+            let mut p = file.clone().into_os_string();
+            p.push(".rejects.jsonl");
+            PathBuf::from(p)
+        });
+        let kept = handoff_adapters::write_rejects(&rejects, &reports)?;
+        if kept > 0 {
+            println!("{kept} refused record(s) kept with reasons in {}", rejects.display());
+        }
+        println!(
+            "{}: {} accepted, {} duplicate, {} rejected by the exchange, {} invalid, {} unconfirmed",
+            file.display(),
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            counts[4]
+        );
+        refused_any |= counts[2] + counts[3] + counts[4] > 0;
+    }
+    Ok(if refused_any { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}

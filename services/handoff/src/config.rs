@@ -1,0 +1,247 @@
+//! `handoff.toml`: where NATS is, where the data lives, where to listen, and
+//! the registry of agencies.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use handoff_domain::{Agency, AgencyKind, Registry};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// NATS connection and stream.
+    pub nats: NatsSection,
+    /// The log store.
+    pub store: StoreSection,
+    /// The gRPC query service.
+    pub query: QuerySection,
+    /// The ingest loop.
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// Registered agencies.
+    #[serde(rename = "agency", default)]
+    pub agencies: Vec<AgencyEntry>,
+    /// The directory the file was read from; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// e.g. `nats://127.0.0.1:4222`
+    pub url: String,
+    /// JetStream stream name.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// JetStream duplicate window, seconds.
+    #[serde(default = "default_window")]
+    pub duplicate_window_secs: u64,
+    /// Stream replicas (3 on a cluster).
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Largest event message accepted, bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// The sled data directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[query]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySection {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// Most messages per committed (flushed) batch.
+    #[serde(default = "default_batch")]
+    pub batch_max: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            batch_max: default_batch(),
+        }
+    }
+}
+
+/// `[[agency]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyEntry {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Kind, e.g. `police`.
+    pub kind: String,
+}
+
+fn default_stream() -> String {
+    "HANDOFF_EVENTS".into()
+}
+fn default_window() -> u64 {
+    120
+}
+fn one() -> usize {
+    1
+}
+fn default_max_message() -> usize {
+    1 << 20
+}
+fn default_batch() -> usize {
+    512
+}
+
+/// A configuration that cannot be used, naming the file and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or not the expected shape.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// Valid TOML with a value that cannot work.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What to fix.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.registry().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        if config.ingest.batch_max == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "[ingest] batch_max must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The agency registry from the `[[agency]]` entries.
+    pub fn registry(&self) -> Result<Registry, String> {
+        let mut agencies = Vec::with_capacity(self.agencies.len());
+        for a in &self.agencies {
+            let kind: AgencyKind = a
+                .kind
+                .parse()
+                .map_err(|e| format!("[[agency]] {}: {e}", a.id))?;
+            agencies.push(Agency {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                kind,
+            });
+        }
+        if agencies.is_empty() {
+            return Err("no [[agency]] entries: register at least the agencies that publish".into());
+        }
+        Registry::new(agencies).map_err(|e| format!("[[agency]]: {e}"))
+    }
+
+    /// The data dir, resolved against the config file's directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.store.data_dir)
+    }
+
+    /// Stream settings for ingest.
+    pub fn stream(&self) -> handoff_ingest::StreamSettings {
+        handoff_ingest::StreamSettings {
+            name: self.nats.stream.clone(),
+            duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
+            max_message_bytes: self.nats.max_message_bytes,
+            replicas: self.nats.replicas,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("handoff.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path)
+    }
+
+    const MINIMAL: &str = r#"
+[nats]
+url = "nats://127.0.0.1:4222"
+[store]
+data_dir = "data"
+[query]
+listen = "127.0.0.1:50051"
+[[agency]]
+id = "police-north"
+name = "Police"
+kind = "police"
+"#;
+
+    #[test]
+    fn the_shipped_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/handoff.toml");
+        let config = Config::load(&path).expect("ops/handoff.toml is valid");
+        assert!(config.registry().expect("registry").iter().count() >= 5);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        assert!(load(MINIMAL).is_ok());
+        let bad_kind = MINIMAL.replace("kind = \"police\"", "kind = \"polizei\"");
+        let e = load(&bad_kind).expect_err("bad kind").to_string();
+        assert!(e.contains("handoff.toml") && e.contains("polizei"), "{e}");
+        let typo = MINIMAL.replace("listen =", "lisen =");
+        let e = load(&typo).expect_err("typo").to_string();
+        assert!(e.contains("lisen") && e.contains("line"), "{e}");
+    }
+}

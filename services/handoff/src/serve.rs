@@ -1,0 +1,96 @@
+//! `handoff serve`: ingest and query in one process.
+
+use anyhow::Context;
+use handoff_ingest::{Ingest, IngestSettings, serve_receipt_lookups};
+use handoff_log::{Log, hex};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs until SIGINT/SIGTERM, or until ingest meets a fault it must not hide.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let registry = config.registry().map_err(anyhow::Error::msg)?;
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let log = Log::open(&data_dir)?;
+    let head = log.head();
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        head_sequence = head.sequence,
+        head_hash = %hex(&head.hash),
+        stream_position = head.stream_position,
+        quarantined = head.quarantined,
+        "log opened, chain tail verified"
+    );
+
+    let client = async_nats::ConnectOptions::new()
+        .name("handoff-exchange")
+        .retry_on_initial_connect()
+        .connect(&config.nats.url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ingest = Ingest::new(
+        log.clone(),
+        registry,
+        client.clone(),
+        IngestSettings {
+            stream: config.stream(),
+            batch_max: config.ingest.batch_max,
+        },
+    );
+    let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone()));
+    let lookups = tokio::spawn(serve_receipt_lookups(client.clone(), log.clone(), stop_rx.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.query.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.query.listen))?;
+    let mut query_stop = stop_rx.clone();
+    let query = tokio::spawn(handoff_query::serve(listener, log.clone(), async move {
+        let _ = query_stop.wait_for(|stop| *stop).await;
+    }));
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        result = &mut ingest_task => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("ingest stopped")),
+            Err(e) => Err(anyhow::anyhow!("ingest task failed: {e}")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    if !ingest_task.is_finished() {
+        let _ = ingest_task.await;
+    }
+    let _ = lookups.await;
+    if let Ok(Err(e)) = query.await {
+        tracing::warn!(error = %e, "query service stopped with an error");
+    }
+    let _ = client.flush().await;
+    outcome
+}
