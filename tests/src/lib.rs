@@ -1,1 +1,471 @@
-//! Shared support for end-to-end tests.
+//! Shared support for the end-to-end tests: a real `nats-server` (JetStream,
+//! free port, temp dir), the real `handoff` binary as a child process, gRPC
+//! clients over TCP, and builders for valid events.
+//!
+//! Every test file uses this one place; none starts processes on its own.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::*;
+use prost::Message;
+use tonic::transport::Channel;
+
+/// The agencies every test exchange registers: `(id, kind)`.
+pub const AGENCIES: &[(&str, &str)] = &[
+    ("police-north", "police"),
+    ("ic-north", "intervention_centre"),
+    ("ngo-men-north", "programme_provider"),
+    ("social-north", "social_services"),
+    ("probation-north", "probation"),
+    ("audit", "auditor"),
+];
+
+/// Police agency id.
+pub const POLICE: &str = "police-north";
+/// Intervention centre id.
+pub const CENTRE: &str = "ic-north";
+/// Programme provider id.
+pub const PROGRAMME: &str = "ngo-men-north";
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repo")
+        .to_path_buf()
+}
+
+/// Path of a `nats-server` binary: `$HANDOFF_NATS_SERVER`, else found or installed by `ops/bin/find-nats-server`.
+pub fn nats_server_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(p) = std::env::var("HANDOFF_NATS_SERVER") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new(repo_root().join("ops/bin/find-nats-server"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("ops/bin/find-nats-server runs");
+        assert!(
+            out.status.success(),
+            "no nats-server could be found or installed"
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let modified = if path.is_dir() {
+                newest_source(&path)
+            } else {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH)
+            };
+            newest = newest.max(modified);
+        }
+    }
+    newest
+}
+
+/// Path of the `handoff` binary of this build. `cargo test --workspace` builds it
+/// (the `handoff` package has integration tests); it is rebuilt here only when
+/// missing or older than the sources, e.g. under `cargo test -p handoff-e2e`.
+pub fn handoff_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>/handoff
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps");
+        let binary = profile_dir.join("handoff");
+        let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+        let root = repo_root();
+        let sources = newest_source(&root.join("services"))
+            .max(newest_source(&root.join("proto")))
+            .max(newest_source(&root.join("schemas")));
+        if built.is_none_or(|b| b < sources) {
+            let cargo = option_env!("CARGO").unwrap_or("cargo");
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "--quiet", "-p", "handoff", "--bin", "handoff"])
+                .current_dir(&root);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building the handoff binary failed");
+        }
+        binary
+    })
+    .clone()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A real nats-server with JetStream, on a free port, storing in a temp dir.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts one, configured as ops/nats/single.conf (sync_interval: always).
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("jetstream");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                self.port,
+                store.display().to_string()
+            ),
+        )
+        .expect("write nats.conf");
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log");
+        let mut child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        wait_for_port(self.port, "nats-server", &mut child);
+        self.child = Some(child);
+    }
+
+    /// `nats://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it with SIGKILL (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A plain NATS connection.
+    pub async fn connect(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to nats-server")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `handoff serve` process under test, with its own data dir and gRPC port.
+pub struct Exchange {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    grpc_port: u16,
+    nats_url: String,
+    starts: u32,
+}
+
+impl Exchange {
+    /// Starts `handoff serve` against `nats` and waits until its overall gRPC health
+    /// says SERVING (the query service is up and ingest is consuming the stream).
+    pub async fn start(nats: &NatsServer) -> Exchange {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut exchange = Exchange {
+            child: None,
+            dir,
+            grpc_port: free_port(),
+            nats_url: nats.url(),
+            starts: 0,
+        };
+        exchange.write_config();
+        exchange.spawn().await;
+        exchange
+    }
+
+    /// The config file the exchange runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("handoff.toml")
+    }
+
+    /// The sled data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn write_config(&self) {
+        let mut text = format!(
+            "[nats]\nurl = {:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = \"data\"\n\n[query]\nlisten = \"127.0.0.1:{}\"\n\n[ingest]\nbatch_max = 256\n",
+            self.nats_url, self.grpc_port
+        );
+        for (id, kind) in AGENCIES {
+            text.push_str(&format!(
+                "\n[[agency]]\nid = {id:?}\nname = {id:?}\nkind = {kind:?}\n"
+            ));
+        }
+        std::fs::write(self.config_path(), text).expect("write handoff.toml");
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("handoff-{}.log", self.starts)))
+                .expect("exchange log");
+        let mut child = Command::new(handoff_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("HANDOFF_LOG", "info,handoff_ingest=debug")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("handoff serve starts");
+        wait_for_port(self.grpc_port, "handoff serve", &mut child);
+        self.child = Some(child);
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().status);
+            if status.as_ref().ok()
+                == Some(&(tonic_health::pb::health_check_response::ServingStatus::Serving as i32))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exchange not SERVING within 20 s: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the exchange logged in its latest run (for failure messages).
+    pub fn last_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("handoff-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush beyond what it already did.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same data dir and port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// A gRPC channel over TCP to the exchange.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://127.0.0.1:{}", self.grpc_port))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("gRPC connect")
+    }
+
+    /// A `Cases` client.
+    pub async fn client(&self) -> CasesClient<Channel> {
+        CasesClient::new(self.channel().await)
+    }
+
+    /// Waits until the exchange has consumed the stream up to `stream_sequence`.
+    pub async fn wait_for_position(&self, stream_sequence: u64, within: Duration) -> LogHead {
+        let mut client = self.client().await;
+        let deadline = Instant::now() + within;
+        loop {
+            let head = client
+                .get_log_head(LogHeadRequest {})
+                .await
+                .expect("head")
+                .into_inner();
+            if head.stream_position >= stream_sequence {
+                return head;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exchange at stream position {} of {stream_sequence} after {within:?}\n{}",
+                head.stream_position,
+                self.last_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The whole log, via ReadLog.
+    pub async fn read_log(&self) -> Vec<LogRecord> {
+        let mut stream = self
+            .client()
+            .await
+            .read_log(ReadLogRequest::default())
+            .await
+            .expect("read log")
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(r) = stream.message().await.expect("log record") {
+            out.push(r);
+        }
+        out
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Builders for valid events.
+pub mod events {
+    use super::*;
+
+    /// A deterministic UUIDv7 for test event `n`.
+    pub fn id(n: u64) -> String {
+        let mut rand = [0u8; 10];
+        rand[2..].copy_from_slice(&n.to_be_bytes());
+        uuid::Builder::from_unix_timestamp_millis(1_790_000_000_000 + n, &rand)
+            .into_uuid()
+            .to_string()
+    }
+
+    /// An envelope from `agency` about `case` (subject `subj-<case>`).
+    pub fn envelope(n: u64, agency: &str, case: &str, event: Event) -> Envelope {
+        Envelope {
+            event_id: id(n),
+            source_agency: agency.into(),
+            case_id: case.into(),
+            subject_pseudonym: format!("subj-{case}"),
+            occurred_at: Some(handoff_contract::time::from_unix_ms(
+                1_790_000_000_000 + n as i64 * 1000,
+            )),
+            actor: "test".into(),
+            schema_version: handoff_contract::SCHEMA_VERSION,
+            event: Some(event),
+            ..Envelope::default()
+        }
+    }
+
+    /// The police open a case with an incident.
+    pub fn incident(n: u64, case: &str) -> Envelope {
+        envelope(
+            n,
+            POLICE,
+            case,
+            Event::IncidentReported(IncidentReported {
+                incident_ref: format!("I-{case}"),
+                narrative: "test narrative".into(),
+                area: "North".into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// The police refer the case to `to`.
+    pub fn referral(n: u64, case: &str, referral_id: &str, to: &str) -> Envelope {
+        envelope(
+            n,
+            POLICE,
+            case,
+            Event::ReferralMade(ReferralMade {
+                referral_id: referral_id.into(),
+                to_agency: to.into(),
+                reason: "test".into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// The NATS subject an envelope is published on by its own agency.
+    pub fn subject(e: &Envelope) -> String {
+        handoff_contract::names::event_subject(&e.source_agency, e.event.as_ref().expect("event"))
+    }
+
+    /// Publishes raw bytes on a subject with an optional Nats-Msg-Id and returns the stream sequence.
+    pub async fn publish_raw(
+        js: &async_nats::jetstream::Context,
+        subject: &str,
+        msg_id: Option<&str>,
+        body: Vec<u8>,
+    ) -> u64 {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(id) = msg_id {
+            headers.insert("Nats-Msg-Id", id);
+        }
+        js.publish_with_headers(subject.to_string(), headers, body.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("PubAck")
+            .sequence
+    }
+
+    /// Publishes an envelope on its agency's subject with Nats-Msg-Id = event id.
+    pub async fn publish(js: &async_nats::jetstream::Context, e: &Envelope) -> u64 {
+        publish_raw(js, &subject(e), Some(&e.event_id), e.encode_to_vec()).await
+    }
+}

@@ -62,14 +62,23 @@ pub struct Activity {
 
 /// Turns one validated activity into its event, published by `agency`.
 pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
-    Schema::ProgrammeActivity.validate(document).map_err(AdapterError::Invalid)?;
+    Schema::ProgrammeActivity
+        .validate(document)
+        .map_err(AdapterError::Invalid)?;
     let a: Activity = from_value(document)?;
     let at = parse_time("occurred_at", &a.occurred_at)?;
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
     let event = match a.activity.as_str() {
-        "referral_acknowledged" => Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: s(&a.referral_id) }),
-        "referral_accepted" => Event::ReferralAccepted(ReferralAccepted { referral_id: s(&a.referral_id) }),
-        "referral_declined" => Event::ReferralDeclined(ReferralDeclined { referral_id: s(&a.referral_id), reason: s(&a.reason) }),
+        "referral_acknowledged" => Event::ReferralAcknowledged(ReferralAcknowledged {
+            referral_id: s(&a.referral_id),
+        }),
+        "referral_accepted" => Event::ReferralAccepted(ReferralAccepted {
+            referral_id: s(&a.referral_id),
+        }),
+        "referral_declined" => Event::ReferralDeclined(ReferralDeclined {
+            referral_id: s(&a.referral_id),
+            reason: s(&a.reason),
+        }),
         "referral_made" => Event::ReferralMade(ReferralMade {
             referral_id: s(&a.referral_id),
             to_agency: s(&a.to_agency),
@@ -95,8 +104,14 @@ pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
             note: s(&a.note),
         }),
         "intake_completed" => Event::IntakeCompleted(IntakeCompleted { note: s(&a.note) }),
-        "enrolled" => Event::Enrolled(Enrolled { programme: s(&a.programme), planned_sessions: a.planned_sessions.unwrap_or(0) }),
-        "session_attended" => Event::SessionAttended(SessionAttended { session_number: a.session_number.unwrap_or(0), note: s(&a.note) }),
+        "enrolled" => Event::Enrolled(Enrolled {
+            programme: s(&a.programme),
+            planned_sessions: a.planned_sessions.unwrap_or(0),
+        }),
+        "session_attended" => Event::SessionAttended(SessionAttended {
+            session_number: a.session_number.unwrap_or(0),
+            note: s(&a.note),
+        }),
         "session_missed" => Event::SessionMissed(SessionMissed {
             session_number: a.session_number.unwrap_or(0),
             reason: s(&a.reason),
@@ -118,14 +133,27 @@ pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
             to_agency: s(&a.to_agency),
             reason: s(&a.reason),
         }),
-        "handoff_accepted" => Event::HandoffAccepted(HandoffAccepted { handoff_id: s(&a.handoff_id) }),
-        "handoff_declined" => Event::HandoffDeclined(HandoffDeclined { handoff_id: s(&a.handoff_id), reason: s(&a.reason) }),
+        "handoff_accepted" => Event::HandoffAccepted(HandoffAccepted {
+            handoff_id: s(&a.handoff_id),
+        }),
+        "handoff_declined" => Event::HandoffDeclined(HandoffDeclined {
+            handoff_id: s(&a.handoff_id),
+            reason: s(&a.reason),
+        }),
         "consent_given" => Event::ConsentGiven(ConsentGiven { scope: s(&a.scope) }),
         "consent_withdrawn" => Event::ConsentWithdrawn(ConsentWithdrawn { scope: s(&a.scope) }),
         "programme_completed" => Event::ProgrammeCompleted(ProgrammeCompleted { note: s(&a.note) }),
-        "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut { reason: s(&a.reason) }),
-        "case_closed" => Event::CaseClosed(CaseClosed { reason: s(&a.reason) }),
-        other => return Err(AdapterError::Invalid(vec![format!("/activity: unknown activity {other:?}")])),
+        "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+            reason: s(&a.reason),
+        }),
+        "case_closed" => Event::CaseClosed(CaseClosed {
+            reason: s(&a.reason),
+        }),
+        other => {
+            return Err(AdapterError::Invalid(vec![format!(
+                "/activity: unknown activity {other:?}"
+            )]));
+        }
     };
     Ok(Envelope {
         event_id: ids::event_id(

@@ -71,7 +71,10 @@ pub fn json_documents(text: &str) -> Vec<Document> {
                 .filter(|(_, l)| !l.trim().is_empty())
                 .collect();
             if lines.len() < 2 {
-                return vec![Document::unreadable("record 1".into(), format!("not valid JSON: {whole}"))];
+                return vec![Document::unreadable(
+                    "record 1".into(),
+                    format!("not valid JSON: {whole}"),
+                )];
             }
             lines
                 .into_iter()
@@ -87,14 +90,16 @@ pub fn json_documents(text: &str) -> Vec<Document> {
     }
 }
 
+/// Parses CSV text into documents (each adapter that takes CSV has its own columns).
+pub type CsvParser = fn(&str) -> Result<Vec<Document>, AdapterError>;
+
 /// Reads a file; `.csv` files go through `csv`, everything else is JSON.
-pub fn read_file(
-    path: &Path,
-    csv: Option<fn(&str) -> Result<Vec<Document>, AdapterError>>,
-) -> Result<Vec<Document>, AdapterError> {
+pub fn read_file(path: &Path, csv: Option<CsvParser>) -> Result<Vec<Document>, AdapterError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AdapterError::Input(format!("cannot read {}: {e}", path.display())))?;
-    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     match (is_csv, csv) {
         (true, Some(parse)) => parse(&text),
         (true, None) => Err(AdapterError::Input(format!(

@@ -13,12 +13,17 @@ use crate::{AdapterError, ids};
 /// Turns a JSON event (canonical protobuf JSON of `Envelope`) into an envelope from `agency`.
 /// A missing event id is generated (UUIDv7); a missing source is `agency`.
 pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
-    Schema::Event.validate(document).map_err(AdapterError::Invalid)?;
+    Schema::Event
+        .validate(document)
+        .map_err(AdapterError::Invalid)?;
     let mut doc = document.clone();
     if let Value::Object(map) = &mut doc {
-        map.entry("source_agency").or_insert_with(|| Value::from(agency));
-        map.entry("schema_version").or_insert_with(|| Value::from(handoff_contract::SCHEMA_VERSION));
-        map.entry("event_id").or_insert_with(|| Value::from(uuid::Uuid::now_v7().to_string()));
+        map.entry("source_agency")
+            .or_insert_with(|| Value::from(agency));
+        map.entry("schema_version")
+            .or_insert_with(|| Value::from(handoff_contract::SCHEMA_VERSION));
+        map.entry("event_id")
+            .or_insert_with(|| Value::from(uuid::Uuid::now_v7().to_string()));
     }
     let envelope = handoff_contract::json::envelope_from_json(&doc)
         .map_err(|e| AdapterError::Invalid(vec![e.to_string()]))?;
@@ -72,11 +77,18 @@ pub struct FormPerson {
 
 /// Turns one validated referral form into a `referral_made` event from `agency`.
 pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
-    Schema::ReferralForm.validate(document).map_err(AdapterError::Invalid)?;
+    Schema::ReferralForm
+        .validate(document)
+        .map_err(AdapterError::Invalid)?;
     let form: ReferralForm = from_value(document)?;
     let at = parse_time("referred_at", &form.referred_at)?;
     let (case_id, subject, details, expected) = match (&form.case_id, &form.person) {
-        (Some(case), _) => (case.clone(), form.subject_pseudonym.clone().unwrap_or_default(), None, None),
+        (Some(case), _) => (
+            case.clone(),
+            form.subject_pseudonym.clone().unwrap_or_default(),
+            None,
+            None,
+        ),
         (None, Some(p)) => (
             ids::case_id(agency, &form.referral_ref),
             ids::pseudonym(agency, &p.person_ref),
@@ -89,11 +101,16 @@ pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError
             Some(0),
         ),
         (None, None) => {
-            return Err(AdapterError::Invalid(vec!["a referral needs a case_id or a person".into()]));
+            return Err(AdapterError::Invalid(vec![
+                "a referral needs a case_id or a person".into(),
+            ]));
         }
     };
     Ok(Envelope {
-        event_id: ids::event_id(handoff_contract::time::to_unix_ms(&at), &[agency, &form.referral_ref, "referral"]),
+        event_id: ids::event_id(
+            handoff_contract::time::to_unix_ms(&at),
+            &[agency, &form.referral_ref, "referral"],
+        ),
         source_agency: agency.to_string(),
         case_id,
         subject_pseudonym: subject,

@@ -28,13 +28,19 @@ pub fn event_id(unix_ms: i64, key: &[&str]) -> String {
 
 /// The case id an agency's own reference maps to.
 pub fn case_id(agency: &str, local_ref: &str) -> String {
-    format!("case-{}", &hex(&digest(&["handoff-case", agency, local_ref]))[..20])
+    format!(
+        "case-{}",
+        &hex(&digest(&["handoff-case", agency, local_ref]))[..20]
+    )
 }
 
 /// The pseudonym of a person an agency knows by its own id. The person's
 /// name never enters the id, so the pseudonym reveals nothing by itself.
 pub fn pseudonym(agency: &str, person_ref: &str) -> String {
-    format!("subj-{}", &hex(&digest(&["handoff-subject", agency, person_ref]))[..20])
+    format!(
+        "subj-{}",
+        &hex(&digest(&["handoff-subject", agency, person_ref]))[..20]
+    )
 }
 
 /// A short id, unique within a case, for a referral or handoff.
@@ -49,8 +55,14 @@ mod tests {
     #[test]
     fn ids_are_stable_and_distinct() {
         let a = event_id(1_700_000_000_000, &["police", "I-1", "incident"]);
-        assert_eq!(a, event_id(1_700_000_000_000, &["police", "I-1", "incident"]));
-        assert_ne!(a, event_id(1_700_000_000_000, &["police", "I-1", "eviction"]));
+        assert_eq!(
+            a,
+            event_id(1_700_000_000_000, &["police", "I-1", "incident"])
+        );
+        assert_ne!(
+            a,
+            event_id(1_700_000_000_000, &["police", "I-1", "eviction"])
+        );
         let u = uuid::Uuid::parse_str(&a).expect("uuid");
         assert_eq!(u.get_version_num(), 7);
         // length-prefixed parts: ("ab","c") and ("a","bc") differ

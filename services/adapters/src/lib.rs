@@ -65,7 +65,9 @@ impl AdapterKind {
     /// The events one document becomes, for `agency`.
     pub fn events(&self, agency: &str, document: &Value) -> Result<Vec<Envelope>, AdapterError> {
         match self {
-            AdapterKind::Police { refer_to } => police::events(agency, refer_to.as_deref(), document),
+            AdapterKind::Police { refer_to } => {
+                police::events(agency, refer_to.as_deref(), document)
+            }
             AdapterKind::Programme => casework::event(agency, document).map(|e| vec![e]),
             AdapterKind::Referral => generic::referral(agency, document).map(|e| vec![e]),
             AdapterKind::Generic => generic::event(agency, document).map(|e| vec![e]),
@@ -75,7 +77,7 @@ impl AdapterKind {
     /// Reads an input file into documents (CSV only for police records).
     pub fn read(&self, path: &Path) -> Result<Vec<Document>, AdapterError> {
         let csv = matches!(self, AdapterKind::Police { .. })
-            .then_some(police::csv_documents as fn(&str) -> Result<Vec<Document>, AdapterError>);
+            .then_some(police::csv_documents as document::CsvParser);
         document::read_file(path, csv)
     }
 }
@@ -109,7 +111,9 @@ impl RecordReport {
     pub fn is_refused(&self) -> bool {
         match &self.result {
             Err(_) => true,
-            Ok(events) => events.iter().any(|e| matches!(e.outcome, Outcome::Rejected { .. })),
+            Ok(events) => events
+                .iter()
+                .any(|e| matches!(e.outcome, Outcome::Rejected { .. })),
         }
     }
 }

@@ -75,7 +75,9 @@ pub struct EvictionBlock {
 /// Reads police CSV (header row as in `schemas/examples/police-records.csv`) into
 /// documents in the JSON shape of the schema.
 pub fn csv_documents(text: &str) -> Result<Vec<Document>, AdapterError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let headers = reader
         .headers()
         .map_err(|e| AdapterError::Input(format!("CSV header: {e}")))?
@@ -108,8 +110,14 @@ pub fn csv_documents(text: &str) -> Result<Vec<Document>, AdapterError> {
             }
         }
         let mut linked = Vec::new();
-        linked.extend(std::iter::repeat_n(json!({"role": "victim"}), count("victims")));
-        linked.extend(std::iter::repeat_n(json!({"role": "child"}), count("children")));
+        linked.extend(std::iter::repeat_n(
+            json!({"role": "victim"}),
+            count("victims"),
+        ));
+        linked.extend(std::iter::repeat_n(
+            json!({"role": "child"}),
+            count("children"),
+        ));
         let mut doc = json!({
             "record_type": get("record_type"),
             "incident_ref": get("incident_ref"),
@@ -122,7 +130,11 @@ pub fn csv_documents(text: &str) -> Result<Vec<Document>, AdapterError> {
         });
         if let Some(ordered_at) = get("eviction_ordered_at") {
             let days: Value = get("eviction_days")
-                .map(|d| d.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(d)))
+                .map(|d| {
+                    d.parse::<u64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| json!(d))
+                })
                 .unwrap_or(Value::Null);
             let mut ev = json!({ "ordered_at": ordered_at, "duration_days": days });
             if let Some(p) = get("protected_area") {
@@ -154,12 +166,17 @@ pub fn events(
     default_refer_to: Option<&str>,
     document: &Value,
 ) -> Result<Vec<Envelope>, AdapterError> {
-    Schema::PoliceRecord.validate(document).map_err(AdapterError::Invalid)?;
+    Schema::PoliceRecord
+        .validate(document)
+        .map_err(AdapterError::Invalid)?;
     let record: PoliceRecord = from_value(document)?;
     let reported_at = parse_time("reported_at", &record.reported_at)?;
     let case_id = ids::case_id(agency, &record.incident_ref);
     let subject = ids::pseudonym(agency, &record.person.police_person_ref);
-    let correlation = ids::event_id(handoff_contract::time::to_unix_ms(&reported_at), &[agency, &record.incident_ref, "record"]);
+    let correlation = ids::event_id(
+        handoff_contract::time::to_unix_ms(&reported_at),
+        &[agency, &record.incident_ref, "record"],
+    );
     let base = |n: u32, kind: &str, at: prost_types::Timestamp, event: Event| Envelope {
         event_id: ids::event_id(
             handoff_contract::time::to_unix_ms(&at) + i64::from(n),
@@ -241,7 +258,10 @@ pub fn events(
     }
     if let Some(to) = refer_to {
         let reason = if record.eviction.is_some() {
-            format!("Eviction order {} ({}): notice to the intervention centre", record.incident_ref, record.area)
+            format!(
+                "Eviction order {} ({}): notice to the intervention centre",
+                record.incident_ref, record.area
+            )
         } else {
             format!("Incident {} ({})", record.incident_ref, record.area)
         };

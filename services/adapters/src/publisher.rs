@@ -69,14 +69,23 @@ impl std::fmt::Display for Outcome {
             Outcome::Accepted {
                 sequence,
                 case_version,
-            } => write!(f, "accepted at log sequence {sequence} (case version {case_version})"),
+            } => write!(
+                f,
+                "accepted at log sequence {sequence} (case version {case_version})"
+            ),
             Outcome::Duplicate { sequence } => {
-                write!(f, "duplicate of log sequence {sequence}, nothing new written")
+                write!(
+                    f,
+                    "duplicate of log sequence {sequence}, nothing new written"
+                )
             }
             Outcome::Rejected { reason, detail } => write!(
                 f,
                 "rejected ({}): {detail}",
-                reason.as_str_name().trim_start_matches("REJECTION_REASON_").to_ascii_lowercase()
+                reason
+                    .as_str_name()
+                    .trim_start_matches("REJECTION_REASON_")
+                    .to_ascii_lowercase()
             ),
             Outcome::Unconfirmed => f.write_str("no receipt in time; publish again to retry"),
         }
@@ -94,7 +103,9 @@ pub struct Publisher {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("agency", &self.agency).finish()
+        f.debug_struct("Publisher")
+            .field("agency", &self.agency)
+            .finish()
     }
 }
 
@@ -137,7 +148,8 @@ impl Publisher {
     /// Publishes events in order (Nats-Msg-Id = event id) and returns each one's outcome,
     /// in the same order.
     pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, AdapterError> {
-        let nats = |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
+        let nats =
+            |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
         let mut receipts = self
             .client
             .subscribe(receipt_subject(&self.agency))
@@ -152,7 +164,10 @@ impl Publisher {
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let event = envelope.event.as_ref().ok_or_else(|| {
-                AdapterError::Invalid(vec![format!("event {} carries no event", envelope.event_id)])
+                AdapterError::Invalid(vec![format!(
+                    "event {} carries no event",
+                    envelope.event_id
+                )])
             })?;
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
@@ -173,7 +188,10 @@ impl Publisher {
             let ack = ack
                 .await
                 .map_err(|e| nats("the broker did not acknowledge a publish", &e))?;
-            waiting.insert(envelopes[i].event_id.clone(), (i, ack.sequence, ack.duplicate));
+            waiting.insert(
+                envelopes[i].event_id.clone(),
+                (i, ack.sequence, ack.duplicate),
+            );
         }
 
         let mut outcomes = vec![Outcome::Unconfirmed; envelopes.len()];
@@ -211,8 +229,10 @@ impl Publisher {
     pub async fn lookup(&self, event_id: &str) -> Result<Option<Receipt>, AdapterError> {
         let answer = tokio::time::timeout(
             Duration::from_secs(5),
-            self.client
-                .request(receipt_lookup_subject(&self.agency), event_id.to_string().into()),
+            self.client.request(
+                receipt_lookup_subject(&self.agency),
+                event_id.to_string().into(),
+            ),
         )
         .await;
         let Ok(Ok(answer)) = answer else {
@@ -228,7 +248,11 @@ impl Publisher {
 }
 
 /// Records a receipt if it answers a publish we are waiting for (not an earlier attempt's).
-fn accept(waiting: &mut HashMap<String, (usize, u64, bool)>, outcomes: &mut [Outcome], r: &Receipt) {
+fn accept(
+    waiting: &mut HashMap<String, (usize, u64, bool)>,
+    outcomes: &mut [Outcome],
+    r: &Receipt,
+) {
     let Some(&(index, stream_seq, broker_dup)) = waiting.get(&r.event_id) else {
         return;
     };

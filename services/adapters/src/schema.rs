@@ -31,8 +31,12 @@ impl Schema {
     }
 
     fn slot(self) -> &'static OnceLock<jsonschema::Validator> {
-        static SLOTS: [OnceLock<jsonschema::Validator>; 4] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static SLOTS: [OnceLock<jsonschema::Validator>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
         &SLOTS[self as usize]
     }
 
@@ -55,10 +59,18 @@ impl Schema {
             .iter_errors(document)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "/".to_string() } else { path };
+                let at = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
                 format!("{at}: {e}")
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }

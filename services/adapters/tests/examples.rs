@@ -12,7 +12,12 @@ fn examples() -> PathBuf {
 
 fn kind_of(name: &str) -> (Schema, AdapterKind) {
     if name.starts_with("police") {
-        (Schema::PoliceRecord, AdapterKind::Police { refer_to: Some("ic-north".into()) })
+        (
+            Schema::PoliceRecord,
+            AdapterKind::Police {
+                refer_to: Some("ic-north".into()),
+            },
+        )
     } else if name.starts_with("referral") {
         (Schema::ReferralForm, AdapterKind::Referral)
     } else if name.starts_with("programme") {
@@ -38,14 +43,24 @@ fn valid_examples_validate_and_become_events() {
         if path.is_dir() {
             continue;
         }
-        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let (schema, kind) = kind_of(&name);
         let docs = kind.read(&path).expect("readable");
         assert!(!docs.is_empty(), "{name} has no records");
         for doc in docs {
-            let value = doc.value.unwrap_or_else(|e| panic!("{name} {}: {e}", doc.label));
-            schema.validate(&value).unwrap_or_else(|e| panic!("{name} {}: {e:?}", doc.label));
-            let events = kind.events(agency_for(&kind), &value).unwrap_or_else(|e| panic!("{name} {}: {e}", doc.label));
+            let value = doc
+                .value
+                .unwrap_or_else(|e| panic!("{name} {}: {e}", doc.label));
+            schema
+                .validate(&value)
+                .unwrap_or_else(|e| panic!("{name} {}: {e:?}", doc.label));
+            let events = kind
+                .events(agency_for(&kind), &value)
+                .unwrap_or_else(|e| panic!("{name} {}: {e}", doc.label));
             assert!(!events.is_empty());
             seen += 1;
         }
@@ -58,13 +73,20 @@ fn invalid_examples_are_refused_with_a_reason() {
     let mut seen = 0;
     for entry in std::fs::read_dir(examples().join("invalid")).expect("invalid dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let (schema, kind) = kind_of(&name);
         for doc in kind.read(&path).expect("readable") {
             let value = doc.value.expect("parses as JSON");
             let errors = schema.validate(&value).expect_err(&name);
             assert!(errors.iter().all(|e| !e.is_empty()));
-            assert!(kind.events(agency_for(&kind), &value).is_err(), "{name} converted");
+            assert!(
+                kind.events(agency_for(&kind), &value).is_err(),
+                "{name} converted"
+            );
             seen += 1;
         }
     }
@@ -74,11 +96,19 @@ fn invalid_examples_are_refused_with_a_reason() {
 #[test]
 fn an_eviction_becomes_incident_eviction_and_referral_with_stable_ids() {
     let path = examples().join("police-eviction.json");
-    let kind = AdapterKind::Police { refer_to: Some("ic-north".into()) };
-    let value = kind.read(&path).expect("read")[0].value.clone().expect("json");
+    let kind = AdapterKind::Police {
+        refer_to: Some("ic-north".into()),
+    };
+    let value = kind.read(&path).expect("read")[0]
+        .value
+        .clone()
+        .expect("json");
     let first = kind.events("police-north", &value).expect("events");
     let again = kind.events("police-north", &value).expect("events");
-    assert_eq!(first, again, "re-reading the same record gives the same events");
+    assert_eq!(
+        first, again,
+        "re-reading the same record gives the same events"
+    );
     assert!(matches!(first[0].event, Some(Event::IncidentReported(_))));
     assert!(matches!(first[1].event, Some(Event::EvictionOrdered(_))));
     match &first[2].event {
@@ -87,7 +117,13 @@ fn an_eviction_becomes_incident_eviction_and_referral_with_stable_ids() {
     }
     assert_eq!(first[0].expected_version, Some(0));
     // the name travels only inside personal details, never in ids
-    let json = serde_json::to_string(&first.iter().map(|e| (&e.case_id, &e.subject_pseudonym)).collect::<Vec<_>>()).expect("json");
+    let json = serde_json::to_string(
+        &first
+            .iter()
+            .map(|e| (&e.case_id, &e.subject_pseudonym))
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
     assert!(!json.contains("Novak"));
 }
 
@@ -96,7 +132,9 @@ fn csv_rows_with_missing_columns_are_refused_by_the_schema() {
     let csv = "record_type,incident_ref,reported_at,officer,person_ref,full_name,narrative,area\n\
                incident,NP-1,2026-11-21T18:05:00Z,PC 1,P-1,Name,,Linz\n";
     let docs = handoff_adapters::police::csv_documents(csv).expect("csv");
-    let errors = Schema::PoliceRecord.validate(docs[0].value.as_ref().expect("row")).expect_err("narrative missing");
+    let errors = Schema::PoliceRecord
+        .validate(docs[0].value.as_ref().expect("row"))
+        .expect_err("narrative missing");
     assert!(errors.iter().any(|e| e.contains("narrative")), "{errors:?}");
 }
 
@@ -104,6 +142,10 @@ fn csv_rows_with_missing_columns_are_refused_by_the_schema() {
 fn hostile_json_is_refused_not_crashed_on() {
     for text in ["", "{", "\u{0}", "[1,2,", &"[".repeat(1_000_000)] {
         let docs = document::json_documents(text);
-        assert!(docs.iter().all(|d| d.value.is_err()), "{:?}", &text[..text.len().min(10)]);
+        assert!(
+            docs.iter().all(|d| d.value.is_err()),
+            "{:?}",
+            &text[..text.len().min(10)]
+        );
     }
 }

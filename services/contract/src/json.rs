@@ -54,4 +54,3 @@ pub fn to_json<M: Message>(message: &M, full_name: &str) -> serde_json::Value {
         .serialize_with_options(serde_json::value::Serializer, &options)
         .unwrap_or(serde_json::Value::Null)
 }
-

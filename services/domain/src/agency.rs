@@ -81,9 +81,9 @@ impl AgencyKind {
                 &["risk_assessed", "case_closed"],
                 HANDOFFS,
             ]),
-            AgencyKind::SocialServices
-            | AgencyKind::InterventionCentre
-            | AgencyKind::Probation => in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK]),
+            AgencyKind::SocialServices | AgencyKind::InterventionCentre | AgencyKind::Probation => {
+                in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK])
+            }
             AgencyKind::ProgrammeProvider => {
                 in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK, PROGRAMME])
             }
@@ -106,7 +106,9 @@ impl fmt::Display for AgencyKind {
 
 /// A string that names no agency kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, auditor")]
+#[error(
+    "unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, auditor"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for AgencyKind {

@@ -155,7 +155,11 @@ pub fn evolve(
                 CaseStatus::DroppedOut,
             ])?;
             rule.addressable(registry, &e.to_agency)?;
-            if view.referrals.iter().any(|r| r.referral_id == e.referral_id) {
+            if view
+                .referrals
+                .iter()
+                .any(|r| r.referral_id == e.referral_id)
+            {
                 return Err(rule.not_allowed(format!(
                     "referral id {} is already used in this case",
                     e.referral_id

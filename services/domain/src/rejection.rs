@@ -11,7 +11,9 @@ pub enum Rejection {
     #[error("invalid event: {0}")]
     Invalid(String),
     /// Written for a contract version this exchange does not know.
-    #[error("schema version {found} is not supported (this exchange understands {supported}); upgrade the exchange or publish version {supported}")]
+    #[error(
+        "schema version {found} is not supported (this exchange understands {supported}); upgrade the exchange or publish version {supported}"
+    )]
     UnsupportedSchemaVersion {
         /// The version in the envelope.
         found: u32,
@@ -30,7 +32,9 @@ pub enum Rejection {
         event_type: &'static str,
     },
     /// The event names a case that does not exist and cannot open one.
-    #[error("case {case_id} does not exist; a case is opened by an incident, an eviction or a referral, not by {event_type}")]
+    #[error(
+        "case {case_id} does not exist; a case is opened by an incident, an eviction or a referral, not by {event_type}"
+    )]
     UnknownCase {
         /// The case named.
         case_id: String,
@@ -38,7 +42,9 @@ pub enum Rejection {
         event_type: &'static str,
     },
     /// Optimistic concurrency: the case moved on since the publisher read it.
-    #[error("case {case_id} is at version {actual} but the event expected version {expected}; read the case again and decide anew")]
+    #[error(
+        "case {case_id} is at version {actual} but the event expected version {expected}; read the case again and decide anew"
+    )]
     WrongExpectedVersion {
         /// The case named.
         case_id: String,
@@ -78,9 +84,7 @@ impl Rejection {
     pub fn reason(&self) -> RejectionReason {
         match self {
             Rejection::Invalid(_) => RejectionReason::Invalid,
-            Rejection::UnsupportedSchemaVersion { .. } => {
-                RejectionReason::UnsupportedSchemaVersion
-            }
+            Rejection::UnsupportedSchemaVersion { .. } => RejectionReason::UnsupportedSchemaVersion,
             Rejection::UnknownAgency(_) => RejectionReason::UnknownAgency,
             Rejection::KindMayNotPublish { .. } => RejectionReason::KindMayNotPublish,
             Rejection::UnknownCase { .. } => RejectionReason::UnknownCase,

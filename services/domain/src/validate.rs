@@ -28,7 +28,11 @@ fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
 /// Checks what every envelope needs regardless of the case: ids, version, timestamps.
 pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
     match envelope.schema_version {
-        0 => return Err(invalid("schema_version is missing (this exchange writes 1)")),
+        0 => {
+            return Err(invalid(
+                "schema_version is missing (this exchange writes 1)",
+            ));
+        }
         v if v != SCHEMA_VERSION => {
             return Err(Rejection::UnsupportedSchemaVersion {
                 found: v,

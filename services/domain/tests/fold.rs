@@ -23,9 +23,14 @@ fn registry() -> Registry {
 }
 
 fn uuid7(n: u64) -> String {
-    uuid::Builder::from_unix_timestamp_millis(1_700_000_000_000 + n, &n.to_be_bytes().repeat(2)[..10].try_into().expect("10 bytes"))
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_unix_timestamp_millis(
+        1_700_000_000_000 + n,
+        &n.to_be_bytes().repeat(2)[..10]
+            .try_into()
+            .expect("10 bytes"),
+    )
+    .into_uuid()
+    .to_string()
 }
 
 fn env(n: u64, source: &str, event: Event) -> Envelope {
@@ -34,7 +39,9 @@ fn env(n: u64, source: &str, event: Event) -> Envelope {
         source_agency: source.into(),
         case_id: "case-1".into(),
         subject_pseudonym: "subj-1".into(),
-        occurred_at: Some(handoff_contract::time::from_unix_ms(1_700_000_000_000 + n as i64 * 60_000)),
+        occurred_at: Some(handoff_contract::time::from_unix_ms(
+            1_700_000_000_000 + n as i64 * 60_000,
+        )),
         schema_version: 1,
         event: Some(event),
         ..Envelope::default()
@@ -46,31 +53,111 @@ fn fold(events: &[Envelope]) -> Result<CaseView, (usize, Rejection)> {
     let reg = registry();
     let mut view: Option<CaseView> = None;
     for (i, e) in events.iter().enumerate() {
-        let at = Position { sequence: i as u64 + 1, recorded_at_ms: 1_700_000_000_000 + i as i64 };
+        let at = Position {
+            sequence: i as u64 + 1,
+            recorded_at_ms: 1_700_000_000_000 + i as i64,
+        };
         view = Some(evolve(view.as_ref(), e, &reg, at).map_err(|r| (i, r))?);
     }
     view.ok_or((0, Rejection::Invalid("no events".into())))
 }
 
 fn referral(id: &str, to: &str) -> Event {
-    Event::ReferralMade(ReferralMade { referral_id: id.into(), to_agency: to.into(), ..Default::default() })
+    Event::ReferralMade(ReferralMade {
+        referral_id: id.into(),
+        to_agency: to.into(),
+        ..Default::default()
+    })
 }
 
 fn lifecycle() -> Vec<Envelope> {
     vec![
-        env(1, "police", Event::IncidentReported(IncidentReported { incident_ref: "I-1".into(), narrative: "n".into(), ..Default::default() })),
-        env(2, "police", Event::EvictionOrdered(EvictionOrdered { incident_ref: "I-1".into(), duration_days: 10, ..Default::default() })),
+        env(
+            1,
+            "police",
+            Event::IncidentReported(IncidentReported {
+                incident_ref: "I-1".into(),
+                narrative: "n".into(),
+                ..Default::default()
+            }),
+        ),
+        env(
+            2,
+            "police",
+            Event::EvictionOrdered(EvictionOrdered {
+                incident_ref: "I-1".into(),
+                duration_days: 10,
+                ..Default::default()
+            }),
+        ),
         env(3, "police", referral("r1", "ic")),
-        env(4, "ic", Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: "r1".into() })),
-        env(5, "ic", Event::ReferralAccepted(ReferralAccepted { referral_id: "r1".into() })),
-        env(6, "ic", Event::ContactAttempted(ContactAttempted { outcome: ContactOutcome::Reached as i32, ..Default::default() })),
+        env(
+            4,
+            "ic",
+            Event::ReferralAcknowledged(ReferralAcknowledged {
+                referral_id: "r1".into(),
+            }),
+        ),
+        env(
+            5,
+            "ic",
+            Event::ReferralAccepted(ReferralAccepted {
+                referral_id: "r1".into(),
+            }),
+        ),
+        env(
+            6,
+            "ic",
+            Event::ContactAttempted(ContactAttempted {
+                outcome: ContactOutcome::Reached as i32,
+                ..Default::default()
+            }),
+        ),
         env(7, "ic", referral("r2", "ngo")),
-        env(8, "ngo", Event::ReferralAccepted(ReferralAccepted { referral_id: "r2".into() })),
-        env(9, "ngo", Event::ContactAttempted(ContactAttempted { outcome: ContactOutcome::NoAnswer as i32, ..Default::default() })),
-        env(10, "ngo", Event::IntakeCompleted(IntakeCompleted::default())),
-        env(11, "ngo", Event::Enrolled(Enrolled { programme: "p".into(), planned_sessions: 24 })),
-        env(12, "ngo", Event::SessionAttended(SessionAttended { session_number: 1, ..Default::default() })),
-        env(13, "ngo", Event::SessionMissed(SessionMissed { session_number: 2, ..Default::default() })),
+        env(
+            8,
+            "ngo",
+            Event::ReferralAccepted(ReferralAccepted {
+                referral_id: "r2".into(),
+            }),
+        ),
+        env(
+            9,
+            "ngo",
+            Event::ContactAttempted(ContactAttempted {
+                outcome: ContactOutcome::NoAnswer as i32,
+                ..Default::default()
+            }),
+        ),
+        env(
+            10,
+            "ngo",
+            Event::IntakeCompleted(IntakeCompleted::default()),
+        ),
+        env(
+            11,
+            "ngo",
+            Event::Enrolled(Enrolled {
+                programme: "p".into(),
+                planned_sessions: 24,
+            }),
+        ),
+        env(
+            12,
+            "ngo",
+            Event::SessionAttended(SessionAttended {
+                session_number: 1,
+                ..Default::default()
+            }),
+        ),
+        env(
+            13,
+            "ngo",
+            Event::SessionMissed(SessionMissed {
+                session_number: 2,
+                ..Default::default()
+            }),
+        ),
     ]
 }
 
@@ -87,102 +174,238 @@ fn a_full_lifecycle_ends_enrolled_with_the_provider_holding() {
     assert_eq!(view.parties, vec!["ic", "ngo", "police"]);
     // first contact was the intervention centre's call at event 6
     assert_eq!(view.first_contact_at, lifecycle()[5].occurred_at);
-    assert_eq!(view.evictions[0].ends_at.expect("set").seconds - view.evictions[0].ordered_at.expect("set").seconds, 10 * 86_400);
+    assert_eq!(
+        view.evictions[0].ends_at.expect("set").seconds
+            - view.evictions[0].ordered_at.expect("set").seconds,
+        10 * 86_400
+    );
 }
 
 #[test]
 fn a_second_acceptance_of_the_same_handoff_is_rejected() {
     let mut events = lifecycle();
-    events.push(env(20, "ngo", Event::HandoffRequested(HandoffRequested { handoff_id: "h1".into(), to_agency: "probation".into(), ..Default::default() })));
-    events.push(env(21, "probation", Event::HandoffAccepted(HandoffAccepted { handoff_id: "h1".into() })));
+    events.push(env(
+        20,
+        "ngo",
+        Event::HandoffRequested(HandoffRequested {
+            handoff_id: "h1".into(),
+            to_agency: "probation".into(),
+            ..Default::default()
+        }),
+    ));
+    events.push(env(
+        21,
+        "probation",
+        Event::HandoffAccepted(HandoffAccepted {
+            handoff_id: "h1".into(),
+        }),
+    ));
     let view = fold(&events).expect("handoff accepted");
     assert_eq!(view.holder, "probation");
-    events.push(env(22, "probation", Event::HandoffAccepted(HandoffAccepted { handoff_id: "h1".into() })));
+    events.push(env(
+        22,
+        "probation",
+        Event::HandoffAccepted(HandoffAccepted {
+            handoff_id: "h1".into(),
+        }),
+    ));
     let (at, why) = fold(&events).expect_err("second acceptance refused");
     assert_eq!(at, events.len() - 1);
-    assert!(matches!(why, Rejection::TransitionNotAllowed { .. }), "{why}");
+    assert!(
+        matches!(why, Rejection::TransitionNotAllowed { .. }),
+        "{why}"
+    );
 }
 
 #[test]
 fn each_typed_reason_is_produced() {
     let reg = registry();
-    let at = Position { sequence: 1, recorded_at_ms: 0 };
+    let at = Position {
+        sequence: 1,
+        recorded_at_ms: 0,
+    };
     let first = &lifecycle()[0];
     let case = evolve(None, first, &reg, at).expect("opens");
 
     // unknown case
-    let e = env(2, "ic", Event::ContactAttempted(ContactAttempted::default()));
-    assert!(matches!(evolve(None, &e, &reg, at), Err(Rejection::UnknownCase { .. })));
+    let e = env(
+        2,
+        "ic",
+        Event::ContactAttempted(ContactAttempted::default()),
+    );
+    assert!(matches!(
+        evolve(None, &e, &reg, at),
+        Err(Rejection::UnknownCase { .. })
+    ));
     // wrong expected version
     let mut e = env(2, "police", referral("r1", "ic"));
     e.expected_version = Some(0);
-    assert!(matches!(evolve(Some(&case), &e, &reg, at), Err(Rejection::WrongExpectedVersion { expected: 0, actual: 1, .. })));
+    assert!(matches!(
+        evolve(Some(&case), &e, &reg, at),
+        Err(Rejection::WrongExpectedVersion {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
     // transition not allowed: enrol before intake
     let e = env(2, "police", Event::Enrolled(Enrolled::default()));
-    assert!(matches!(evolve(Some(&case), &e, &reg, at), Err(Rejection::KindMayNotPublish { .. })));
+    assert!(matches!(
+        evolve(Some(&case), &e, &reg, at),
+        Err(Rejection::KindMayNotPublish { .. })
+    ));
     let e = env(2, "police", Event::CaseClosed(CaseClosed::default()));
     let closed = evolve(Some(&case), &e, &reg, at).expect("holder closes");
     let e = env(3, "police", referral("r1", "ic"));
-    assert!(matches!(evolve(Some(&closed), &e, &reg, at), Err(Rejection::TransitionNotAllowed { .. })));
+    assert!(matches!(
+        evolve(Some(&closed), &e, &reg, at),
+        Err(Rejection::TransitionNotAllowed { .. })
+    ));
     // not a party
     let e = env(2, "ngo", Event::RiskAssessed(RiskAssessed::default()));
-    assert!(matches!(evolve(Some(&case), &e, &reg, at), Err(Rejection::AgencyNotAParty { .. })));
+    assert!(matches!(
+        evolve(Some(&case), &e, &reg, at),
+        Err(Rejection::AgencyNotAParty { .. })
+    ));
     // kind may not publish
-    let e = env(2, "ic", Event::EvictionOrdered(EvictionOrdered { duration_days: 10, ..Default::default() }));
-    assert!(matches!(evolve(Some(&case), &e, &reg, at), Err(Rejection::KindMayNotPublish { .. })));
+    let e = env(
+        2,
+        "ic",
+        Event::EvictionOrdered(EvictionOrdered {
+            duration_days: 10,
+            ..Default::default()
+        }),
+    );
+    assert!(matches!(
+        evolve(Some(&case), &e, &reg, at),
+        Err(Rejection::KindMayNotPublish { .. })
+    ));
     // unknown agency
-    let e = env(2, "nobody", Event::IncidentReported(IncidentReported::default()));
-    assert!(matches!(evolve(None, &e, &reg, at), Err(Rejection::UnknownAgency(_))));
+    let e = env(
+        2,
+        "nobody",
+        Event::IncidentReported(IncidentReported::default()),
+    );
+    assert!(matches!(
+        evolve(None, &e, &reg, at),
+        Err(Rejection::UnknownAgency(_))
+    ));
     // invalid: not a v7 uuid
-    let mut e = env(2, "police", Event::IncidentReported(IncidentReported::default()));
+    let mut e = env(
+        2,
+        "police",
+        Event::IncidentReported(IncidentReported::default()),
+    );
     e.event_id = "00000000-0000-4000-8000-000000000000".into();
-    assert!(matches!(evolve(None, &e, &reg, at), Err(Rejection::Invalid(_))));
+    assert!(matches!(
+        evolve(None, &e, &reg, at),
+        Err(Rejection::Invalid(_))
+    ));
     // future schema
-    let mut e = env(2, "police", Event::IncidentReported(IncidentReported::default()));
+    let mut e = env(
+        2,
+        "police",
+        Event::IncidentReported(IncidentReported::default()),
+    );
     e.schema_version = 2;
-    assert!(matches!(evolve(None, &e, &reg, at), Err(Rejection::UnsupportedSchemaVersion { found: 2, .. })));
+    assert!(matches!(
+        evolve(None, &e, &reg, at),
+        Err(Rejection::UnsupportedSchemaVersion { found: 2, .. })
+    ));
     // referral to an auditor
     let e = env(2, "police", referral("r1", "audit"));
-    assert!(matches!(evolve(Some(&case), &e, &reg, at), Err(Rejection::TransitionNotAllowed { .. })));
+    assert!(matches!(
+        evolve(Some(&case), &e, &reg, at),
+        Err(Rejection::TransitionNotAllowed { .. })
+    ));
 }
 
 #[test]
 fn a_declined_referral_returns_the_case_and_keeps_the_decliner_a_party() {
     let mut events = lifecycle()[..3].to_vec();
-    events.push(env(4, "ic", Event::ReferralDeclined(ReferralDeclined { referral_id: "r1".into(), reason: "capacity".into() })));
+    events.push(env(
+        4,
+        "ic",
+        Event::ReferralDeclined(ReferralDeclined {
+            referral_id: "r1".into(),
+            reason: "capacity".into(),
+        }),
+    ));
     let view = fold(&events).expect("accepted");
     assert_eq!(view.status, CaseStatus::Open as i32);
     assert_eq!(view.holder, "police");
     assert!(view.parties.contains(&"ic".to_string()));
     assert_eq!(view.referrals[0].state, StepState::Declined as i32);
     // the decliner can no longer act on the case
-    events.push(env(5, "ic", Event::ContactAttempted(ContactAttempted::default())));
-    assert!(matches!(fold(&events), Err((4, Rejection::AgencyNotAParty { .. }))));
+    events.push(env(
+        5,
+        "ic",
+        Event::ContactAttempted(ContactAttempted::default()),
+    ));
+    assert!(matches!(
+        fold(&events),
+        Err((4, Rejection::AgencyNotAParty { .. }))
+    ));
 }
 
 // ---- properties over random event sequences ----
 
-const AGENCIES: &[&str] = &["police", "ic", "ngo", "probation", "social", "audit", "nobody"];
+const AGENCIES: &[&str] = &[
+    "police",
+    "ic",
+    "ngo",
+    "probation",
+    "social",
+    "audit",
+    "nobody",
+];
 
 fn any_event() -> impl Strategy<Value = Event> {
-    let id = prop_oneof![Just("r1".to_string()), Just("r2".to_string()), Just("h1".to_string())];
+    let id = prop_oneof![
+        Just("r1".to_string()),
+        Just("r2".to_string()),
+        Just("h1".to_string())
+    ];
     let agency = proptest::sample::select(AGENCIES).prop_map(String::from);
     prop_oneof![
         Just(Event::IncidentReported(IncidentReported::default())),
-        Just(Event::EvictionOrdered(EvictionOrdered { duration_days: 10, ..Default::default() })),
+        Just(Event::EvictionOrdered(EvictionOrdered {
+            duration_days: 10,
+            ..Default::default()
+        })),
         (id.clone(), agency.clone()).prop_map(|(i, a)| referral(&i, &a)),
-        id.clone().prop_map(|i| Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: i })),
-        id.clone().prop_map(|i| Event::ReferralAccepted(ReferralAccepted { referral_id: i })),
-        id.clone().prop_map(|i| Event::ReferralDeclined(ReferralDeclined { referral_id: i, reason: String::new() })),
-        (0..5i32).prop_map(|o| Event::ContactAttempted(ContactAttempted { outcome: o, ..Default::default() })),
+        id.clone()
+            .prop_map(|i| Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: i })),
+        id.clone()
+            .prop_map(|i| Event::ReferralAccepted(ReferralAccepted { referral_id: i })),
+        id.clone()
+            .prop_map(|i| Event::ReferralDeclined(ReferralDeclined {
+                referral_id: i,
+                reason: String::new()
+            })),
+        (0..5i32).prop_map(|o| Event::ContactAttempted(ContactAttempted {
+            outcome: o,
+            ..Default::default()
+        })),
         Just(Event::IntakeCompleted(IntakeCompleted::default())),
         Just(Event::Enrolled(Enrolled::default())),
         Just(Event::SessionAttended(SessionAttended::default())),
         Just(Event::SessionMissed(SessionMissed::default())),
-        (0..5i32).prop_map(|l| Event::RiskAssessed(RiskAssessed { level: l, ..Default::default() })),
-        (id.clone(), agency).prop_map(|(i, a)| Event::HandoffRequested(HandoffRequested { handoff_id: i, to_agency: a, reason: String::new() })),
-        id.clone().prop_map(|i| Event::HandoffAccepted(HandoffAccepted { handoff_id: i })),
-        id.prop_map(|i| Event::HandoffDeclined(HandoffDeclined { handoff_id: i, reason: String::new() })),
+        (0..5i32).prop_map(|l| Event::RiskAssessed(RiskAssessed {
+            level: l,
+            ..Default::default()
+        })),
+        (id.clone(), agency).prop_map(|(i, a)| Event::HandoffRequested(HandoffRequested {
+            handoff_id: i,
+            to_agency: a,
+            reason: String::new()
+        })),
+        id.clone()
+            .prop_map(|i| Event::HandoffAccepted(HandoffAccepted { handoff_id: i })),
+        id.prop_map(|i| Event::HandoffDeclined(HandoffDeclined {
+            handoff_id: i,
+            reason: String::new()
+        })),
         Just(Event::ConsentGiven(ConsentGiven::default())),
         Just(Event::ConsentWithdrawn(ConsentWithdrawn::default())),
         Just(Event::ProgrammeCompleted(ProgrammeCompleted::default())),
@@ -192,18 +415,25 @@ fn any_event() -> impl Strategy<Value = Event> {
 }
 
 fn any_sequence() -> impl Strategy<Value = Vec<Envelope>> {
-    proptest::collection::vec((proptest::sample::select(AGENCIES), any_event(), proptest::option::of(0u64..6)), 1..60)
-        .prop_map(|items| {
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, (src, ev, expected))| {
-                    let mut e = env(i as u64 + 1, src, ev);
-                    e.expected_version = expected;
-                    e
-                })
-                .collect()
-        })
+    proptest::collection::vec(
+        (
+            proptest::sample::select(AGENCIES),
+            any_event(),
+            proptest::option::of(0u64..6),
+        ),
+        1..60,
+    )
+    .prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (src, ev, expected))| {
+                let mut e = env(i as u64 + 1, src, ev);
+                e.expected_version = expected;
+                e
+            })
+            .collect()
+    })
 }
 
 /// Applies what is accepted, skipping what is rejected, as ingest does.
@@ -213,7 +443,10 @@ fn run(events: &[Envelope]) -> Vec<Option<CaseView>> {
     let mut seq = 0;
     let mut out = Vec::new();
     for e in events {
-        let at = Position { sequence: seq + 1, recorded_at_ms: seq as i64 };
+        let at = Position {
+            sequence: seq + 1,
+            recorded_at_ms: seq as i64,
+        };
         match evolve(view.as_ref(), e, &reg, at) {
             Ok(v) => {
                 seq += 1;

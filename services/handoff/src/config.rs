@@ -182,7 +182,9 @@ impl Config {
             });
         }
         if agencies.is_empty() {
-            return Err("no [[agency]] entries: register at least the agencies that publish".into());
+            return Err(
+                "no [[agency]] entries: register at least the agencies that publish".into(),
+            );
         }
         Registry::new(agencies).map_err(|e| format!("[[agency]]: {e}"))
     }

@@ -22,7 +22,12 @@ const CENTRE: &str = "ic-north";
 const PROGRAMME: &str = "ngo-men-north";
 const SOCIAL: &str = "social-north";
 
-async fn publish(nats: &async_nats::Client, agency: &str, kind: AdapterKind, records: Vec<Value>) -> anyhow::Result<Vec<RecordReport>> {
+async fn publish(
+    nats: &async_nats::Client,
+    agency: &str,
+    kind: AdapterKind,
+    records: Vec<Value>,
+) -> anyhow::Result<Vec<RecordReport>> {
     let publisher = Publisher::new(nats.clone(), agency).with_timeout(Duration::from_secs(20));
     let docs = records
         .into_iter()
@@ -32,7 +37,11 @@ async fn publish(nats: &async_nats::Client, agency: &str, kind: AdapterKind, rec
     let reports = handoff_adapters::process(&kind, &publisher, docs).await?;
     for r in &reports {
         match &r.result {
-            Err(errors) => println!("  {agency:>14} {}: refused by the adapter: {}", r.label, errors.join("; ")),
+            Err(errors) => println!(
+                "  {agency:>14} {}: refused by the adapter: {}",
+                r.label,
+                errors.join("; ")
+            ),
             Ok(events) => {
                 for e in events {
                     println!("  {agency:>14} {:<22} {}", e.event_type, e.outcome);
@@ -43,7 +52,14 @@ async fn publish(nats: &async_nats::Client, agency: &str, kind: AdapterKind, rec
     Ok(reports)
 }
 
-fn activity(case: &InboxItem, kind: &str, reference: &str, at: &str, worker: &str, extra: Value) -> Value {
+fn activity(
+    case: &InboxItem,
+    kind: &str,
+    reference: &str,
+    at: &str,
+    worker: &str,
+    extra: Value,
+) -> Value {
     let mut v = json!({
         "activity": kind,
         "activity_ref": reference,
@@ -82,8 +98,18 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let mut client = crate::query_cli::connect(&server).await?;
 
     println!("\n== 1. Police: eviction order in the night, notice to the intervention centre ==");
-    let eviction: Value = serde_json::from_str(include_str!("../../../schemas/examples/police-eviction.json"))?;
-    let reports = publish(&nats, POLICE, AdapterKind::Police { refer_to: Some(CENTRE.into()) }, vec![eviction]).await?;
+    let eviction: Value = serde_json::from_str(include_str!(
+        "../../../schemas/examples/police-eviction.json"
+    ))?;
+    let reports = publish(
+        &nats,
+        POLICE,
+        AdapterKind::Police {
+            refer_to: Some(CENTRE.into()),
+        },
+        vec![eviction],
+    )
+    .await?;
     let case_id = reports
         .first()
         .and_then(|r| r.result.as_ref().ok())
@@ -91,18 +117,34 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         .map(|e| e.case_id.clone())
         .context("the police record produced no events")?;
 
-    println!("\n== 2. Intervention centre: reads its inbox, acknowledges within 24 h, reaches the man, refers him on ==");
+    println!(
+        "\n== 2. Intervention centre: reads its inbox, acknowledges within 24 h, reaches the man, refers him on =="
+    );
     let items = inbox(&mut client, CENTRE).await?;
     let item = match items.iter().find(|i| i.case_id == case_id) {
         Some(i) => i.clone(),
         // Re-run: the referral was answered in an earlier run; rebuild the item from the case.
         None => {
-            let view = client.get_case(GetCaseRequest { case_id: case_id.clone(), purpose: "demo".into() }).await?.into_inner();
+            let view = client
+                .get_case(GetCaseRequest {
+                    case_id: case_id.clone(),
+                    purpose: "demo".into(),
+                })
+                .await?
+                .into_inner();
             let step = view.referrals.first().context("the case has no referral")?;
-            InboxItem { case_id: case_id.clone(), item_id: step.referral_id.clone(), subject_pseudonym: view.subject_pseudonym.clone(), ..Default::default() }
+            InboxItem {
+                case_id: case_id.clone(),
+                item_id: step.referral_id.clone(),
+                subject_pseudonym: view.subject_pseudonym.clone(),
+                ..Default::default()
+            }
         }
     };
-    println!("  {CENTRE:>14} inbox: referral {} for case {} ({})", item.item_id, item.case_id, item.reason);
+    println!(
+        "  {CENTRE:>14} inbox: referral {} for case {} ({})",
+        item.item_id, item.case_id, item.reason
+    );
     let to_programme = "ref-ic-ngo-1";
     publish(&nats, CENTRE, AdapterKind::Programme, vec![
         activity(&item, "referral_acknowledged", "IC-1", "2026-11-21T07:30:00Z", "duty desk", json!({"referral_id": item.item_id})),
@@ -112,59 +154,220 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         activity(&item, "referral_made", "IC-5", "2026-11-21T10:05:00Z", "counsellor 4", json!({"referral_id": to_programme, "to_agency": PROGRAMME, "reason": "Agreed to attend the perpetrator programme."})),
     ]).await?;
 
-    println!("\n== 3. Programme provider: answers the referral, two calls, intake, enrolment, sessions ==");
-    let item = InboxItem { item_id: to_programme.into(), ..item };
-    publish(&nats, PROGRAMME, AdapterKind::Programme, vec![
-        activity(&item, "referral_acknowledged", "NGO-1", "2026-11-21T13:00:00Z", "intake desk", json!({"referral_id": to_programme})),
-        activity(&item, "referral_accepted", "NGO-2", "2026-11-21T13:05:00Z", "intake desk", json!({"referral_id": to_programme})),
-        activity(&item, "contact_attempted", "NGO-3", "2026-11-22T09:00:00Z", "counsellor 2", json!({"channel": "phone", "outcome": "no_answer"})),
-        activity(&item, "contact_attempted", "NGO-4", "2026-11-22T15:30:00Z", "counsellor 2", json!({"channel": "phone", "outcome": "reached"})),
-        activity(&item, "intake_completed", "NGO-5", "2026-11-25T10:00:00Z", "counsellor 2", json!({})),
-        activity(&item, "consent_given", "NGO-6", "2026-11-25T10:30:00Z", "counsellor 2", json!({"scope": "share attendance with referrers"})),
-        activity(&item, "enrolled", "NGO-7", "2026-11-25T10:45:00Z", "counsellor 2", json!({"programme": "Responsibility group (24 sessions)", "planned_sessions": 24})),
-        activity(&item, "session_attended", "NGO-8", "2026-12-02T17:00:00Z", "group lead 1", json!({"session_number": 1})),
-        activity(&item, "session_attended", "NGO-9", "2026-12-09T17:00:00Z", "group lead 1", json!({"session_number": 2})),
-        activity(&item, "session_missed", "NGO-10", "2026-12-16T17:00:00Z", "group lead 1", json!({"session_number": 3, "reason": "ill", "excused": true})),
-        activity(&item, "session_attended", "NGO-11", "2026-12-23T17:00:00Z", "group lead 1", json!({"session_number": 4})),
-    ]).await?;
+    println!(
+        "\n== 3. Programme provider: answers the referral, two calls, intake, enrolment, sessions =="
+    );
+    let item = InboxItem {
+        item_id: to_programme.into(),
+        ..item
+    };
+    publish(
+        &nats,
+        PROGRAMME,
+        AdapterKind::Programme,
+        vec![
+            activity(
+                &item,
+                "referral_acknowledged",
+                "NGO-1",
+                "2026-11-21T13:00:00Z",
+                "intake desk",
+                json!({"referral_id": to_programme}),
+            ),
+            activity(
+                &item,
+                "referral_accepted",
+                "NGO-2",
+                "2026-11-21T13:05:00Z",
+                "intake desk",
+                json!({"referral_id": to_programme}),
+            ),
+            activity(
+                &item,
+                "contact_attempted",
+                "NGO-3",
+                "2026-11-22T09:00:00Z",
+                "counsellor 2",
+                json!({"channel": "phone", "outcome": "no_answer"}),
+            ),
+            activity(
+                &item,
+                "contact_attempted",
+                "NGO-4",
+                "2026-11-22T15:30:00Z",
+                "counsellor 2",
+                json!({"channel": "phone", "outcome": "reached"}),
+            ),
+            activity(
+                &item,
+                "intake_completed",
+                "NGO-5",
+                "2026-11-25T10:00:00Z",
+                "counsellor 2",
+                json!({}),
+            ),
+            activity(
+                &item,
+                "consent_given",
+                "NGO-6",
+                "2026-11-25T10:30:00Z",
+                "counsellor 2",
+                json!({"scope": "share attendance with referrers"}),
+            ),
+            activity(
+                &item,
+                "enrolled",
+                "NGO-7",
+                "2026-11-25T10:45:00Z",
+                "counsellor 2",
+                json!({"programme": "Responsibility group (24 sessions)", "planned_sessions": 24}),
+            ),
+            activity(
+                &item,
+                "session_attended",
+                "NGO-8",
+                "2026-12-02T17:00:00Z",
+                "group lead 1",
+                json!({"session_number": 1}),
+            ),
+            activity(
+                &item,
+                "session_attended",
+                "NGO-9",
+                "2026-12-09T17:00:00Z",
+                "group lead 1",
+                json!({"session_number": 2}),
+            ),
+            activity(
+                &item,
+                "session_missed",
+                "NGO-10",
+                "2026-12-16T17:00:00Z",
+                "group lead 1",
+                json!({"session_number": 3, "reason": "ill", "excused": true}),
+            ),
+            activity(
+                &item,
+                "session_attended",
+                "NGO-11",
+                "2026-12-23T17:00:00Z",
+                "group lead 1",
+                json!({"session_number": 4}),
+            ),
+        ],
+    )
+    .await?;
 
     println!("\n== 4. Child protection refers another father straight to the programme ==");
-    let form: Value = serde_json::from_str(include_str!("../../../schemas/examples/referral-form.json"))?;
+    let form: Value =
+        serde_json::from_str(include_str!("../../../schemas/examples/referral-form.json"))?;
     publish(&nats, SOCIAL, AdapterKind::Referral, vec![form]).await?;
 
     println!("\n== 5. Mistakes are refused and kept: the police try to record a session ==");
-    let bad = activity(&item, "session_attended", "P-1", "2026-12-23T18:00:00Z", "PC 4471", json!({"session_number": 5}));
+    let bad = activity(
+        &item,
+        "session_attended",
+        "P-1",
+        "2026-12-23T18:00:00Z",
+        "PC 4471",
+        json!({"session_number": 5}),
+    );
     let reports = publish(&nats, POLICE, AdapterKind::Programme, vec![bad]).await?;
-    let refused = reports.iter().flat_map(|r| r.result.iter().flatten()).any(|e| matches!(e.outcome, Outcome::Rejected { .. }));
+    let refused = reports
+        .iter()
+        .flat_map(|r| r.result.iter().flatten())
+        .any(|e| matches!(e.outcome, Outcome::Rejected { .. }));
     if !refused {
         bail!("the exchange accepted a session recorded by the police");
     }
 
     println!("\n== The case {case_id}, as each agency queries it ==");
-    let view = client.get_case(GetCaseRequest { case_id: case_id.clone(), purpose: "demo".into() }).await?.into_inner();
+    let view = client
+        .get_case(GetCaseRequest {
+            case_id: case_id.clone(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner();
     for agency in [POLICE, CENTRE, PROGRAMME, SOCIAL] {
         let involved = view.parties.iter().any(|p| p == agency);
         println!("\n  -- {agency} --");
         if !involved {
             println!("  (no part in this case: from issue 3 on it will get NOT_FOUND)");
         } else {
-            println!("  status {} | held by {} | version {}", status_name(view.status()), view.holder, view.version);
-            println!("  opened {} by {} | first contact {} | intake {}", ts(&view.opened_at), view.opened_by, ts(&view.first_contact_at), ts(&view.intake_at));
-            println!("  programme {:?}: {} attended, {} missed of {} | risk {} ({})", view.programme, view.sessions_attended, view.sessions_missed, view.planned_sessions, view.risk_level().as_str_name(), view.risk_instrument);
+            println!(
+                "  status {} | held by {} | version {}",
+                status_name(view.status()),
+                view.holder,
+                view.version
+            );
+            println!(
+                "  opened {} by {} | first contact {} | intake {}",
+                ts(&view.opened_at),
+                view.opened_by,
+                ts(&view.first_contact_at),
+                ts(&view.intake_at)
+            );
+            println!(
+                "  programme {:?}: {} attended, {} missed of {} | risk {} ({})",
+                view.programme,
+                view.sessions_attended,
+                view.sessions_missed,
+                view.planned_sessions,
+                view.risk_level().as_str_name(),
+                view.risk_instrument
+            );
             for r in &view.referrals {
-                println!("  referral {} {} -> {}: {}", r.referral_id, r.from_agency, r.to_agency, r.state().as_str_name());
+                println!(
+                    "  referral {} {} -> {}: {}",
+                    r.referral_id,
+                    r.from_agency,
+                    r.to_agency,
+                    r.state().as_str_name()
+                );
             }
         }
         for i in inbox(&mut client, agency).await? {
-            println!("  inbox: {} {} from {} (case {})", i.kind().as_str_name(), i.item_id, i.from_agency, i.case_id);
+            println!(
+                "  inbox: {} {} from {} (case {})",
+                i.kind().as_str_name(),
+                i.item_id,
+                i.from_agency,
+                i.case_id
+            );
         }
     }
-    let history = client.case_history(CaseHistoryRequest { case_id: case_id.clone(), purpose: "demo".into() }).await?.into_inner();
-    println!("\n  history: {} events, log sequences {:?}", history.events.len(), history.events.iter().map(|e| e.sequence).collect::<Vec<_>>());
-    let q = client.list_quarantine(ListQuarantineRequest::default()).await?.into_inner();
-    println!("  quarantine: {} message(s); latest: {}", q.entries.len(), q.entries.last().map(|e| e.detail.as_str()).unwrap_or("-"));
+    let history = client
+        .case_history(CaseHistoryRequest {
+            case_id: case_id.clone(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner();
+    println!(
+        "\n  history: {} events, log sequences {:?}",
+        history.events.len(),
+        history
+            .events
+            .iter()
+            .map(|e| e.sequence)
+            .collect::<Vec<_>>()
+    );
+    let q = client
+        .list_quarantine(ListQuarantineRequest::default())
+        .await?
+        .into_inner();
+    println!(
+        "  quarantine: {} message(s); latest: {}",
+        q.entries.len(),
+        q.entries.last().map(|e| e.detail.as_str()).unwrap_or("-")
+    );
     let head = client.get_log_head(LogHeadRequest {}).await?.into_inner();
-    println!("  log head: sequence {} hash {}", head.sequence, handoff_log::hex(&head.hash));
+    println!(
+        "  log head: sequence {} hash {}",
+        head.sequence,
+        handoff_log::hex(&head.hash)
+    );
     println!("\nRun it again: every event comes back as a duplicate and the log does not grow.");
     Ok(())
 }

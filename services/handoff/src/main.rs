@@ -15,7 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use handoff_adapters::{AdapterKind, Outcome, Publisher};
 
 #[derive(Parser)]
-#[command(name = "handoff", version, about = "Inter-agency information exchange for work with perpetrators of domestic violence")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Inter-agency information exchange for work with perpetrators of domestic violence"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,11 @@ enum Command {
 #[derive(Args)]
 struct AdapterArgs {
     /// NATS server URL.
-    #[arg(long, env = "HANDOFF_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "HANDOFF_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats: String,
     /// This agency's id in the exchange's registry.
     #[arg(long, env = "HANDOFF_AGENCY")]
@@ -158,7 +166,12 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
             match &r.result {
                 Err(errors) => {
                     counts[3] += 1;
-                    println!("{} {}: invalid, not published: {}", file.display(), r.label, errors.join("; "));
+                    println!(
+                        "{} {}: invalid, not published: {}",
+                        file.display(),
+                        r.label,
+                        errors.join("; ")
+                    );
                 }
                 Ok(events) => {
                     for e in events {
@@ -169,7 +182,15 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
                             Outcome::Unconfirmed => 4,
                         };
                         counts[slot] += 1;
-                        println!("{} {}: {} {} case {}: {}", file.display(), r.label, e.event_type, e.event_id, e.case_id, e.outcome);
+                        println!(
+                            "{} {}: {} {} case {}: {}",
+                            file.display(),
+                            r.label,
+                            e.event_type,
+                            e.event_id,
+                            e.case_id,
+                            e.outcome
+                        );
                     }
                 }
             }
@@ -181,7 +202,10 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         });
         let kept = handoff_adapters::write_rejects(&rejects, &reports)?;
         if kept > 0 {
-            println!("{kept} refused record(s) kept with reasons in {}", rejects.display());
+            println!(
+                "{kept} refused record(s) kept with reasons in {}",
+                rejects.display()
+            );
         }
         println!(
             "{}: {} accepted, {} duplicate, {} rejected by the exchange, {} invalid, {} unconfirmed",
@@ -194,5 +218,9 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         );
         refused_any |= counts[2] + counts[3] + counts[4] > 0;
     }
-    Ok(if refused_any { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if refused_any {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -98,7 +98,11 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
             page_size,
             page_token,
         } => {
-            let status = status.as_deref().map(status_from_name).transpose()?.unwrap_or(0);
+            let status = status
+                .as_deref()
+                .map(status_from_name)
+                .transpose()?
+                .unwrap_or(0);
             let page = connect(&server.server)
                 .await?
                 .list_cases(ListCasesRequest {

@@ -11,13 +11,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -61,16 +62,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             batch_max: config.ingest.batch_max,
         },
     );
-    let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone()));
-    let lookups = tokio::spawn(serve_receipt_lookups(client.clone(), log.clone(), stop_rx.clone()));
+    let (consuming_tx, consuming_rx) = watch::channel(false);
+    let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
+    let lookups = tokio::spawn(serve_receipt_lookups(
+        client.clone(),
+        log.clone(),
+        stop_rx.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.query.listen))?;
     let mut query_stop = stop_rx.clone();
-    let query = tokio::spawn(handoff_query::serve(listener, log.clone(), async move {
-        let _ = query_stop.wait_for(|stop| *stop).await;
-    }));
+    let query = tokio::spawn(handoff_query::serve(
+        listener,
+        log.clone(),
+        consuming_rx,
+        async move {
+            let _ = query_stop.wait_for(|stop| *stop).await;
+        },
+    ));
 
     let outcome = tokio::select! {
         _ = shutdown_signal() => {

@@ -4,9 +4,7 @@
 //! before it), so every replica consuming the same stream decides the same.
 
 use handoff_contract::names::event_type;
-use handoff_contract::v1::{
-    Envelope, QuarantineEntry, Receipt, RejectionReason, receipt::Status,
-};
+use handoff_contract::v1::{Envelope, QuarantineEntry, Receipt, RejectionReason, receipt::Status};
 use handoff_domain::{Position, Registry, evolve, validate::validate_envelope};
 use handoff_log::{LogError, WriteBatch};
 use prost::Message;
@@ -25,7 +23,6 @@ pub struct Incoming<'a> {
     /// JetStream's receive time, Unix ms (the same on every replica).
     pub recorded_at_unix_ms: i64,
 }
-
 
 struct Refusal {
     reason: RejectionReason,
@@ -69,11 +66,22 @@ pub fn decide(
             .or_else(|| incoming.msg_id.map(str::to_string))
             .unwrap_or_default(),
         stream_sequence: incoming.stream_sequence,
-        case_id: envelope.as_ref().map(|e| e.case_id.clone()).unwrap_or_default(),
+        case_id: envelope
+            .as_ref()
+            .map(|e| e.case_id.clone())
+            .unwrap_or_default(),
         ..Receipt::default()
     };
 
-    match check(batch, registry, max_message_bytes, incoming, envelope.as_ref(), subject_agency, subject_type)? {
+    match check(
+        batch,
+        registry,
+        max_message_bytes,
+        incoming,
+        envelope.as_ref(),
+        subject_agency,
+        subject_type,
+    )? {
         Ok(Checked::Duplicate(original)) => {
             batch.advance(incoming.stream_sequence);
             receipt = Receipt {
@@ -81,18 +89,18 @@ pub fn decide(
                 ..original
             };
         }
-        Ok(Checked::Accepted(envelope, view)) => {
+        Ok(Checked::Accepted(view)) => {
+            receipt.case_version = view.version;
             let appended = batch.append(
                 incoming.stream_sequence,
                 incoming.recorded_at_unix_ms,
                 incoming.payload,
-                &envelope.event_id,
-                view,
+                &receipt.event_id,
+                *view,
             )?;
             receipt.status = Status::Accepted as i32;
             receipt.sequence = appended.sequence;
             receipt.hash = appended.hash.to_vec();
-            receipt.case_version = batch.case(&envelope.case_id)?.map_or(0, |v| v.version);
         }
         Err(refusal) => {
             receipt.status = Status::Rejected as i32;
@@ -105,7 +113,10 @@ pub fn decide(
                 raw: incoming.payload.to_vec(),
                 reason: refusal.reason as i32,
                 detail: refusal.detail,
-                event_id: envelope.as_ref().map(|e| e.event_id.clone()).unwrap_or_default(),
+                event_id: envelope
+                    .as_ref()
+                    .map(|e| e.event_id.clone())
+                    .unwrap_or_default(),
                 msg_id: incoming.msg_id.unwrap_or_default().to_string(),
             };
             batch.quarantine(entry, &receipt, subject_agency);
@@ -115,7 +126,9 @@ pub fn decide(
 }
 
 enum Checked {
-    Accepted(Envelope, handoff_contract::v1::CaseView),
+    /// The case as it is after the event.
+    Accepted(Box<handoff_contract::v1::CaseView>),
+    /// The original's receipt.
     Duplicate(Receipt),
 }
 
@@ -190,7 +203,7 @@ fn check(
         recorded_at_ms: incoming.recorded_at_unix_ms,
     };
     Ok(match evolve(current.as_ref(), envelope, registry, at) {
-        Ok(view) => Ok(Checked::Accepted(envelope.clone(), view)),
+        Ok(view) => Ok(Checked::Accepted(Box::new(view))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })
 }

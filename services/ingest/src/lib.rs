@@ -31,7 +31,9 @@ pub enum IngestError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// JetStream refused to create or read the stream.
-    #[error("JetStream stream {stream}: {detail}. Is nats-server running with JetStream enabled (-js) and is the exchange's NATS user allowed to manage it?")]
+    #[error(
+        "JetStream stream {stream}: {detail}. Is nats-server running with JetStream enabled (-js) and is the exchange's NATS user allowed to manage it?"
+    )]
     Stream {
         /// The stream name.
         stream: String,
@@ -59,7 +61,12 @@ pub struct Ingest {
 
 impl Ingest {
     /// An ingest loop over this log, registry and NATS connection.
-    pub fn new(log: Log, registry: Registry, client: async_nats::Client, settings: IngestSettings) -> Self {
+    pub fn new(
+        log: Log,
+        registry: Registry,
+        client: async_nats::Client,
+        settings: IngestSettings,
+    ) -> Self {
         Ingest {
             log,
             registry,
@@ -69,8 +76,13 @@ impl Ingest {
     }
 
     /// Runs until shutdown. Returns an error only for faults it must not paper over
-    /// (a log write that failed); lost NATS connections are retried.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
+    /// (a log write that failed); lost NATS connections are retried. `consuming` is
+    /// true while a consumer is reading the stream (the exchange's health).
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        consuming: watch::Sender<bool>,
+    ) -> Result<(), IngestError> {
         let js = jetstream::new(self.client.clone());
         let stream = loop {
             match ensure_stream(&js, &self.settings.stream).await {
@@ -85,6 +97,7 @@ impl Ingest {
             }
         };
         loop {
+            consuming.send_replace(false);
             if *shutdown.borrow() {
                 return Ok(());
             }
@@ -116,13 +129,16 @@ impl Ingest {
                 }
             };
             tracing::info!(from_stream_sequence = start, "consuming");
+            consuming.send_replace(true);
             loop {
                 let chunk = tokio::select! {
                     chunk = messages.next() => chunk,
                     _ = shutdown.changed() => return Ok(()),
                 };
                 let Some(chunk) = chunk else {
-                    tracing::warn!("the stream of messages ended; resuming from the stored position");
+                    tracing::warn!(
+                        "the stream of messages ended; resuming from the stored position"
+                    );
                     break;
                 };
                 let mut ok = Vec::with_capacity(chunk.len());
@@ -239,7 +255,12 @@ pub async fn serve_receipt_lookups(
         let Some(reply) = request.reply else {
             continue;
         };
-        let agency = request.subject.as_str().rsplit('.').next().unwrap_or_default();
+        let agency = request
+            .subject
+            .as_str()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default();
         let event_id = String::from_utf8_lossy(&request.payload);
         let answer = match log.receipt_for(agency, event_id.trim()) {
             Ok(Some(r)) => r.encode_to_vec(),

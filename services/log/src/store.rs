@@ -20,7 +20,9 @@ const TAIL_CHECK: u64 = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// sled could not open the data dir.
-    #[error("cannot open the log store at {path}: {source}. If another handoff process uses this data dir, stop it; if the store is damaged, restore from a backup (the exchange never repairs a store silently)")]
+    #[error(
+        "cannot open the log store at {path}: {source}. If another handoff process uses this data dir, stop it; if the store is damaged, restore from a backup (the exchange never repairs a store silently)"
+    )]
     Open {
         /// The data dir.
         path: PathBuf,
@@ -31,7 +33,9 @@ pub enum LogError {
     #[error("the log store failed: {0}. Check free disk space and permissions of the data dir")]
     Store(#[from] sled::Error),
     /// A stored value does not decode or does not match its hash.
-    #[error("the log store is damaged at {what}: {detail}. Stop the exchange and restore from a backup; do not edit the data dir")]
+    #[error(
+        "the log store is damaged at {what}: {detail}. Stop the exchange and restore from a backup; do not edit the data dir"
+    )]
     Corrupt {
         /// Where (e.g. "record 42").
         what: String,
@@ -57,7 +61,10 @@ fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> LogError {
     }
 }
 
-fn decode<M: Message + Default>(what: impl FnOnce() -> String, bytes: &[u8]) -> Result<M, LogError> {
+fn decode<M: Message + Default>(
+    what: impl FnOnce() -> String,
+    bytes: &[u8],
+) -> Result<M, LogError> {
     M::decode(bytes).map_err(|e| corrupt(what(), e.to_string()))
 }
 
@@ -178,34 +185,54 @@ impl Log {
 
     /// Re-hashes the last records and checks they link up to the stored head.
     fn verify_tail(&self, head: Head) -> Result<(), LogError> {
-        if let Some((k, _)) = self.tree.scan_prefix([keys::RECORD]).next_back().transpose()? {
+        if let Some((k, _)) = self
+            .tree
+            .scan_prefix([keys::RECORD])
+            .next_back()
+            .transpose()?
+        {
             let last = u64_at(&k, 1).unwrap_or(0);
             if last != head.sequence {
                 return Err(corrupt(
                     "head",
-                    format!("the head says sequence {} but the last record is {last}", head.sequence),
+                    format!(
+                        "the head says sequence {} but the last record is {last}",
+                        head.sequence
+                    ),
                 ));
             }
         } else if head.sequence != 0 {
-            return Err(corrupt("head", format!("the head says sequence {} but there are no records", head.sequence)));
+            return Err(corrupt(
+                "head",
+                format!(
+                    "the head says sequence {} but there are no records",
+                    head.sequence
+                ),
+            ));
         }
         let from = head.sequence.saturating_sub(TAIL_CHECK).max(1);
         let mut expected_next_prev: Option<Vec<u8>> = None;
         for seq in from..=head.sequence {
-            let rec = self
-                .record(seq)?
-                .ok_or_else(|| corrupt(format!("record {seq}"), "missing (sequences must be dense)"))?;
+            let rec = self.record(seq)?.ok_or_else(|| {
+                corrupt(format!("record {seq}"), "missing (sequences must be dense)")
+            })?;
             if let Some(prev) = &expected_next_prev
                 && prev != &rec.prev_hash
             {
-                return Err(corrupt(format!("record {seq}"), "does not link to the record before it"));
+                return Err(corrupt(
+                    format!("record {seq}"),
+                    "does not link to the record before it",
+                ));
             }
             expected_next_prev = Some(rec.hash);
         }
         if let Some(last) = expected_next_prev
             && last.as_slice() != head.hash
         {
-            return Err(corrupt("head", "the head hash is not the last record's hash"));
+            return Err(corrupt(
+                "head",
+                "the head hash is not the last record's hash",
+            ));
         }
         Ok(())
     }
@@ -232,13 +259,20 @@ impl Log {
         };
         let rec: LogRecord = decode(|| format!("record {seq}"), &bytes)?;
         if rec.sequence != seq || !is_intact(&rec) {
-            return Err(corrupt(format!("record {seq}"), "its contents do not match its hash"));
+            return Err(corrupt(
+                format!("record {seq}"),
+                "its contents do not match its hash",
+            ));
         }
         Ok(Some(rec))
     }
 
     /// Records from `from` to `to` inclusive (`to` = 0: to the head), in order.
-    pub fn records(&self, from: u64, to: u64) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
+    pub fn records(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
         let to = if to == 0 { u64::MAX } else { to };
         self.tree
             .range(keys::record(from.max(1))..=keys::record(to))
@@ -247,7 +281,10 @@ impl Log {
                 let seq = u64_at(&k, 1).unwrap_or(0);
                 let rec: LogRecord = decode(|| format!("record {seq}"), &v)?;
                 if rec.sequence != seq || !is_intact(&rec) {
-                    return Err(corrupt(format!("record {seq}"), "its contents do not match its hash"));
+                    return Err(corrupt(
+                        format!("record {seq}"),
+                        "its contents do not match its hash",
+                    ));
                 }
                 Ok(rec)
             })
@@ -268,16 +305,24 @@ impl Log {
         for item in self.tree.scan_prefix(&prefix) {
             let (k, _) = item?;
             let seq = u64_at(&k, prefix.len()).ok_or_else(|| corrupt("case index", "short key"))?;
-            let rec = self
-                .record(seq)?
-                .ok_or_else(|| corrupt(format!("record {seq}"), format!("indexed for case {case_id} but missing")))?;
+            let rec = self.record(seq)?.ok_or_else(|| {
+                corrupt(
+                    format!("record {seq}"),
+                    format!("indexed for case {case_id} but missing"),
+                )
+            })?;
             out.push(rec);
         }
         Ok(out)
     }
 
     /// Up to `limit` cases after `after` (by case id) that match the filter, and whether more follow.
-    pub fn list_cases(&self, filter: &CaseFilter, after: &str, limit: usize) -> Result<(Vec<CaseView>, bool), LogError> {
+    pub fn list_cases(
+        &self,
+        filter: &CaseFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<CaseView>, bool), LogError> {
         let start = if after.is_empty() {
             vec![keys::VIEW]
         } else {
@@ -288,7 +333,8 @@ impl Log {
         let mut out = Vec::new();
         for item in self.tree.range(start..[keys::VIEW + 1].to_vec()) {
             let (k, v) = item?;
-            let view: CaseView = decode(|| format!("view {}", String::from_utf8_lossy(&k[1..])), &v)?;
+            let view: CaseView =
+                decode(|| format!("view {}", String::from_utf8_lossy(&k[1..])), &v)?;
             if filter.matches(&view) {
                 if out.len() == limit {
                     return Ok((out, true));
@@ -311,11 +357,17 @@ impl Log {
     }
 
     /// Quarantined messages after a stream sequence.
-    pub fn quarantine(&self, after_stream_seq: u64, limit: usize) -> Result<Vec<QuarantineEntry>, LogError> {
+    pub fn quarantine(
+        &self,
+        after_stream_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<QuarantineEntry>, LogError> {
         let mut out = Vec::new();
         for item in self
             .tree
-            .range(keys::quarantine(after_stream_seq.saturating_add(1))..=keys::quarantine(u64::MAX))
+            .range(
+                keys::quarantine(after_stream_seq.saturating_add(1))..=keys::quarantine(u64::MAX),
+            )
             .take(limit)
         {
             let (_, v) = item?;
@@ -346,9 +398,12 @@ impl Log {
     fn duplicate_receipt(&self, event_id: &str, index_value: &[u8]) -> Result<Receipt, LogError> {
         let seq = u64_at(index_value, 0).ok_or_else(|| corrupt("event index", "short value"))?;
         let version = u64_at(index_value, 8).unwrap_or(0);
-        let rec = self
-            .record(seq)?
-            .ok_or_else(|| corrupt(format!("record {seq}"), format!("indexed for event {event_id} but missing")))?;
+        let rec = self.record(seq)?.ok_or_else(|| {
+            corrupt(
+                format!("record {seq}"),
+                format!("indexed for event {event_id} but missing"),
+            )
+        })?;
         let case_id = handoff_contract::v1::Envelope::decode(rec.envelope.as_slice())
             .map(|e| e.case_id)
             .unwrap_or_default();
@@ -379,7 +434,9 @@ impl Log {
     /// Applies a batch atomically and flushes it to disk. Only after this returns
     /// may the batch's messages be acknowledged or receipted.
     pub async fn commit(&self, batch: WriteBatch<'_>) -> Result<Head, LogError> {
-        let WriteBatch { head, mut batch, .. } = batch;
+        let WriteBatch {
+            head, mut batch, ..
+        } = batch;
         batch.insert(keys::META_HEAD, &head.encode()[..]);
         batch.insert(keys::META_POSITION, &head.stream_position.to_be_bytes()[..]);
         batch.insert(keys::META_QUARANTINED, &head.quarantined.to_be_bytes()[..]);
@@ -467,7 +524,11 @@ impl WriteBatch<'_> {
             return Ok(None);
         };
         let receipt = self.log.duplicate_receipt(event_id, &index_value)?;
-        let envelope = self.log.record(receipt.sequence)?.map(|r| r.envelope).unwrap_or_default();
+        let envelope = self
+            .log
+            .record(receipt.sequence)?
+            .map(|r| r.envelope)
+            .unwrap_or_default();
         Ok(Some((receipt, envelope)))
     }
 
@@ -480,9 +541,16 @@ impl WriteBatch<'_> {
         event_id: &str,
         view: CaseView,
     ) -> Result<Appended, LogError> {
-        let id = uuid_bytes(event_id).map_err(|e| corrupt(format!("event {event_id}"), e.to_string()))?;
+        let id = uuid_bytes(event_id)
+            .map_err(|e| corrupt(format!("event {event_id}"), e.to_string()))?;
         let sequence = self.next_sequence();
-        let hash = record_hash(&self.head.hash, sequence, stream_sequence, recorded_at_unix_ms, envelope);
+        let hash = record_hash(
+            &self.head.hash,
+            sequence,
+            stream_sequence,
+            recorded_at_unix_ms,
+            envelope,
+        );
         let record = LogRecord {
             sequence,
             stream_sequence,
@@ -491,7 +559,8 @@ impl WriteBatch<'_> {
             prev_hash: self.head.hash.to_vec(),
             hash: hash.to_vec(),
         };
-        self.batch.insert(&keys::record(sequence), record.encode_to_vec());
+        self.batch
+            .insert(&keys::record(sequence), record.encode_to_vec());
         let mut index_value = sequence.to_be_bytes().to_vec();
         index_value.extend_from_slice(&view.version.to_be_bytes());
         self.batch.insert(&keys::event(&id), index_value);
@@ -506,16 +575,22 @@ impl WriteBatch<'_> {
             ..Receipt::default()
         };
         self.events.insert(id, (staged, envelope.to_vec()));
-        self.batch.insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
+        self.batch
+            .insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
 
         let before = self.case(&view.case_id)?;
         for item in before.iter().flat_map(handoff_domain::inbox::items) {
-            self.batch.remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
+            self.batch
+                .remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
         }
         for item in handoff_domain::inbox::items(&view) {
-            self.batch.insert(keys::inbox(&item.to_agency, &item.case_id, &item.item_id), item.encode_to_vec());
+            self.batch.insert(
+                keys::inbox(&item.to_agency, &item.case_id, &item.item_id),
+                item.encode_to_vec(),
+            );
         }
-        self.batch.insert(keys::view(&view.case_id), view.encode_to_vec());
+        self.batch
+            .insert(keys::view(&view.case_id), view.encode_to_vec());
         self.views.insert(view.case_id.clone(), view);
 
         self.head.sequence = sequence;
@@ -531,9 +606,13 @@ impl WriteBatch<'_> {
     pub fn quarantine(&mut self, entry: QuarantineEntry, receipt: &Receipt, agency: &str) {
         let stream_sequence = entry.stream_sequence;
         if !receipt.event_id.is_empty() && !agency.is_empty() {
-            self.batch.insert(keys::rejected_event(agency, &receipt.event_id), receipt.encode_to_vec());
+            self.batch.insert(
+                keys::rejected_event(agency, &receipt.event_id),
+                receipt.encode_to_vec(),
+            );
         }
-        self.batch.insert(&keys::quarantine(stream_sequence), entry.encode_to_vec());
+        self.batch
+            .insert(&keys::quarantine(stream_sequence), entry.encode_to_vec());
         self.head.quarantined += 1;
         self.advance(stream_sequence);
     }

@@ -9,15 +9,25 @@ use prost::Message;
 
 fn registry() -> Registry {
     Registry::new([
-        Agency { id: "police".into(), name: "P".into(), kind: AgencyKind::Police },
-        Agency { id: "ic".into(), name: "IC".into(), kind: AgencyKind::InterventionCentre },
+        Agency {
+            id: "police".into(),
+            name: "P".into(),
+            kind: AgencyKind::Police,
+        },
+        Agency {
+            id: "ic".into(),
+            name: "IC".into(),
+            kind: AgencyKind::InterventionCentre,
+        },
     ])
     .expect("registry")
 }
 
 fn envelope(n: u64, case: &str, event: Event) -> Envelope {
     Envelope {
-        event_id: uuid::Builder::from_unix_timestamp_millis(1_700_000_000_000 + n, &[n as u8; 10]).into_uuid().to_string(),
+        event_id: uuid::Builder::from_unix_timestamp_millis(1_700_000_000_000 + n, &[n as u8; 10])
+            .into_uuid()
+            .to_string(),
         source_agency: "police".into(),
         case_id: case.into(),
         subject_pseudonym: format!("subj-{case}"),
@@ -38,9 +48,20 @@ async fn append_all(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
     let mut batch = log.batch();
     for (i, e) in envelopes.iter().enumerate() {
         let current = batch.case(&e.case_id).expect("read");
-        let at = Position { sequence: batch.next_sequence(), recorded_at_ms: 1_700_000_000_000 };
+        let at = Position {
+            sequence: batch.next_sequence(),
+            recorded_at_ms: 1_700_000_000_000,
+        };
         let view = evolve(current.as_ref(), e, &reg, at).expect("accepted");
-        batch.append(first_stream_seq + i as u64, at.recorded_at_ms, &e.encode_to_vec(), &e.event_id, view).expect("append");
+        batch
+            .append(
+                first_stream_seq + i as u64,
+                at.recorded_at_ms,
+                &e.encode_to_vec(),
+                &e.event_id,
+                view,
+            )
+            .expect("append");
     }
     log.commit(batch).await.expect("commit");
 }
@@ -48,7 +69,9 @@ async fn append_all(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
 #[tokio::test]
 async fn appended_records_chain_and_index_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tmp");
-    let events: Vec<Envelope> = (1..=5).map(|n| envelope(n, &format!("c{}", n % 2), incident())).collect();
+    let events: Vec<Envelope> = (1..=5)
+        .map(|n| envelope(n, &format!("c{}", n % 2), incident()))
+        .collect();
     {
         let log = Log::open(dir.path()).expect("open");
         append_all(&log, &events[..3], 10).await;
@@ -59,20 +82,36 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
     }
     let log = Log::open(dir.path()).expect("reopen");
     assert_eq!(log.head().sequence, 5);
-    let records: Vec<LogRecord> = log.records(0, 0).collect::<Result<_, _>>().expect("records");
-    assert_eq!(records.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    let records: Vec<LogRecord> = log
+        .records(0, 0)
+        .collect::<Result<_, _>>()
+        .expect("records");
+    assert_eq!(
+        records.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     for pair in records.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
     assert!(records.iter().all(is_intact));
     assert_eq!(log.case_records("c1").expect("c1").len(), 3);
     assert_eq!(log.case("c0").expect("c0").expect("exists").version, 2);
-    let receipt = log.receipt_for("police", &events[2].event_id).expect("lookup").expect("found");
+    let receipt = log
+        .receipt_for("police", &events[2].event_id)
+        .expect("lookup")
+        .expect("found");
     assert_eq!(receipt.sequence, 3);
-    assert!(log.receipt_for("ic", &events[2].event_id).expect("lookup").is_none(), "another agency's receipt is not shown");
+    assert!(
+        log.receipt_for("ic", &events[2].event_id)
+            .expect("lookup")
+            .is_none(),
+        "another agency's receipt is not shown"
+    );
     let (all, more) = log.list_cases(&CaseFilter::default(), "", 1).expect("list");
     assert_eq!((all.len(), more), (1, true));
-    let (rest, more) = log.list_cases(&CaseFilter::default(), &all[0].case_id, 10).expect("list");
+    let (rest, more) = log
+        .list_cases(&CaseFilter::default(), &all[0].case_id, 10)
+        .expect("list");
     assert_eq!((rest.len(), more), (1, false));
 }
 
@@ -80,10 +119,25 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
 async fn inbox_follows_referrals() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = Log::open(dir.path()).expect("open");
-    let referral = Event::ReferralMade(ReferralMade { referral_id: "r1".into(), to_agency: "ic".into(), ..Default::default() });
-    append_all(&log, &[envelope(1, "c", incident()), envelope(2, "c", referral)], 1).await;
+    let referral = Event::ReferralMade(ReferralMade {
+        referral_id: "r1".into(),
+        to_agency: "ic".into(),
+        ..Default::default()
+    });
+    append_all(
+        &log,
+        &[envelope(1, "c", incident()), envelope(2, "c", referral)],
+        1,
+    )
+    .await;
     assert_eq!(log.inbox("ic").expect("inbox").len(), 1);
-    let mut accept = envelope(3, "c", Event::ReferralAccepted(ReferralAccepted { referral_id: "r1".into() }));
+    let mut accept = envelope(
+        3,
+        "c",
+        Event::ReferralAccepted(ReferralAccepted {
+            referral_id: "r1".into(),
+        }),
+    );
     accept.source_agency = "ic".into();
     append_all(&log, &[accept], 3).await;
     assert!(log.inbox("ic").expect("inbox").is_empty());
@@ -98,9 +152,27 @@ async fn an_uncommitted_batch_leaves_nothing_behind() {
         let reg = registry();
         let mut batch = log.batch();
         let e = envelope(2, "d", incident());
-        let view = evolve(None, &e, &reg, Position { sequence: batch.next_sequence(), recorded_at_ms: 0 }).expect("ok");
-        batch.append(2, 0, &e.encode_to_vec(), &e.event_id, view).expect("staged");
-        batch.quarantine(QuarantineEntry { stream_sequence: 3, ..Default::default() }, &Receipt::default(), "police");
+        let view = evolve(
+            None,
+            &e,
+            &reg,
+            Position {
+                sequence: batch.next_sequence(),
+                recorded_at_ms: 0,
+            },
+        )
+        .expect("ok");
+        batch
+            .append(2, 0, &e.encode_to_vec(), &e.event_id, view)
+            .expect("staged");
+        batch.quarantine(
+            QuarantineEntry {
+                stream_sequence: 3,
+                ..Default::default()
+            },
+            &Receipt::default(),
+            "police",
+        );
         // dropped without commit, as when the process dies before the flush
     }
     assert_eq!(log.head().sequence, 1);
@@ -114,7 +186,12 @@ async fn a_damaged_record_is_reported_not_repaired() {
     let dir = tempfile::tempdir().expect("tmp");
     {
         let log = Log::open(dir.path()).expect("open");
-        append_all(&log, &[envelope(1, "c", incident()), envelope(2, "d", incident())], 1).await;
+        append_all(
+            &log,
+            &[envelope(1, "c", incident()), envelope(2, "d", incident())],
+            1,
+        )
+        .await;
     }
     // Tamper through sled itself (the on-disk format is sled's): rewrite record 1's envelope.
     {
@@ -122,7 +199,8 @@ async fn a_damaged_record_is_reported_not_repaired() {
         let tree = db.open_tree("log").expect("tree");
         let mut key = vec![b'r'];
         key.extend_from_slice(&1u64.to_be_bytes());
-        let mut rec = LogRecord::decode(tree.get(&key).expect("get").expect("present").as_ref()).expect("decode");
+        let mut rec = LogRecord::decode(tree.get(&key).expect("get").expect("present").as_ref())
+            .expect("decode");
         rec.envelope[0] ^= 0xff;
         tree.insert(key, rec.encode_to_vec()).expect("insert");
         db.flush().expect("flush");

@@ -47,7 +47,10 @@ impl Cases {
 
 #[tonic::async_trait]
 impl CasesApi for Cases {
-    async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<CaseView>, Status> {
+    async fn get_case(
+        &self,
+        request: Request<GetCaseRequest>,
+    ) -> Result<Response<CaseView>, Status> {
         let case_id = required("case_id", &request.get_ref().case_id)?;
         match self.log.case(case_id).map_err(internal)? {
             Some(view) => Ok(Response::new(view)),
@@ -64,7 +67,12 @@ impl CasesApi for Cases {
             status: match CaseStatus::try_from(req.status) {
                 Ok(CaseStatus::Unspecified) => None,
                 Ok(s) => Some(s),
-                Err(_) => return Err(Status::invalid_argument(format!("unknown status {}", req.status))),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown status {}",
+                        req.status
+                    )));
+                }
             },
             holder: (!req.holder.is_empty()).then_some(req.holder),
         };
@@ -86,7 +94,10 @@ impl CasesApi for Cases {
         }))
     }
 
-    async fn inbox(&self, request: Request<InboxRequest>) -> Result<Response<InboxResponse>, Status> {
+    async fn inbox(
+        &self,
+        request: Request<InboxRequest>,
+    ) -> Result<Response<InboxResponse>, Status> {
         let agency = required("agency", &request.get_ref().agency)?;
         let items = self.log.inbox(agency).map_err(internal)?;
         Ok(Response::new(InboxResponse { items }))
@@ -105,7 +116,10 @@ impl CasesApi for Cases {
             .into_iter()
             .map(|r| {
                 let envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
-                    Status::internal(format!("record {} holds an undecodable envelope: {e}", r.sequence))
+                    Status::internal(format!(
+                        "record {} holds an undecodable envelope: {e}",
+                        r.sequence
+                    ))
                 })?;
                 Ok(LoggedEvent {
                     sequence: r.sequence,
@@ -120,7 +134,10 @@ impl CasesApi for Cases {
 
     type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;
 
-    async fn read_log(&self, request: Request<ReadLogRequest>) -> Result<Response<Self::ReadLogStream>, Status> {
+    async fn read_log(
+        &self,
+        request: Request<ReadLogRequest>,
+    ) -> Result<Response<Self::ReadLogStream>, Status> {
         let req = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let log = self.log.clone();
@@ -181,9 +198,14 @@ pub enum QueryError {
 }
 
 /// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
+///
+/// Health: `handoff.v1.Cases` is SERVING while this server runs; the overall
+/// service (`""`) follows `ingest_healthy`, so a load balancer or operator
+/// sees when the exchange is not taking in events.
 pub async fn serve(
     listener: TcpListener,
     log: Log,
+    mut ingest_healthy: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), QueryError> {
     let addr = listener
@@ -192,6 +214,20 @@ pub async fn serve(
         .unwrap_or_default();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
+    let overall = health.clone();
+    tokio::spawn(async move {
+        loop {
+            let status = if *ingest_healthy.borrow_and_update() {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            overall.set_service_status("", status).await;
+            if ingest_healthy.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
         .build_v1()?;

@@ -1,0 +1,473 @@
+//! The exchange end to end: real nats-server, real `handoff serve`, real gRPC over TCP.
+
+use std::time::Duration;
+
+use handoff_adapters::{AdapterKind, Document, Outcome, Publisher};
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::*;
+use handoff_e2e::events::{self, envelope, incident, publish, publish_raw, referral};
+use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE, PROGRAMME};
+use prost::Message;
+use serde_json::json;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn police_record() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../schemas/examples/police-eviction.json"))
+        .expect("example")
+}
+
+async fn publish_docs(
+    nats: &async_nats::Client,
+    agency: &str,
+    kind: AdapterKind,
+    docs: Vec<serde_json::Value>,
+) -> Vec<Outcome> {
+    let publisher = Publisher::new(nats.clone(), agency);
+    let docs = docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| Document::new(format!("record {i}"), v))
+        .collect();
+    handoff_adapters::process(&kind, &publisher, docs)
+        .await
+        .expect("published")
+        .into_iter()
+        .flat_map(|r| r.result.expect("valid record"))
+        .map(|e| e.outcome)
+        .collect()
+}
+
+fn casework(
+    case: &CaseView,
+    activity: &str,
+    reference: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = json!({
+        "activity": activity, "activity_ref": reference, "case_id": case.case_id,
+        "subject_pseudonym": case.subject_pseudonym, "occurred_at": "2026-11-21T09:00:00Z", "worker": "w1",
+    });
+    v.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let client_nats = nats.connect().await;
+
+    let outcomes = publish_docs(
+        &client_nats,
+        POLICE,
+        AdapterKind::Police {
+            refer_to: Some(CENTRE.into()),
+        },
+        vec![police_record()],
+    )
+    .await;
+    assert_eq!(outcomes.len(), 3, "incident, eviction, referral");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Accepted { .. })),
+        "{outcomes:?}"
+    );
+
+    let mut client = exchange.client().await;
+    let inbox = client
+        .inbox(InboxRequest {
+            agency: CENTRE.into(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("inbox")
+        .into_inner();
+    assert_eq!(inbox.items.len(), 1);
+    let item = &inbox.items[0];
+    let case = client
+        .get_case(GetCaseRequest {
+            case_id: item.case_id.clone(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("case")
+        .into_inner();
+    assert_eq!(case.status(), CaseStatus::Referred);
+    assert_eq!(case.holder, POLICE);
+    assert_eq!(case.evictions.len(), 1);
+    assert_eq!(
+        case.subject_details.as_ref().map(|d| d.full_name.as_str()),
+        Some("Marek Novak")
+    );
+
+    let rid = &item.item_id;
+    let centre = publish_docs(
+        &client_nats,
+        CENTRE,
+        AdapterKind::Programme,
+        vec![
+            casework(
+                &case,
+                "referral_acknowledged",
+                "1",
+                json!({"referral_id": rid}),
+            ),
+            casework(&case, "referral_accepted", "2", json!({"referral_id": rid})),
+            casework(
+                &case,
+                "contact_attempted",
+                "3",
+                json!({"channel": "phone", "outcome": "reached"}),
+            ),
+            casework(
+                &case,
+                "referral_made",
+                "4",
+                json!({"referral_id": "r-ngo", "to_agency": PROGRAMME, "reason": "programme"}),
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        centre.iter().all(|o| matches!(o, Outcome::Accepted { .. })),
+        "{centre:?}"
+    );
+    let programme = publish_docs(
+        &client_nats,
+        PROGRAMME,
+        AdapterKind::Programme,
+        vec![
+            casework(
+                &case,
+                "referral_accepted",
+                "1",
+                json!({"referral_id": "r-ngo"}),
+            ),
+            casework(&case, "intake_completed", "2", json!({})),
+            casework(
+                &case,
+                "enrolled",
+                "3",
+                json!({"programme": "group", "planned_sessions": 20}),
+            ),
+            casework(&case, "session_attended", "4", json!({"session_number": 1})),
+            casework(&case, "session_missed", "5", json!({"session_number": 2})),
+        ],
+    )
+    .await;
+    assert!(
+        programme
+            .iter()
+            .all(|o| matches!(o, Outcome::Accepted { .. })),
+        "{programme:?}"
+    );
+
+    let case = client
+        .get_case(GetCaseRequest {
+            case_id: item.case_id.clone(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("case")
+        .into_inner();
+    assert_eq!(case.status(), CaseStatus::Enrolled);
+    assert_eq!(case.holder, PROGRAMME);
+    assert_eq!(case.version, 12);
+    assert_eq!((case.sessions_attended, case.sessions_missed), (1, 1));
+    assert!(case.first_contact_at.is_some());
+    assert_eq!(
+        case.parties,
+        vec![
+            CENTRE.to_string(),
+            PROGRAMME.to_string(),
+            POLICE.to_string()
+        ]
+    );
+
+    let history = client
+        .case_history(CaseHistoryRequest {
+            case_id: case.case_id.clone(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let seqs: Vec<u64> = history.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    assert!(matches!(
+        history.events[0]
+            .envelope
+            .as_ref()
+            .and_then(|e| e.event.as_ref()),
+        Some(Event::IncidentReported(_))
+    ));
+
+    let enrolled = client
+        .list_cases(ListCasesRequest {
+            status: CaseStatus::Enrolled as i32,
+            holder: PROGRAMME.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(enrolled.cases.len(), 1);
+    let none = client
+        .list_cases(ListCasesRequest {
+            status: CaseStatus::Closed as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(none.cases.is_empty());
+    assert!(
+        client
+            .inbox(InboxRequest {
+                agency: CENTRE.into(),
+                purpose: String::new()
+            })
+            .await
+            .expect("inbox")
+            .into_inner()
+            .items
+            .is_empty()
+    );
+
+    let missing = client
+        .get_case(GetCaseRequest {
+            case_id: "no-such-case".into(),
+            purpose: String::new(),
+        })
+        .await
+        .expect_err("unknown case");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishing_every_event_twice_logs_each_once() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let mut published = Vec::new();
+    for c in 0..20u64 {
+        let case = format!("dup-{c}");
+        published.push(incident(c * 10 + 1, &case));
+        published.push(referral(c * 10 + 2, &case, "r1", CENTRE));
+    }
+    for e in &published {
+        publish(&js, e).await;
+    }
+    // Again with the same Nats-Msg-Id (JetStream drops these within its window) ...
+    for e in &published {
+        publish(&js, e).await;
+    }
+    // ... and again without it, as after the window: the log's event-id index absorbs them.
+    let mut last = 0;
+    for e in &published {
+        last = publish_raw(&js, &events::subject(e), None, e.encode_to_vec()).await;
+    }
+    let head = exchange.wait_for_position(last, WITHIN).await;
+    assert_eq!(
+        head.sequence,
+        published.len() as u64,
+        "each event exactly once"
+    );
+    assert_eq!(
+        head.quarantined, 0,
+        "duplicates are answered, not quarantined"
+    );
+    let logged: Vec<String> = exchange
+        .read_log()
+        .await
+        .iter()
+        .map(|r| {
+            Envelope::decode(r.envelope.as_slice())
+                .expect("envelope")
+                .event_id
+        })
+        .collect();
+    assert_eq!(
+        logged,
+        published
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>()
+    );
+
+    // The adapter library sees them as duplicates too.
+    let publisher = Publisher::new(nats.connect().await, POLICE);
+    let outcomes = publisher
+        .publish_all(&published[..4])
+        .await
+        .expect("publish");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Duplicate { .. })),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_applies() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let nc = nats.connect().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let mut police_receipts = nc
+        .subscribe(handoff_contract::names::receipt_subject(POLICE))
+        .await
+        .expect("sub");
+    let mut programme_receipts = nc
+        .subscribe(handoff_contract::names::receipt_subject(PROGRAMME))
+        .await
+        .expect("sub");
+    nc.flush().await.expect("flush");
+
+    publish(&js, &incident(1, "q")).await;
+    // 1. garbage bytes
+    publish_raw(
+        &js,
+        "handoff.events.police-north.incident_reported",
+        Some("garbage-1"),
+        b"\xff\xfe not protobuf \x00".to_vec(),
+    )
+    .await;
+    // 2. forged source: the programme provider publishes as the police
+    let forged = envelope(
+        3,
+        POLICE,
+        "q",
+        Event::CaseClosed(CaseClosed {
+            reason: "forged".into(),
+        }),
+    );
+    publish_raw(
+        &js,
+        "handoff.events.ngo-men-north.case_closed",
+        Some(&forged.event_id),
+        forged.encode_to_vec(),
+    )
+    .await;
+    // 3. wrong expected version
+    let mut stale = referral(4, "q", "r1", CENTRE);
+    stale.expected_version = Some(0);
+    publish(&js, &stale).await;
+    // 4. the next valid event
+    let mut good = referral(5, "q", "r1", CENTRE);
+    good.expected_version = Some(1);
+    let last = publish(&js, &good).await;
+
+    let head = exchange.wait_for_position(last, WITHIN).await;
+    assert_eq!(head.sequence, 2, "incident and the good referral");
+    assert_eq!(head.quarantined, 3);
+
+    let mut client = exchange.client().await;
+    let q = client
+        .list_quarantine(ListQuarantineRequest::default())
+        .await
+        .expect("quarantine")
+        .into_inner()
+        .entries;
+    let reasons: Vec<RejectionReason> = q.iter().map(|e| e.reason()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            RejectionReason::Malformed,
+            RejectionReason::SourceMismatch,
+            RejectionReason::WrongExpectedVersion
+        ]
+    );
+    assert_eq!(
+        q[0].raw,
+        b"\xff\xfe not protobuf \x00".to_vec(),
+        "raw bytes are kept as received"
+    );
+    assert_eq!(q[0].msg_id, "garbage-1");
+    assert!(
+        q[1].detail.contains("may publish only as itself"),
+        "{}",
+        q[1].detail
+    );
+    assert!(
+        q[2].detail.contains("expected version 0"),
+        "{}",
+        q[2].detail
+    );
+
+    let case = client
+        .get_case(GetCaseRequest {
+            case_id: "q".into(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("case")
+        .into_inner();
+    assert_eq!(case.status(), CaseStatus::Referred);
+
+    // Receipts: the police get incident accepted, garbage rejected, stale rejected, good accepted.
+    let mut police = Vec::new();
+    while police.len() < 4 {
+        let msg = tokio::time::timeout(WITHIN, futures::StreamExt::next(&mut police_receipts))
+            .await
+            .expect("receipt in time")
+            .expect("receipt");
+        police.push(Receipt::decode(msg.payload.as_ref()).expect("receipt"));
+    }
+    let statuses: Vec<_> = police.iter().map(|r| (r.status(), r.reason())).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (receipt::Status::Accepted, RejectionReason::Unspecified),
+            (receipt::Status::Rejected, RejectionReason::Malformed),
+            (
+                receipt::Status::Rejected,
+                RejectionReason::WrongExpectedVersion
+            ),
+            (receipt::Status::Accepted, RejectionReason::Unspecified),
+        ]
+    );
+    assert_eq!(
+        police[1].event_id, "garbage-1",
+        "an unreadable body is answered by its Nats-Msg-Id"
+    );
+    assert_eq!(police[3].sequence, 2);
+    // The forger (identified by its subject) gets the rejection, not the police.
+    let msg = tokio::time::timeout(WITHIN, futures::StreamExt::next(&mut programme_receipts))
+        .await
+        .expect("receipt in time")
+        .expect("receipt");
+    let forged_receipt = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+    assert_eq!(forged_receipt.reason(), RejectionReason::SourceMismatch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_says_serving_and_the_log_head_matches_the_records() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let last = publish(&js, &incident(1, "h")).await;
+    let head = exchange.wait_for_position(last, WITHIN).await;
+    let log = exchange.read_log().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(head.hash, log[0].hash);
+    assert!(handoff_log_is_intact(&log[0]));
+}
+
+fn handoff_log_is_intact(r: &LogRecord) -> bool {
+    use sha2::{Digest, Sha256};
+    // Recomputed here from the documented formula, independently of the log crate.
+    let mut h = Sha256::new();
+    h.update(&r.prev_hash);
+    h.update(r.sequence.to_be_bytes());
+    h.update(r.stream_sequence.to_be_bytes());
+    h.update(r.recorded_at_unix_ms.to_be_bytes());
+    h.update((r.envelope.len() as u64).to_be_bytes());
+    h.update(&r.envelope);
+    h.finalize().as_slice() == r.hash.as_slice()
+}
