@@ -471,3 +471,34 @@ fn handoff_log_is_intact(r: &LogRecord) -> bool {
     h.update(&r.envelope);
     h.finalize().as_slice() == r.hash.as_slice()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lists_the_services_standard_tools_call() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let mut reflection = ServerReflectionClient::new(exchange.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"handoff.v1.Cases".to_string()), "{names:?}");
+}
