@@ -357,6 +357,32 @@ impl Exchange {
         }
     }
 
+    /// A case's current view, via GetCase.
+    pub async fn case(&self, case_id: &str) -> CaseView {
+        self.client()
+            .await
+            .get_case(GetCaseRequest {
+                case_id: case_id.into(),
+                purpose: "test".into(),
+            })
+            .await
+            .expect("GetCase")
+            .into_inner()
+    }
+
+    /// The event ids of the whole log, in log order.
+    pub async fn logged_event_ids(&self) -> Vec<String> {
+        self.read_log()
+            .await
+            .iter()
+            .map(|r| {
+                Envelope::decode(r.envelope.as_slice())
+                    .expect("logged envelope")
+                    .event_id
+            })
+            .collect()
+    }
+
     /// The whole log, via ReadLog.
     pub async fn read_log(&self) -> Vec<LogRecord> {
         let mut stream = self

@@ -10,7 +10,6 @@ use std::time::Duration;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish, referral};
 use handoff_e2e::{CENTRE, Exchange, NatsServer};
-use prost::Message;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
@@ -86,14 +85,7 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(head.quarantined, 0);
 
     let log = exchange.read_log().await;
-    let ids: Vec<String> = log
-        .iter()
-        .map(|r| {
-            Envelope::decode(r.envelope.as_slice())
-                .expect("envelope")
-                .event_id
-        })
-        .collect();
+    let ids = exchange.logged_event_ids().await;
     assert_eq!(ids.len(), published.len());
     assert_eq!(
         ids.iter().collect::<HashSet<_>>().len(),

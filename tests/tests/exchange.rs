@@ -88,14 +88,7 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         .into_inner();
     assert_eq!(inbox.items.len(), 1);
     let item = &inbox.items[0];
-    let case = client
-        .get_case(GetCaseRequest {
-            case_id: item.case_id.clone(),
-            purpose: String::new(),
-        })
-        .await
-        .expect("case")
-        .into_inner();
+    let case = exchange.case(&item.case_id).await;
     assert_eq!(case.status(), CaseStatus::Referred);
     assert_eq!(case.holder, POLICE);
     assert_eq!(case.evictions.len(), 1);
@@ -166,14 +159,7 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         "{programme:?}"
     );
 
-    let case = client
-        .get_case(GetCaseRequest {
-            case_id: item.case_id.clone(),
-            purpose: String::new(),
-        })
-        .await
-        .expect("case")
-        .into_inner();
+    let case = exchange.case(&item.case_id).await;
     assert_eq!(case.status(), CaseStatus::Enrolled);
     assert_eq!(case.holder, PROGRAMME);
     assert_eq!(case.version, 12);
@@ -281,16 +267,7 @@ async fn publishing_every_event_twice_logs_each_once() {
         head.quarantined, 0,
         "duplicates are answered, not quarantined"
     );
-    let logged: Vec<String> = exchange
-        .read_log()
-        .await
-        .iter()
-        .map(|r| {
-            Envelope::decode(r.envelope.as_slice())
-                .expect("envelope")
-                .event_id
-        })
-        .collect();
+    let logged = exchange.logged_event_ids().await;
     assert_eq!(
         logged,
         published

@@ -85,6 +85,16 @@ async fn inbox(client: &mut CasesClient<Channel>, agency: &str) -> anyhow::Resul
         .items)
 }
 
+async fn get_case(client: &mut CasesClient<Channel>, case_id: &str) -> anyhow::Result<CaseView> {
+    Ok(client
+        .get_case(GetCaseRequest {
+            case_id: case_id.into(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner())
+}
+
 fn ts(t: &Option<prost_types::Timestamp>) -> String {
     t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -125,13 +135,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         Some(i) => i.clone(),
         // Re-run: the referral was answered in an earlier run; rebuild the item from the case.
         None => {
-            let view = client
-                .get_case(GetCaseRequest {
-                    case_id: case_id.clone(),
-                    purpose: "demo".into(),
-                })
-                .await?
-                .into_inner();
+            let view = get_case(&mut client, &case_id).await?;
             let step = view.referrals.first().context("the case has no referral")?;
             InboxItem {
                 case_id: case_id.clone(),
@@ -282,13 +286,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     }
 
     println!("\n== The case {case_id}, as each agency queries it ==");
-    let view = client
-        .get_case(GetCaseRequest {
-            case_id: case_id.clone(),
-            purpose: "demo".into(),
-        })
-        .await?
-        .into_inner();
+    let view = get_case(&mut client, &case_id).await?;
     for agency in [POLICE, CENTRE, PROGRAMME, SOCIAL] {
         let involved = view.parties.iter().any(|p| p == agency);
         println!("\n  -- {agency} --");

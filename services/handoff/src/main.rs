@@ -105,9 +105,10 @@ enum AdapterCommand {
     },
 }
 
-fn init_tracing() {
+/// Logs to stderr; `HANDOFF_LOG` overrides (e.g. `info,handoff_ingest=debug` for one line per message).
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -116,8 +117,14 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // The server logs its work; client commands print results and log only problems.
+    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
