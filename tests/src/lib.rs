@@ -32,6 +32,10 @@ pub const POLICE: &str = "police-north";
 pub const CENTRE: &str = "ic-north";
 /// Programme provider id.
 pub const PROGRAMME: &str = "ngo-men-north";
+/// Auditor id.
+pub const AUDITOR: &str = "audit";
+/// A registered agency whose certificate is revoked.
+pub const REVOKED: &str = "ngo-revoked";
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -254,12 +258,36 @@ impl Exchange {
             "[nats]\nurl = {:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = \"data\"\n\n[query]\nlisten = \"127.0.0.1:{}\"\n\n[ingest]\nbatch_max = 256\n",
             self.nats_url, self.grpc_port
         );
+        text.push_str(
+            "\n[query.tls]\nca = \"certs/ca.pem\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key\"\n",
+        );
         for (id, kind) in AGENCIES {
             text.push_str(&format!(
                 "\n[[agency]]\nid = {id:?}\nname = {id:?}\nkind = {kind:?}\n"
             ));
         }
+        text.push_str(&format!(
+            "\n[[agency]]\nid = {REVOKED:?}\nname = \"revoked\"\nkind = \"programme_provider\"\nrevoked = true\n"
+        ));
         std::fs::write(self.config_path(), text).expect("write handoff.toml");
+        issue_certificates(&self.config_path(), &self.certs_dir());
+    }
+
+    /// Where the CA, the server's and every agency's certificate are.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Issues a certificate from the exchange's own CA to an agency it does not know.
+    pub fn issue_unregistered_certificate(&self, agency: &str) {
+        let config = self.dir.path().join("stranger.toml");
+        let text = std::fs::read_to_string(self.config_path()).expect("config");
+        std::fs::write(
+            &config,
+            format!("{text}\n[[agency]]\nid = {agency:?}\nname = \"x\"\nkind = \"police\"\n"),
+        )
+        .expect("write");
+        issue_certificates(&config, &self.certs_dir());
     }
 
     async fn spawn(&mut self) {
@@ -278,7 +306,8 @@ impl Exchange {
             .expect("handoff serve starts");
         wait_for_port(self.grpc_port, "handoff serve", &mut child);
         self.child = Some(child);
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.channel_as(AUDITOR).await);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let status = health
@@ -320,23 +349,48 @@ impl Exchange {
         self.spawn().await;
     }
 
-    /// A gRPC channel over TCP to the exchange.
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://127.0.0.1:{}", self.grpc_port))
+    /// A gRPC channel over TCP with mTLS, presenting `certificate` (files `<name>.pem`/`.key`
+    /// in `certs`), or none; trusting `certs/ca.pem`.
+    pub async fn try_channel(
+        &self,
+        certs: &Path,
+        certificate: Option<&str>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let read = |name: String| {
+            std::fs::read(certs.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let server_ca = std::fs::read(self.certs_dir().join("ca.pem")).expect("server CA");
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(server_ca))
+            .domain_name("localhost");
+        if let Some(name) = certificate {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read(format!("{name}.pem")),
+                read(format!("{name}.key")),
+            ));
+        }
+        Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc_port))
             .expect("uri")
+            .tls_config(tls)?
             .connect()
+            .await
+    }
+
+    /// A channel as `agency`, with the certificate the exchange's CA issued to it.
+    pub async fn channel_as(&self, agency: &str) -> Channel {
+        self.try_channel(&self.certs_dir(), Some(agency))
             .await
             .expect("gRPC connect")
     }
 
-    /// A `Cases` client.
-    pub async fn client(&self) -> CasesClient<Channel> {
-        CasesClient::new(self.channel().await)
+    /// A `Cases` client calling as `agency`.
+    pub async fn client_as(&self, agency: &str) -> CasesClient<Channel> {
+        CasesClient::new(self.channel_as(agency).await)
     }
 
     /// Waits until the exchange has consumed the stream up to `stream_sequence`.
     pub async fn wait_for_position(&self, stream_sequence: u64, within: Duration) -> LogHead {
-        let mut client = self.client().await;
+        let mut client = self.client_as(AUDITOR).await;
         let deadline = Instant::now() + within;
         loop {
             let head = client
@@ -357,9 +411,9 @@ impl Exchange {
         }
     }
 
-    /// A case's current view, via GetCase.
+    /// A case's current view, via GetCase, as the auditor sees it.
     pub async fn case(&self, case_id: &str) -> CaseView {
-        self.client()
+        self.client_as(AUDITOR)
             .await
             .get_case(GetCaseRequest {
                 case_id: case_id.into(),
@@ -383,10 +437,10 @@ impl Exchange {
             .collect()
     }
 
-    /// The whole log, via ReadLog.
+    /// The whole log, via ReadLog (as the auditor).
     pub async fn read_log(&self) -> Vec<LogRecord> {
         let mut stream = self
-            .client()
+            .client_as(AUDITOR)
             .await
             .read_log(ReadLogRequest::default())
             .await
@@ -404,6 +458,19 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `handoff certs` for a config into `out` (a CA, the server, one per agency).
+pub fn issue_certificates(config: &Path, out: &Path) {
+    let status = Command::new(handoff_binary())
+        .args(["certs", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("handoff certs runs");
+    assert!(status.success(), "handoff certs failed");
 }
 
 /// Builders for valid events.

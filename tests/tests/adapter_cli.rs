@@ -58,7 +58,7 @@ async fn the_police_adapter_publishes_a_csv_export_once_and_keeps_bad_rows() {
         "re-running publishes nothing new:\n{out}"
     );
     let head = exchange
-        .client()
+        .client_as(handoff_e2e::AUDITOR)
         .await
         .get_log_head(handoff_contract::v1::LogHeadRequest {})
         .await

@@ -51,7 +51,7 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
         ))
         .await;
         let head = exchange
-            .client()
+            .client_as(handoff_e2e::AUDITOR)
             .await
             .get_log_head(LogHeadRequest {})
             .await

@@ -77,8 +77,9 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         "{outcomes:?}"
     );
 
-    let mut client = exchange.client().await;
-    let inbox = client
+    let mut client = exchange.client_as(handoff_e2e::AUDITOR).await;
+    let mut centre_reader = exchange.client_as(CENTRE).await;
+    let inbox = centre_reader
         .inbox(InboxRequest {
             agency: CENTRE.into(),
             purpose: String::new(),
@@ -212,7 +213,7 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         .into_inner();
     assert!(none.cases.is_empty());
     assert!(
-        client
+        centre_reader
             .inbox(InboxRequest {
                 agency: CENTRE.into(),
                 purpose: String::new()
@@ -344,7 +345,7 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
     assert_eq!(head.sequence, 2, "incident and the good referral");
     assert_eq!(head.quarantined, 3);
 
-    let mut client = exchange.client().await;
+    let mut client = exchange.client_as(handoff_e2e::AUDITOR).await;
     let q = client
         .list_quarantine(ListQuarantineRequest::default())
         .await
@@ -458,7 +459,8 @@ async fn reflection_lists_the_services_standard_tools_call() {
 
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
-    let mut reflection = ServerReflectionClient::new(exchange.channel().await);
+    let mut reflection =
+        ServerReflectionClient::new(exchange.channel_as(handoff_e2e::AUDITOR).await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

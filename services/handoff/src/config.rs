@@ -63,6 +63,20 @@ pub struct StoreSection {
 pub struct QuerySection {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// mTLS. Without it no caller has an identity, so every case read is refused.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[query.tls]`: PEM files, relative to the config file (`handoff certs` writes them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The CA that signs agency client certificates.
+    pub ca: PathBuf,
+    /// The exchange's server certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 /// `[ingest]`
@@ -92,6 +106,9 @@ pub struct AgencyEntry {
     pub name: String,
     /// Kind, e.g. `police`.
     pub kind: String,
+    /// A revoked agency's certificates are refused (UNAUTHENTICATED).
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 fn default_stream() -> String {
@@ -192,6 +209,26 @@ impl Config {
     /// The data dir, resolved against the config file's directory.
     pub fn data_dir(&self) -> PathBuf {
         self.base_dir.join(&self.store.data_dir)
+    }
+
+    /// A path from the config, resolved against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// The directory holding the CA and the agency certificates, if TLS is configured.
+    pub fn certs_dir(&self) -> Option<PathBuf> {
+        let tls = self.query.tls.as_ref()?;
+        self.resolve(&tls.ca).parent().map(Path::to_path_buf)
+    }
+
+    /// Ids of revoked agencies.
+    pub fn revoked(&self) -> Vec<String> {
+        self.agencies
+            .iter()
+            .filter(|a| a.revoked)
+            .map(|a| a.id.clone())
+            .collect()
     }
 
     /// Stream settings for ingest.

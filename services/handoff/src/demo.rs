@@ -21,6 +21,7 @@ const POLICE: &str = "police-north";
 const CENTRE: &str = "ic-north";
 const PROGRAMME: &str = "ngo-men-north";
 const SOCIAL: &str = "social-north";
+const AUDITOR: &str = "audit";
 
 async fn publish(
     nats: &async_nats::Client,
@@ -74,10 +75,10 @@ fn activity(
     v
 }
 
-async fn inbox(client: &mut CasesClient<Channel>, agency: &str) -> anyhow::Result<Vec<InboxItem>> {
+async fn inbox(client: &mut CasesClient<Channel>) -> anyhow::Result<Vec<InboxItem>> {
     Ok(client
         .inbox(InboxRequest {
-            agency: agency.into(),
+            agency: String::new(),
             purpose: "demo".into(),
         })
         .await?
@@ -85,14 +86,56 @@ async fn inbox(client: &mut CasesClient<Channel>, agency: &str) -> anyhow::Resul
         .items)
 }
 
-async fn get_case(client: &mut CasesClient<Channel>, case_id: &str) -> anyhow::Result<CaseView> {
-    Ok(client
+/// The case as the client's agency may see it; `None` when it has no part in it.
+async fn get_case(
+    client: &mut CasesClient<Channel>,
+    case_id: &str,
+) -> anyhow::Result<Option<CaseView>> {
+    let answer = client
         .get_case(GetCaseRequest {
             case_id: case_id.into(),
             purpose: "demo".into(),
         })
-        .await?
-        .into_inner())
+        .await;
+    match answer {
+        Ok(view) => Ok(Some(view.into_inner())),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(status.into()),
+    }
+}
+
+fn print_case(view: &CaseView) {
+    println!(
+        "  status {} | held by {} | version {}",
+        status_name(view.status()),
+        view.holder,
+        view.version
+    );
+    println!(
+        "  opened {} by {} | first contact {} | intake {}",
+        ts(&view.opened_at),
+        view.opened_by,
+        ts(&view.first_contact_at),
+        ts(&view.intake_at)
+    );
+    println!(
+        "  programme {:?}: {} attended, {} missed of {} | risk {} ({})",
+        view.programme,
+        view.sessions_attended,
+        view.sessions_missed,
+        view.planned_sessions,
+        view.risk_level().as_str_name(),
+        view.risk_instrument
+    );
+    for r in &view.referrals {
+        println!(
+            "  referral {} {} -> {}: {}",
+            r.referral_id,
+            r.from_agency,
+            r.to_agency,
+            r.state().as_str_name()
+        );
+    }
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> String {
@@ -104,8 +147,17 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let nats = async_nats::connect(&config.nats.url)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
-    let server = format!("http://{}", config.query.listen);
-    let mut client = crate::query_cli::connect(&server).await?;
+    // Each agency reads with its own client certificate, as it would in production.
+    let certs = config
+        .certs_dir()
+        .context("the demo needs [query.tls] in the config (run `handoff certs` first)")?;
+    let server = format!("https://localhost:{}", config.query.listen.port());
+    let connect = |agency: &'static str| {
+        let (server, certs) = (server.clone(), certs.clone());
+        async move { crate::query_cli::connect_as(&server, &certs, agency).await }
+    };
+    let mut centre = connect(CENTRE).await?;
+    let auditor = connect(AUDITOR).await?;
 
     println!("\n== 1. Police: eviction order in the night, notice to the intervention centre ==");
     let eviction: Value = serde_json::from_str(include_str!(
@@ -130,12 +182,14 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     println!(
         "\n== 2. Intervention centre: reads its inbox, acknowledges within 24 h, reaches the man, refers him on =="
     );
-    let items = inbox(&mut client, CENTRE).await?;
+    let items = inbox(&mut centre).await?;
     let item = match items.iter().find(|i| i.case_id == case_id) {
         Some(i) => i.clone(),
         // Re-run: the referral was answered in an earlier run; rebuild the item from the case.
         None => {
-            let view = get_case(&mut client, &case_id).await?;
+            let view = get_case(&mut centre, &case_id)
+                .await?
+                .context("the centre cannot see the case")?;
             let step = view.referrals.first().context("the case has no referral")?;
             InboxItem {
                 case_id: case_id.clone(),
@@ -285,47 +339,17 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         bail!("the exchange accepted a session recorded by the police");
     }
 
-    println!("\n== The case {case_id}, as each agency queries it ==");
-    let view = get_case(&mut client, &case_id).await?;
+    println!(
+        "\n== The case {case_id}, as each agency queries it (each with its own certificate) =="
+    );
     for agency in [POLICE, CENTRE, PROGRAMME, SOCIAL] {
-        let involved = view.parties.iter().any(|p| p == agency);
+        let mut client = connect(agency).await?;
         println!("\n  -- {agency} --");
-        if !involved {
-            println!("  (no part in this case: from issue 3 on it will get NOT_FOUND)");
-        } else {
-            println!(
-                "  status {} | held by {} | version {}",
-                status_name(view.status()),
-                view.holder,
-                view.version
-            );
-            println!(
-                "  opened {} by {} | first contact {} | intake {}",
-                ts(&view.opened_at),
-                view.opened_by,
-                ts(&view.first_contact_at),
-                ts(&view.intake_at)
-            );
-            println!(
-                "  programme {:?}: {} attended, {} missed of {} | risk {} ({})",
-                view.programme,
-                view.sessions_attended,
-                view.sessions_missed,
-                view.planned_sessions,
-                view.risk_level().as_str_name(),
-                view.risk_instrument
-            );
-            for r in &view.referrals {
-                println!(
-                    "  referral {} {} -> {}: {}",
-                    r.referral_id,
-                    r.from_agency,
-                    r.to_agency,
-                    r.state().as_str_name()
-                );
-            }
+        match get_case(&mut client, &case_id).await? {
+            None => println!("  NOT_FOUND: {agency} has no part in this case"),
+            Some(view) => print_case(&view),
         }
-        for i in inbox(&mut client, agency).await? {
+        for i in inbox(&mut client).await? {
             println!(
                 "  inbox: {} {} from {} (case {})",
                 i.kind().as_str_name(),
@@ -335,6 +359,8 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    let mut client = auditor.clone();
+    println!("\n  -- {AUDITOR} (the log and the quarantine are for auditors) --");
     let history = client
         .case_history(CaseHistoryRequest {
             case_id: case_id.clone(),

@@ -1,6 +1,7 @@
 //! `handoff`: the exchange's one binary. Serves ingest and queries, runs the
 //! agency adapters, queries cases, and plays the demo scenario.
 
+mod certs;
 mod config;
 mod demo;
 mod query_cli;
@@ -46,6 +47,15 @@ enum Command {
         /// Only entries after this stream sequence.
         #[arg(long, default_value_t = 0)]
         after: u64,
+    },
+    /// Create a development CA, the exchange's server certificate and one client certificate per agency.
+    Certs {
+        /// The config whose [[agency]] entries get certificates.
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// Output directory (default: the directory of [query.tls] ca in the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Play a realistic multi-agency scenario against a running exchange and print the results.
     Demo {
@@ -145,6 +155,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine { server, after } => query_cli::quarantine(&server, after)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Certs { config, out } => {
+            let config = config::Config::load(&config)?;
+            let out = out
+                .or_else(|| config.certs_dir())
+                .context("give --out, or set [query.tls] ca in the config")?;
+            let written = certs::issue(&config, &out)?;
+            println!("{} file(s) written to {}", written.len(), out.display());
+            for path in written {
+                println!("  {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { config } => {
             let config = config::Config::load(&config)?;
             demo::run(&config).await.map(|()| ExitCode::SUCCESS)

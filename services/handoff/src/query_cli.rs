@@ -7,12 +7,22 @@ use handoff_contract::v1::cases_client::CasesClient;
 use handoff_contract::v1::*;
 use tonic::transport::Channel;
 
-/// Where the exchange's gRPC service is.
+/// Where the exchange's gRPC service is, and who is asking.
 #[derive(Args, Clone)]
 pub struct ServerArgs {
-    /// gRPC address of the exchange.
-    #[arg(long, env = "HANDOFF_SERVER", default_value = "http://127.0.0.1:50051")]
+    /// gRPC address of the exchange (https for mTLS).
+    #[arg(
+        long,
+        env = "HANDOFF_SERVER",
+        default_value = "https://localhost:50051"
+    )]
     pub server: String,
+    /// The agency you call as: its certificate is <certs>/<agency>.pem with key <agency>.key.
+    #[arg(long = "as", env = "HANDOFF_AGENCY")]
+    pub agency: String,
+    /// Directory with ca.pem and the agency's certificate and key (see `handoff certs`).
+    #[arg(long, env = "HANDOFF_CERTS", default_value = "data/certs")]
+    pub certs: std::path::PathBuf,
 }
 
 /// Case queries.
@@ -42,12 +52,10 @@ pub enum CaseCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
-    /// Referrals and handoffs waiting for an agency.
+    /// Referrals and handoffs waiting for your agency.
     Inbox {
         #[command(flatten)]
         server: ServerArgs,
-        /// Agency id.
-        agency: String,
     },
     /// A case's events in log order.
     History {
@@ -58,11 +66,39 @@ pub enum CaseCommand {
     },
 }
 
-/// Connects to the exchange's gRPC service.
-pub async fn connect(server: &str) -> anyhow::Result<CasesClient<Channel>> {
-    CasesClient::connect(server.to_string())
+/// Connects to the exchange's gRPC service as `agency`, with its client certificate.
+pub async fn connect_as(
+    server: &str,
+    certs: &std::path::Path,
+    agency: &str,
+) -> anyhow::Result<CasesClient<Channel>> {
+    let read = |name: String| {
+        let path = certs.join(name);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut endpoint = Channel::from_shared(server.to_string())
+        .with_context(|| format!("bad server address {server}"))?;
+    if server.starts_with("https://") {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(
+                "ca.pem".into(),
+            )?))
+            .identity(tonic::transport::Identity::from_pem(
+                read(format!("{agency}.pem"))?,
+                read(format!("{agency}.key"))?,
+            ));
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
+        .connect()
         .await
-        .with_context(|| format!("cannot reach the exchange at {server}"))
+        .with_context(|| format!("cannot reach the exchange at {server}"))?;
+    Ok(CasesClient::new(channel))
+}
+
+/// Connects as the agency and with the certificates the arguments name.
+pub async fn connect(args: &ServerArgs) -> anyhow::Result<CasesClient<Channel>> {
+    connect_as(&args.server, &args.certs, &args.agency).await
 }
 
 fn print(value: serde_json::Value) -> anyhow::Result<()> {
@@ -81,7 +117,7 @@ fn status_from_name(name: &str) -> anyhow::Result<i32> {
 pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
     match cmd {
         CaseCommand::Get { server, case_id } => {
-            let view = connect(&server.server)
+            let view = connect(&server)
                 .await?
                 .get_case(GetCaseRequest {
                     case_id,
@@ -103,7 +139,7 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
                 .map(status_from_name)
                 .transpose()?
                 .unwrap_or(0);
-            let page = connect(&server.server)
+            let page = connect(&server)
                 .await?
                 .list_cases(ListCasesRequest {
                     status,
@@ -116,11 +152,11 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
                 .into_inner();
             print(to_json(&page, "handoff.v1.ListCasesResponse"))
         }
-        CaseCommand::Inbox { server, agency } => {
-            let inbox = connect(&server.server)
+        CaseCommand::Inbox { server } => {
+            let inbox = connect(&server)
                 .await?
                 .inbox(InboxRequest {
-                    agency,
+                    agency: String::new(),
                     purpose: "handoff case inbox".into(),
                 })
                 .await?
@@ -128,7 +164,7 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
             print(to_json(&inbox, "handoff.v1.InboxResponse"))
         }
         CaseCommand::History { server, case_id } => {
-            let history = connect(&server.server)
+            let history = connect(&server)
                 .await?
                 .case_history(CaseHistoryRequest {
                     case_id,
@@ -143,7 +179,7 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
 
 /// Prints the quarantine.
 pub async fn quarantine(server: &ServerArgs, after: u64) -> anyhow::Result<()> {
-    let list = connect(&server.server)
+    let list = connect(server)
         .await?
         .list_quarantine(ListQuarantineRequest {
             after_stream_sequence: after,

@@ -73,10 +73,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.query.listen))?;
+    let options = handoff_query::ServeOptions {
+        registry: config.registry().map_err(anyhow::Error::msg)?,
+        revoked: config.revoked(),
+        tls: match &config.query.tls {
+            None => None,
+            Some(tls) => {
+                let read = |p: &std::path::Path| {
+                    let path = config.resolve(p);
+                    std::fs::read(&path).with_context(|| {
+                        format!(
+                            "cannot read {} (create development certificates with `handoff certs`)",
+                            path.display()
+                        )
+                    })
+                };
+                Some(handoff_query::TlsFiles {
+                    ca: read(&tls.ca)?,
+                    cert: read(&tls.cert)?,
+                    key: read(&tls.key)?,
+                })
+            }
+        },
+    };
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(handoff_query::serve(
         listener,
         log.clone(),
+        options,
         consuming_rx,
         async move {
             let _ = query_stop.wait_for(|stop| *stop).await;

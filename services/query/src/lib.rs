@@ -8,7 +8,12 @@ use std::net::SocketAddr;
 
 use handoff_contract::v1::cases_server::{Cases as CasesApi, CasesServer};
 use handoff_contract::v1::*;
+use handoff_domain::{AgencyKind, Registry};
 use handoff_log::{CaseFilter, Log, LogError};
+
+mod identity;
+
+pub use identity::{Access, Caller};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -36,12 +41,24 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
 #[derive(Debug, Clone)]
 pub struct Cases {
     log: Log,
+    access: Access,
 }
 
 impl Cases {
-    /// A query service reading `log`.
-    pub fn new(log: Log) -> Self {
-        Cases { log }
+    /// A query service reading `log` for the callers `access` recognises.
+    pub fn new(log: Log, access: Access) -> Self {
+        Cases { log, access }
+    }
+
+    fn auditor<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = self.access.caller(request)?;
+        if caller.kind != AgencyKind::Auditor {
+            return Err(Status::permission_denied(format!(
+                "only auditors may read the log and the quarantine; {} is a {}",
+                caller.agency, caller.kind
+            )));
+        }
+        Ok(caller)
     }
 }
 
@@ -51,6 +68,7 @@ impl CasesApi for Cases {
         &self,
         request: Request<GetCaseRequest>,
     ) -> Result<Response<CaseView>, Status> {
+        let _caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
         match self.log.case(case_id).map_err(internal)? {
             Some(view) => Ok(Response::new(view)),
@@ -62,6 +80,7 @@ impl CasesApi for Cases {
         &self,
         request: Request<ListCasesRequest>,
     ) -> Result<Response<ListCasesResponse>, Status> {
+        let _caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let filter = CaseFilter {
             status: match CaseStatus::try_from(req.status) {
@@ -98,8 +117,15 @@ impl CasesApi for Cases {
         &self,
         request: Request<InboxRequest>,
     ) -> Result<Response<InboxResponse>, Status> {
-        let agency = required("agency", &request.get_ref().agency)?;
-        let items = self.log.inbox(agency).map_err(internal)?;
+        let caller = self.access.caller(&request)?;
+        let asked = &request.get_ref().agency;
+        if !asked.is_empty() && asked != &caller.agency {
+            return Err(Status::permission_denied(format!(
+                "{} may read only its own inbox, not {asked}'s",
+                caller.agency
+            )));
+        }
+        let items = self.log.inbox(&caller.agency).map_err(internal)?;
         Ok(Response::new(InboxResponse { items }))
     }
 
@@ -107,6 +133,7 @@ impl CasesApi for Cases {
         &self,
         request: Request<CaseHistoryRequest>,
     ) -> Result<Response<CaseHistoryResponse>, Status> {
+        let _caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
         let records = self.log.case_records(case_id).map_err(internal)?;
         if records.is_empty() {
@@ -138,6 +165,7 @@ impl CasesApi for Cases {
         &self,
         request: Request<ReadLogRequest>,
     ) -> Result<Response<Self::ReadLogStream>, Status> {
+        self.auditor(&request)?;
         let req = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let log = self.log.clone();
@@ -158,6 +186,7 @@ impl CasesApi for Cases {
         &self,
         request: Request<ListQuarantineRequest>,
     ) -> Result<Response<ListQuarantineResponse>, Status> {
+        self.auditor(&request)?;
         let req = request.into_inner();
         let limit = match req.limit as usize {
             0 => 100,
@@ -170,7 +199,11 @@ impl CasesApi for Cases {
         Ok(Response::new(ListQuarantineResponse { entries }))
     }
 
-    async fn get_log_head(&self, _: Request<LogHeadRequest>) -> Result<Response<LogHead>, Status> {
+    async fn get_log_head(
+        &self,
+        request: Request<LogHeadRequest>,
+    ) -> Result<Response<LogHead>, Status> {
+        self.access.caller(&request)?;
         let head = self.log.head();
         Ok(Response::new(LogHead {
             sequence: head.sequence,
@@ -197,6 +230,28 @@ pub enum QueryError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// PEM material for mTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// CA that signs agency client certificates.
+    pub ca: Vec<u8>,
+    /// Server certificate chain.
+    pub cert: Vec<u8>,
+    /// Server private key.
+    pub key: Vec<u8>,
+}
+
+/// What the query server serves, to whom, and how.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The registered agencies (callers are mapped to these).
+    pub registry: Registry,
+    /// Agencies whose certificates are refused.
+    pub revoked: Vec<String>,
+    /// mTLS; without it every caller is anonymous and refused.
+    pub tls: Option<TlsFiles>,
+}
+
 /// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
 ///
 /// Health: `handoff.v1.Cases` is SERVING while this server runs; the overall
@@ -205,6 +260,7 @@ pub enum QueryError {
 pub async fn serve(
     listener: TcpListener,
     log: Log,
+    options: ServeOptions,
     mut ingest_healthy: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), QueryError> {
@@ -212,6 +268,23 @@ pub async fn serve(
         .local_addr()
         .map(|a: SocketAddr| a.to_string())
         .unwrap_or_default();
+    let transport = |source| QueryError::Transport {
+        addr: addr.clone(),
+        source,
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        // Client certificates are checked against the CA in the handshake; whether one was
+        // presented, and whose it is, is decided per request so the refusal is UNAUTHENTICATED.
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca))
+            .client_auth_optional(true);
+        builder = builder.tls_config(config).map_err(transport)?;
+    } else {
+        tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
+    }
+    let access = Access::new(options.registry, options.revoked);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
     let overall = health.clone();
@@ -232,11 +305,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     tracing::info!(%addr, "query service listening");
-    tonic::transport::Server::builder()
+    let result = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(log)))
+        .add_service(CasesServer::new(Cases::new(log, access)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|source| QueryError::Transport { addr, source })
+        .await;
+    result.map_err(transport)
 }
