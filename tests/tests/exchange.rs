@@ -166,14 +166,8 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
     assert_eq!(case.version, 12);
     assert_eq!((case.sessions_attended, case.sessions_missed), (1, 1));
     assert!(case.first_contact_at.is_some());
-    assert_eq!(
-        case.parties,
-        vec![
-            CENTRE.to_string(),
-            PROGRAMME.to_string(),
-            POLICE.to_string()
-        ]
-    );
+    let parties: Vec<&str> = case.parties.iter().map(|p| p.agency.as_str()).collect();
+    assert_eq!(parties, vec![CENTRE, PROGRAMME, POLICE]);
 
     let history = client
         .case_history(CaseHistoryRequest {

@@ -8,7 +8,7 @@
 use handoff_contract::names::event_type;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
-    CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident,
+    CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident, Party,
     PendingHandoff, ReferralStep, StepState,
 };
 use prost_types::Timestamp;
@@ -101,7 +101,11 @@ pub fn evolve(
                 holder: source.to_string(),
                 opened_by: source.to_string(),
                 opened_at: Some(occurred),
-                parties: vec![source.to_string()],
+                parties: vec![Party {
+                    agency: source.to_string(),
+                    visible_until_sequence: 0,
+                    only_asked: false,
+                }],
                 ..CaseView::default()
             }
         }
@@ -177,7 +181,7 @@ pub fn evolve(
             });
             view.status_before_referral = view.status;
             view.status = CaseStatus::Referred as i32;
-            add_party(&mut view.parties, &e.to_agency);
+            asked(&mut view.parties, &e.to_agency);
             if e.subject_details.is_some() {
                 view.subject_details = e.subject_details.clone();
             }
@@ -198,6 +202,7 @@ pub fn evolve(
             step.acknowledged_at.get_or_insert(occurred);
             step.answered_at = Some(occurred);
             view.holder = source.to_string();
+            took_part(&mut view.parties, source);
             view.status = CaseStatus::Accepted as i32;
             view.status_before_referral = CaseStatus::Unspecified as i32;
         }
@@ -210,6 +215,7 @@ pub fn evolve(
             step.state = StepState::Declined as i32;
             step.answered_at = Some(occurred);
             step.decline_reason = e.reason.clone();
+            declined(&mut view.parties, source, at.sequence);
             view.status = view.status_before_referral;
             view.status_before_referral = CaseStatus::Unspecified as i32;
         }
@@ -278,16 +284,18 @@ pub fn evolve(
                 requested_at: Some(occurred),
                 reason: e.reason.clone(),
             });
-            add_party(&mut view.parties, &e.to_agency);
+            asked(&mut view.parties, &e.to_agency);
         }
         Event::HandoffAccepted(e) => {
             rule.open_handoff(&e.handoff_id)?;
             view.pending_handoff = None;
             view.holder = source.to_string();
+            took_part(&mut view.parties, source);
         }
         Event::HandoffDeclined(e) => {
             rule.open_handoff(&e.handoff_id)?;
             view.pending_handoff = None;
+            declined(&mut view.parties, source, at.sequence);
         }
         Event::ConsentGiven(_) => {
             rule.holder()?;
@@ -338,9 +346,36 @@ pub fn evolve(
     Ok(view)
 }
 
-fn add_party(parties: &mut Vec<String>, agency: &str) {
-    if let Err(pos) = parties.binary_search_by(|p| p.as_str().cmp(agency)) {
-        parties.insert(pos, agency.to_string());
+/// An agency is asked to take the case: it becomes a party (again, if it had declined before).
+fn asked(parties: &mut Vec<Party>, agency: &str) {
+    match parties.binary_search_by(|p| p.agency.as_str().cmp(agency)) {
+        Ok(i) => parties[i].visible_until_sequence = 0,
+        Err(i) => parties.insert(
+            i,
+            Party {
+                agency: agency.to_string(),
+                visible_until_sequence: 0,
+                only_asked: true,
+            },
+        ),
+    }
+}
+
+/// An agency took the case on: its part no longer ends with a decline.
+fn took_part(parties: &mut [Party], agency: &str) {
+    if let Some(p) = parties.iter_mut().find(|p| p.agency == agency) {
+        p.only_asked = false;
+        p.visible_until_sequence = 0;
+    }
+}
+
+/// An agency declined: if being asked was its only part, its view ends here.
+fn declined(parties: &mut [Party], agency: &str, sequence: u64) {
+    if let Some(p) = parties
+        .iter_mut()
+        .find(|p| p.agency == agency && p.only_asked)
+    {
+        p.visible_until_sequence = sequence;
     }
 }
 
@@ -378,7 +413,12 @@ impl Rule<'_> {
     }
 
     fn party(&self) -> Result<(), Rejection> {
-        if self.view.parties.iter().any(|p| p == self.source) {
+        if self
+            .view
+            .parties
+            .iter()
+            .any(|p| p.agency == self.source && p.visible_until_sequence == 0)
+        {
             Ok(())
         } else {
             Err(self.not_a_party("a party to the case"))

@@ -9,7 +9,9 @@ pub mod case;
 pub mod inbox;
 pub mod rejection;
 pub mod validate;
+pub mod visibility;
 
 pub use agency::{Agency, AgencyKind, Registry};
 pub use case::{Position, evolve, status_name};
 pub use rejection::Rejection;
+pub use visibility::{Visibility, visibility};

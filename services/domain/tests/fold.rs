@@ -2,7 +2,9 @@
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_domain::{Agency, AgencyKind, Position, Registry, Rejection, evolve};
+use handoff_domain::{
+    Agency, AgencyKind, Position, Registry, Rejection, Visibility, evolve, visibility,
+};
 use proptest::prelude::*;
 
 fn registry() -> Registry {
@@ -171,7 +173,13 @@ fn a_full_lifecycle_ends_enrolled_with_the_provider_holding() {
     assert_eq!(view.sessions_missed, 1);
     assert_eq!(view.contact_attempts, 2);
     assert_eq!(view.referrals.len(), 2);
-    assert_eq!(view.parties, vec!["ic", "ngo", "police"]);
+    let parties: Vec<&str> = view.parties.iter().map(|p| p.agency.as_str()).collect();
+    assert_eq!(parties, vec!["ic", "ngo", "police"]);
+    assert!(
+        view.parties
+            .iter()
+            .all(|p| p.visible_until_sequence == 0 && !p.only_asked)
+    );
     // first contact was the intervention centre's call at event 6
     assert_eq!(view.first_contact_at, lifecycle()[5].occurred_at);
     assert_eq!(
@@ -334,7 +342,27 @@ fn a_declined_referral_returns_the_case_and_keeps_the_decliner_a_party() {
     let view = fold(&events).expect("accepted");
     assert_eq!(view.status, CaseStatus::Open as i32);
     assert_eq!(view.holder, "police");
-    assert!(view.parties.contains(&"ic".to_string()));
+    let ic = view
+        .parties
+        .iter()
+        .find(|p| p.agency == "ic")
+        .expect("the decliner stays a party");
+    assert_eq!(
+        ic.visible_until_sequence, 4,
+        "it sees the case up to its own decline"
+    );
+    assert_eq!(
+        visibility(&view, "ic", AgencyKind::InterventionCentre),
+        Visibility::UpTo(4)
+    );
+    assert_eq!(
+        visibility(&view, "ngo", AgencyKind::ProgrammeProvider),
+        Visibility::Hidden
+    );
+    assert_eq!(
+        visibility(&view, "audit", AgencyKind::Auditor),
+        Visibility::Whole
+    );
     assert_eq!(view.referrals[0].state, StepState::Declined as i32);
     // the decliner can no longer act on the case
     events.push(env(
@@ -480,7 +508,8 @@ proptest! {
     fn exactly_one_holder_and_it_is_a_party(events in any_sequence()) {
         for v in run(&events).into_iter().flatten() {
             prop_assert!(!v.holder.is_empty());
-            prop_assert!(v.parties.contains(&v.holder), "holder {} not among parties {:?}", v.holder, v.parties);
+            let holder = v.parties.iter().find(|p| p.agency == v.holder);
+            prop_assert!(holder.is_some_and(|p| p.visible_until_sequence == 0 && !p.only_asked), "holder {} not a full party in {:?}", v.holder, v.parties);
             let open: Vec<_> = v.referrals.iter().filter(|r| r.state == StepState::Pending as i32 || r.state == StepState::Acknowledged as i32).collect();
             prop_assert!(open.len() <= 1, "more than one open referral");
             prop_assert_eq!(open.len() == 1, v.status == CaseStatus::Referred as i32);
@@ -500,6 +529,47 @@ proptest! {
                     prop_assert_eq!(&next.holder, &e.source_agency);
                 }
                 view = Some(next);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Random scenarios, every agency as caller: a case is visible only to agencies that
+    /// published into it or were addressed by it, and a limited view never reaches past
+    /// the caller's own decline.
+    #[test]
+    fn only_agencies_with_a_part_see_a_case(events in any_sequence()) {
+        let reg = registry();
+        let mut view: Option<CaseView> = None;
+        let mut involved: std::collections::BTreeSet<String> = Default::default();
+        let mut seq = 0u64;
+        for e in &events {
+            let at = Position { sequence: seq + 1, recorded_at_ms: 0 };
+            if let Ok(next) = evolve(view.as_ref(), e, &reg, at) {
+                seq += 1;
+                involved.insert(e.source_agency.clone());
+                match &e.event {
+                    Some(Event::ReferralMade(r)) => { involved.insert(r.to_agency.clone()); }
+                    Some(Event::HandoffRequested(h)) => { involved.insert(h.to_agency.clone()); }
+                    _ => {}
+                }
+                view = Some(next);
+            }
+        }
+        let Some(view) = view else { return Ok(()) };
+        for caller in AGENCIES {
+            let kind = reg.get(caller).map(|a| a.kind).unwrap_or(AgencyKind::Police);
+            match visibility(&view, caller, kind) {
+                Visibility::Hidden => prop_assert!(!involved.contains(*caller), "{caller} took part but cannot see the case"),
+                Visibility::Whole => prop_assert!(kind == AgencyKind::Auditor || involved.contains(*caller), "{caller} sees a case it has no part in"),
+                Visibility::UpTo(limit) => {
+                    prop_assert!(involved.contains(*caller));
+                    prop_assert!(limit <= view.last_sequence);
+                    prop_assert!(*caller != view.holder, "the holder's view is limited");
+                }
             }
         }
     }

@@ -10,6 +10,8 @@ use handoff_contract::v1::{
 };
 use prost::Message;
 
+use handoff_domain::{Position, Registry, evolve};
+
 use crate::chain::{GENESIS, Hash, hex, is_intact, record_hash};
 use crate::keys::{self, u64_at};
 
@@ -100,7 +102,8 @@ pub struct CaseFilter {
 }
 
 impl CaseFilter {
-    fn matches(&self, v: &CaseView) -> bool {
+    /// Whether a case view passes the filter.
+    pub fn matches(&self, v: &CaseView) -> bool {
         self.status.is_none_or(|s| v.status == s as i32)
             && self.holder.as_ref().is_none_or(|h| &v.holder == h)
     }
@@ -316,12 +319,13 @@ impl Log {
         Ok(out)
     }
 
-    /// Up to `limit` cases after `after` (by case id) that match the filter, and whether more follow.
+    /// Up to `limit` cases after `after` (by case id), each passed through `select`
+    /// (which may drop it or replace it, e.g. by what a caller may see), and whether more follow.
     pub fn list_cases(
         &self,
-        filter: &CaseFilter,
         after: &str,
         limit: usize,
+        mut select: impl FnMut(CaseView) -> Result<Option<CaseView>, LogError>,
     ) -> Result<(Vec<CaseView>, bool), LogError> {
         let start = if after.is_empty() {
             vec![keys::VIEW]
@@ -335,7 +339,7 @@ impl Log {
             let (k, v) = item?;
             let view: CaseView =
                 decode(|| format!("view {}", String::from_utf8_lossy(&k[1..])), &v)?;
-            if filter.matches(&view) {
+            if let Some(view) = select(view)? {
                 if out.len() == limit {
                     return Ok((out, true));
                 }
@@ -343,6 +347,47 @@ impl Log {
             }
         }
         Ok((out, false))
+    }
+
+    /// The case as it stood after log sequence `until`, re-folded from its records
+    /// (`None` if it had no events by then).
+    pub fn case_as_of(
+        &self,
+        case_id: &str,
+        until: u64,
+        registry: &Registry,
+    ) -> Result<Option<CaseView>, LogError> {
+        let mut view: Option<CaseView> = None;
+        for record in self.case_records(case_id)? {
+            if record.sequence > until {
+                break;
+            }
+            let envelope = handoff_contract::v1::Envelope::decode(record.envelope.as_slice())
+                .map_err(|e| corrupt(format!("record {}", record.sequence), e.to_string()))?;
+            let at = Position {
+                sequence: record.sequence,
+                recorded_at_ms: record.recorded_at_unix_ms,
+            };
+            let next = evolve(view.as_ref(), &envelope, registry, at).map_err(|r| {
+                corrupt(
+                    format!("record {}", record.sequence),
+                    format!("replaying case {case_id} no longer accepts it ({r}); was the agency registry changed?"),
+                )
+            })?;
+            view = Some(next);
+        }
+        Ok(view)
+    }
+
+    /// The last log sequence of a case recorded at or before `unix_ms` (0 if none).
+    pub fn case_sequence_at(&self, case_id: &str, unix_ms: i64) -> Result<u64, LogError> {
+        Ok(self
+            .case_records(case_id)?
+            .iter()
+            .take_while(|r| r.recorded_at_unix_ms <= unix_ms)
+            .map(|r| r.sequence)
+            .last()
+            .unwrap_or(0))
     }
 
     /// Referrals and handoffs waiting for `agency`, oldest first.

@@ -107,12 +107,26 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
             .is_none(),
         "another agency's receipt is not shown"
     );
-    let (all, more) = log.list_cases(&CaseFilter::default(), "", 1).expect("list");
+    let all_of = |v: CaseView| Ok(CaseFilter::default().matches(&v).then_some(v));
+    let (all, more) = log.list_cases("", 1, all_of).expect("list");
     assert_eq!((all.len(), more), (1, true));
-    let (rest, more) = log
-        .list_cases(&CaseFilter::default(), &all[0].case_id, 10)
-        .expect("list");
+    let (rest, more) = log.list_cases(&all[0].case_id, 10, all_of).expect("list");
     assert_eq!((rest.len(), more), (1, false));
+    // The past is re-folded from the records: c1 after its first event, at sequence 1.
+    let past = log
+        .case_as_of("c1", 2, &registry())
+        .expect("as of")
+        .expect("existed");
+    assert_eq!(past.version, 1);
+    let now = log.case("c1").expect("c1").expect("exists");
+    let refolded = log
+        .case_as_of("c1", 5, &registry())
+        .expect("as of")
+        .expect("exists");
+    assert_eq!(
+        refolded, now,
+        "re-folding all records gives the stored projection"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use handoff_contract::v1::cases_server::{Cases as CasesApi, CasesServer};
 use handoff_contract::v1::*;
-use handoff_domain::{AgencyKind, Registry};
+use handoff_domain::{AgencyKind, Registry, Visibility, visibility};
 use handoff_log::{CaseFilter, Log, LogError};
 
 mod identity;
@@ -50,6 +50,39 @@ impl Cases {
         Cases { log, access }
     }
 
+    /// The case as `caller` may see it, optionally as it stood after sequence `as_of`.
+    /// A case the caller may not see is NOT_FOUND with the same message as a missing one.
+    fn visible_case(
+        &self,
+        caller: &Caller,
+        case_id: &str,
+        as_of: Option<u64>,
+    ) -> Result<CaseView, Status> {
+        let not_found = || Status::not_found(format!("no case {case_id}"));
+        let current = self
+            .log
+            .case(case_id)
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        let limit = match visibility(&current, &caller.agency, caller.kind) {
+            Visibility::Hidden => return Err(not_found()),
+            Visibility::Whole => None,
+            Visibility::UpTo(until) => Some(until),
+        };
+        let until = match (limit, as_of) {
+            (None, None) => return Ok(current),
+            (Some(l), None) | (None, Some(l)) => l,
+            (Some(l), Some(a)) => l.min(a),
+        };
+        if until >= current.last_sequence {
+            return Ok(current);
+        }
+        self.log
+            .case_as_of(case_id, until, self.access.registry())
+            .map_err(internal)?
+            .ok_or_else(not_found)
+    }
+
     fn auditor<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let caller = self.access.caller(request)?;
         if caller.kind != AgencyKind::Auditor {
@@ -68,19 +101,16 @@ impl CasesApi for Cases {
         &self,
         request: Request<GetCaseRequest>,
     ) -> Result<Response<CaseView>, Status> {
-        let _caller = self.access.caller(&request)?;
+        let caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
-        match self.log.case(case_id).map_err(internal)? {
-            Some(view) => Ok(Response::new(view)),
-            None => Err(Status::not_found(format!("no case {case_id}"))),
-        }
+        self.visible_case(&caller, case_id, None).map(Response::new)
     }
 
     async fn list_cases(
         &self,
         request: Request<ListCasesRequest>,
     ) -> Result<Response<ListCasesResponse>, Status> {
-        let _caller = self.access.caller(&request)?;
+        let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let filter = CaseFilter {
             status: match CaseStatus::try_from(req.status) {
@@ -99,9 +129,20 @@ impl CasesApi for Cases {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
+        let registry = self.access.registry();
         let (cases, more) = self
             .log
-            .list_cases(&filter, &req.page_token, limit)
+            .list_cases(&req.page_token, limit, |view| {
+                // The filter applies to what the caller may see, not to what it may not.
+                let seen = match visibility(&view, &caller.agency, caller.kind) {
+                    Visibility::Hidden => None,
+                    Visibility::Whole => Some(view),
+                    Visibility::UpTo(until) => {
+                        self.log.case_as_of(&view.case_id, until, registry)?
+                    }
+                };
+                Ok(seen.filter(|v| filter.matches(v)))
+            })
             .map_err(internal)?;
         let next_page_token = match (more, cases.last()) {
             (true, Some(last)) => last.case_id.clone(),
@@ -133,14 +174,13 @@ impl CasesApi for Cases {
         &self,
         request: Request<CaseHistoryRequest>,
     ) -> Result<Response<CaseHistoryResponse>, Status> {
-        let _caller = self.access.caller(&request)?;
+        let caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
+        let until = self.visible_case(&caller, case_id, None)?.last_sequence;
         let records = self.log.case_records(case_id).map_err(internal)?;
-        if records.is_empty() {
-            return Err(Status::not_found(format!("no case {case_id}")));
-        }
         let events = records
             .into_iter()
+            .take_while(|r| r.sequence <= until)
             .map(|r| {
                 let envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
                     Status::internal(format!(
@@ -157,6 +197,29 @@ impl CasesApi for Cases {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         Ok(Response::new(CaseHistoryResponse { events }))
+    }
+
+    async fn get_case_as_of(
+        &self,
+        request: Request<GetCaseAsOfRequest>,
+    ) -> Result<Response<CaseView>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.get_ref();
+        let case_id = required("case_id", &req.case_id)?;
+        let until = match (req.as_of_sequence, &req.as_of_time) {
+            (0, Some(t)) => self
+                .log
+                .case_sequence_at(case_id, handoff_contract::time::to_unix_ms(t))
+                .map_err(internal)?,
+            (0, None) => {
+                return Err(Status::invalid_argument(
+                    "give as_of_sequence or as_of_time",
+                ));
+            }
+            (seq, _) => seq,
+        };
+        self.visible_case(&caller, case_id, Some(until))
+            .map(Response::new)
     }
 
     type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;

@@ -1,0 +1,203 @@
+//! Need to know over real gRPC: an agency sees a case only while it has a part
+//! in it; a decliner keeps only what it saw up to its decline; everyone else
+//! gets NOT_FOUND, indistinguishable from a case that does not exist.
+
+use std::time::Duration;
+
+use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::*;
+use handoff_e2e::events::{envelope, incident, publish, referral};
+use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn get(client: &mut CasesClient<Channel>, case_id: &str) -> Result<CaseView, tonic::Status> {
+    client
+        .get_case(GetCaseRequest {
+            case_id: case_id.into(),
+            purpose: "test".into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn history(
+    client: &mut CasesClient<Channel>,
+    case_id: &str,
+) -> Result<Vec<u64>, tonic::Status> {
+    client
+        .case_history(CaseHistoryRequest {
+            case_id: case_id.into(),
+            purpose: "test".into(),
+        })
+        .await
+        .map(|r| r.into_inner().events.iter().map(|e| e.sequence).collect())
+}
+
+async fn listed(client: &mut CasesClient<Channel>) -> Vec<(String, u64)> {
+    client
+        .list_cases(ListCasesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .cases
+        .into_iter()
+        .map(|c| (c.case_id, c.version))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_to() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+
+    // Case "a": police open and refer to the centre (seq 1-2), the centre declines (3),
+    // the police refer to the programme (4), which accepts (5) and records a session... after intake.
+    let decline = Event::ReferralDeclined(ReferralDeclined {
+        referral_id: "r1".into(),
+        reason: "no capacity".into(),
+    });
+    let events = vec![
+        incident(1, "a"),
+        referral(2, "a", "r1", CENTRE),
+        envelope(3, CENTRE, "a", decline),
+        referral(4, "a", "r2", PROGRAMME),
+        envelope(
+            5,
+            PROGRAMME,
+            "a",
+            Event::ReferralAccepted(ReferralAccepted {
+                referral_id: "r2".into(),
+            }),
+        ),
+        envelope(
+            6,
+            PROGRAMME,
+            "a",
+            Event::IntakeCompleted(IntakeCompleted {
+                note: "intake".into(),
+            }),
+        ),
+        // Case "b" is the police's alone.
+        incident(7, "b"),
+    ];
+    let mut last = 0;
+    for e in &events {
+        last = publish(&js, e).await;
+    }
+    let head = exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    assert_eq!(head.sequence, 7);
+
+    let mut police = exchange.client_as(POLICE).await;
+    let mut centre = exchange.client_as(CENTRE).await;
+    let mut programme = exchange.client_as(PROGRAMME).await;
+    let mut social = exchange.client_as("social-north").await;
+    let mut probation = exchange.client_as("probation-north").await;
+    let mut auditor = exchange.client_as(AUDITOR).await;
+
+    // The police opened both cases and see all of them.
+    assert_eq!(
+        get(&mut police, "a").await.expect("police sees a").version,
+        6
+    );
+    assert_eq!(
+        listed(&mut police).await,
+        vec![("a".into(), 6), ("b".into(), 1)]
+    );
+
+    // The programme holds "a" and sees it whole, but not "b".
+    assert_eq!(
+        get(&mut programme, "a")
+            .await
+            .expect("holder sees a")
+            .holder,
+        PROGRAMME
+    );
+    assert_eq!(listed(&mut programme).await, vec![("a".into(), 6)]);
+
+    // The centre declined at sequence 3: it keeps its view up to the decline, nothing after.
+    let seen = get(&mut centre, "a")
+        .await
+        .expect("the decliner keeps its view");
+    assert_eq!(seen.version, 3);
+    assert_eq!(seen.last_sequence, 3);
+    assert!(
+        seen.referrals.iter().all(|r| r.referral_id != "r2"),
+        "the later referral is not shown"
+    );
+    assert!(seen.intake_at.is_none());
+    assert_eq!(
+        history(&mut centre, "a").await.expect("history"),
+        vec![1, 2, 3]
+    );
+    assert_eq!(listed(&mut centre).await, vec![("a".into(), 3)]);
+    let past = centre
+        .get_case_as_of(GetCaseAsOfRequest {
+            case_id: "a".into(),
+            as_of_sequence: 6,
+            ..Default::default()
+        })
+        .await
+        .expect("as of")
+        .into_inner();
+    assert_eq!(
+        past.version, 3,
+        "asking for a later point does not reach past the decline"
+    );
+
+    // Agencies with no part: NOT_FOUND, exactly as for a case that does not exist.
+    let missing = get(&mut social, "no-such-case").await.expect_err("missing");
+    for client in [&mut social, &mut probation] {
+        for case in ["a", "b"] {
+            let refused = get(client, case).await.expect_err("no part, no case");
+            assert_eq!(refused.code(), Code::NotFound);
+            assert_eq!(refused.message(), format!("no case {case}"));
+            assert_eq!(
+                missing.message(),
+                "no case no-such-case",
+                "same words as for a missing case"
+            );
+            assert_eq!(
+                history(client, case).await.expect_err("no history").code(),
+                Code::NotFound
+            );
+            let as_of = client
+                .get_case_as_of(GetCaseAsOfRequest {
+                    case_id: case.into(),
+                    as_of_sequence: 1,
+                    ..Default::default()
+                })
+                .await
+                .expect_err("no past either");
+            assert_eq!(as_of.code(), Code::NotFound);
+        }
+        assert!(listed(client).await.is_empty());
+    }
+    // The programme may not see "b" either.
+    assert_eq!(
+        get(&mut programme, "b").await.expect_err("b").code(),
+        Code::NotFound
+    );
+
+    // The past, for those entitled to it.
+    let at_one = police
+        .get_case_as_of(GetCaseAsOfRequest {
+            case_id: "a".into(),
+            as_of_sequence: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("as of 1")
+        .into_inner();
+    assert_eq!((at_one.version, at_one.status()), (1, CaseStatus::Open));
+
+    // Auditors see every case whole.
+    assert_eq!(
+        listed(&mut auditor).await,
+        vec![("a".into(), 6), ("b".into(), 1)]
+    );
+}
