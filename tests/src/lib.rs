@@ -258,6 +258,11 @@ impl Exchange {
             "[nats]\nurl = {:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = \"data\"\n\n[query]\nlisten = \"127.0.0.1:{}\"\n\n[ingest]\nbatch_max = 256\n",
             self.nats_url, self.grpc_port
         );
+        let policy = repo_root().join("ops/policy.toml");
+        text.push_str(&format!(
+            "\n[policy]\nfile = {:?}\n",
+            policy.display().to_string()
+        ));
         text.push_str(
             "\n[query.tls]\nca = \"certs/ca.pem\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key\"\n",
         );

@@ -89,7 +89,15 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         .into_inner();
     assert_eq!(inbox.items.len(), 1);
     let item = &inbox.items[0];
-    let case = exchange.case(&item.case_id).await;
+    // The centre reads the case it was asked to take, personal details included (policy).
+    let case = centre_reader
+        .get_case(GetCaseRequest {
+            case_id: item.case_id.clone(),
+            purpose: String::new(),
+        })
+        .await
+        .expect("case")
+        .into_inner();
     assert_eq!(case.status(), CaseStatus::Referred);
     assert_eq!(case.holder, POLICE);
     assert_eq!(case.evictions.len(), 1);

@@ -201,3 +201,146 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         vec![("a".into(), 6), ("b".into(), 1)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+
+    let mut opened = incident(1, "f");
+    if let Some(Event::IncidentReported(e)) = &mut opened.event {
+        e.narrative = "strangled partner".into();
+        e.subject_details = Some(PersonalDetails {
+            full_name: "Max Muster".into(),
+            date_of_birth: "1980-01-01".into(),
+            phone: "+43 1 234".into(),
+            address: "Gasse 1".into(),
+        });
+    }
+    let accept = Event::ReferralAccepted(ReferralAccepted {
+        referral_id: "r".into(),
+    });
+    let intake = Event::IntakeCompleted(IntakeCompleted {
+        note: "intake".into(),
+    });
+    let enrol = Event::Enrolled(Enrolled {
+        programme: "group".into(),
+        planned_sessions: 20,
+    });
+    let session = Event::SessionAttended(SessionAttended {
+        session_number: 1,
+        note: "talked about his anger".into(),
+    });
+    let mut last = 0;
+    for e in [
+        opened,
+        referral(2, "f", "r", PROGRAMME),
+        envelope(3, PROGRAMME, "f", accept),
+        envelope(4, PROGRAMME, "f", intake),
+        envelope(5, PROGRAMME, "f", enrol),
+        envelope(6, PROGRAMME, "f", session),
+    ] {
+        last = publish(&js, &e).await;
+    }
+    exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    let mut police = exchange.client_as(POLICE).await;
+    let mut programme = exchange.client_as(PROGRAMME).await;
+    let mut auditor = exchange.client_as(AUDITOR).await;
+
+    let note_of = |events: &[LoggedEvent]| {
+        events.iter().find_map(
+            |e| match e.envelope.as_ref().and_then(|e| e.event.as_ref()) {
+                Some(Event::SessionAttended(s)) => Some(s.note.clone()),
+                _ => None,
+            },
+        )
+    };
+    let narrative_of = |events: &[LoggedEvent]| {
+        events.iter().find_map(
+            |e| match e.envelope.as_ref().and_then(|e| e.event.as_ref()) {
+                Some(Event::IncidentReported(i)) => Some(i.narrative.clone()),
+                _ => None,
+            },
+        )
+    };
+    let full_history = |client: &mut CasesClient<Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .case_history(CaseHistoryRequest {
+                    case_id: "f".into(),
+                    purpose: "test".into(),
+                })
+                .await
+                .expect("history")
+                .into_inner()
+                .events
+        }
+    };
+
+    // The programme: contact details and attendance and notes, not the police narrative.
+    let seen = get(&mut programme, "f").await.expect("programme");
+    assert!(
+        seen.incidents.is_empty(),
+        "the programme must not see the incident"
+    );
+    assert_eq!(
+        seen.subject_details.as_ref().map(|d| d.phone.as_str()),
+        Some("+43 1 234")
+    );
+    assert_eq!(seen.sessions_attended, 1);
+    let events = full_history(&mut programme).await;
+    assert_eq!(narrative_of(&events).as_deref(), Some(""));
+    assert_eq!(note_of(&events).as_deref(), Some("talked about his anger"));
+
+    // The police: whether he engages, and their own incident; not session notes, not his phone.
+    let seen = get(&mut police, "f").await.expect("police");
+    assert_eq!(seen.incidents[0].narrative, "strangled partner");
+    assert_eq!(
+        (seen.status(), seen.sessions_attended),
+        (CaseStatus::Enrolled, 1)
+    );
+    let details = seen.subject_details.clone().unwrap_or_default();
+    assert_eq!(
+        (details.full_name.as_str(), details.phone.as_str()),
+        ("Max Muster", "")
+    );
+    assert_eq!(
+        note_of(&full_history(&mut police).await).as_deref(),
+        Some("")
+    );
+
+    // Auditors: everything that was done, but no personal details (not granted).
+    let seen = get(&mut auditor, "f").await.expect("auditor");
+    assert!(seen.subject_details.is_none());
+    assert_eq!(seen.incidents.len(), 1);
+
+    // Consent withdrawn: partners see only what the law still requires.
+    let withdraw = envelope(
+        7,
+        PROGRAMME,
+        "f",
+        Event::ConsentWithdrawn(ConsentWithdrawn {
+            scope: "all".into(),
+        }),
+    );
+    let last = publish(&js, &withdraw).await;
+    exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    let seen = get(&mut programme, "f").await.expect("programme");
+    assert!(
+        seen.subject_details.is_none(),
+        "no personal details after withdrawal"
+    );
+    assert_eq!(seen.sessions_attended, 1, "attendance is still shared");
+    assert_eq!(
+        note_of(&full_history(&mut programme).await).as_deref(),
+        Some("")
+    );
+    let seen = get(&mut police, "f").await.expect("police");
+    assert!(seen.subject_details.is_none());
+}

@@ -7,6 +7,7 @@
 pub mod agency;
 pub mod case;
 pub mod inbox;
+pub mod policy;
 pub mod rejection;
 pub mod validate;
 pub mod visibility;

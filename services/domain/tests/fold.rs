@@ -574,3 +574,66 @@ proptest! {
         }
     }
 }
+
+fn any_grant() -> impl Strategy<Value = (Vec<handoff_domain::policy::FieldGroup>, bool)> {
+    (
+        proptest::sample::subsequence(handoff_domain::policy::FieldGroup::ALL.to_vec(), 0..=9),
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Random scenarios, random field policies, every kind of caller, consent given or
+    /// withdrawn: no field of a withheld group survives redaction, in the case or its events.
+    #[test]
+    fn no_response_contains_a_field_the_policy_denies(events in any_sequence(), (granted, withdrawn) in any_grant(), keep in any_grant()) {
+        use handoff_domain::policy::{FieldGroup as G, FieldPolicy};
+        let reg = registry();
+        let mut view: Option<CaseView> = None;
+        let mut accepted = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let mut e = e.clone();
+            if let Some(Event::IncidentReported(inc)) = &mut e.event {
+                inc.narrative = "narrative".into();
+                inc.subject_details = Some(PersonalDetails { full_name: "N".into(), date_of_birth: "D".into(), phone: "P".into(), address: "A".into() });
+            }
+            if let Ok(next) = evolve(view.as_ref(), &e, &reg, Position { sequence: i as u64 + 1, recorded_at_ms: 0 }) {
+                view = Some(next);
+                accepted.push(e);
+            }
+        }
+        let Some(mut view) = view else { return Ok(()) };
+        if withdrawn { view.consent = ConsentState::Withdrawn as i32; }
+        for kind in AgencyKind::ALL {
+            let policy = FieldPolicy::new([(kind, granted.clone())], keep.0.clone());
+            let grant = policy.grant(kind, view.consent());
+            let mut shown = view.clone();
+            grant.redact_case(&mut shown);
+            let details = shown.subject_details.clone().unwrap_or_default();
+            if !grant.allows(G::Incidents) { prop_assert!(shown.incidents.is_empty()); }
+            if !grant.allows(G::Evictions) { prop_assert!(shown.evictions.is_empty()); }
+            if !grant.allows(G::PersonalDetails) { prop_assert!(details.full_name.is_empty() && details.date_of_birth.is_empty()); }
+            if !grant.allows(G::ContactDetails) { prop_assert!(details.phone.is_empty() && details.address.is_empty()); }
+            if !grant.allows(G::Attendance) { prop_assert_eq!((shown.sessions_attended, shown.sessions_missed), (0, 0)); }
+            if !grant.allows(G::Risk) { prop_assert_eq!(shown.risk_level, 0); }
+            if !grant.allows(G::Engagement) { prop_assert!(shown.first_contact_at.is_none() && shown.contact_attempts == 0); }
+            if !grant.allows(G::Notes) { prop_assert!(shown.outcome_note.is_empty()); }
+            if !grant.allows(G::Reasons) { prop_assert!(shown.referrals.iter().all(|r| r.reason.is_empty() && r.decline_reason.is_empty())); }
+            if withdrawn && kind != AgencyKind::Auditor {
+                for g in G::ALL { prop_assert!(!grant.allows(g) || (granted.contains(&g) && keep.0.contains(&g))); }
+            }
+            for e in &accepted {
+                let mut e = e.clone();
+                grant.redact_event(&mut e);
+                if let Some(Event::IncidentReported(inc)) = &e.event {
+                    let d = inc.subject_details.clone().unwrap_or_default();
+                    if !grant.allows(G::Incidents) { prop_assert!(inc.narrative.is_empty()); }
+                    if !grant.allows(G::PersonalDetails) { prop_assert!(d.full_name.is_empty()); }
+                    if !grant.allows(G::ContactDetails) { prop_assert!(d.phone.is_empty() && d.address.is_empty()); }
+                }
+            }
+        }
+    }
+}

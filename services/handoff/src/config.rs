@@ -21,6 +21,8 @@ pub struct Config {
     /// The ingest loop.
     #[serde(default)]
     pub ingest: IngestSection,
+    /// Where the need-to-know policy is.
+    pub policy: PolicySection,
     /// Registered agencies.
     #[serde(rename = "agency", default)]
     pub agencies: Vec<AgencyEntry>,
@@ -93,6 +95,70 @@ impl Default for IngestSection {
         IngestSection {
             batch_max: default_batch(),
         }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The policy file (see ops/policy.toml), relative to this config.
+    pub file: PathBuf,
+}
+
+/// The policy file: field groups per agency kind, and what consent withdrawal keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    fields: std::collections::BTreeMap<String, Vec<String>>,
+    consent_withdrawn: ConsentWithdrawn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentWithdrawn {
+    keep: Vec<String>,
+}
+
+/// The checked need-to-know policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Field groups per agency kind.
+    pub fields: handoff_domain::policy::FieldPolicy,
+}
+
+impl Policy {
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: PolicyFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let groups = |names: &[String], at: &str| {
+            names
+                .iter()
+                .map(|n| n.parse().map_err(|e| invalid(format!("{at}: {e}"))))
+                .collect::<Result<Vec<handoff_domain::policy::FieldGroup>, _>>()
+        };
+        let mut by_kind = Vec::new();
+        for (kind, names) in &file.fields {
+            let kind: AgencyKind = kind
+                .parse()
+                .map_err(|e| invalid(format!("[fields]: {e}")))?;
+            by_kind.push((kind, groups(names, &format!("[fields] {kind}"))?));
+        }
+        let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
+        Ok(Policy {
+            fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
+        })
     }
 }
 
@@ -175,6 +241,7 @@ impl Config {
             path: path.to_path_buf(),
             message,
         })?;
+        Policy::load(&config.resolve(&config.policy.file))?;
         if config.ingest.batch_max == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -222,6 +289,11 @@ impl Config {
         self.resolve(&tls.ca).parent().map(Path::to_path_buf)
     }
 
+    /// The need-to-know policy the config names.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        Policy::load(&self.resolve(&self.policy.file))
+    }
+
     /// Ids of revoked agencies.
     pub fn revoked(&self) -> Vec<String> {
         self.agencies
@@ -250,7 +322,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("handoff.toml");
         std::fs::write(&path, text).expect("write");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/policy.toml");
+        std::fs::copy(shipped, dir.path().join("policy.toml")).expect("policy");
         Config::load(&path)
+    }
+
+    #[test]
+    fn a_policy_naming_an_unknown_group_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("policy.toml");
+        std::fs::write(
+            &path,
+            "[fields]\npolice = [\"gossip\"]\n[consent_withdrawn]\nkeep = []\n",
+        )
+        .expect("write");
+        let e = Policy::load(&path).expect_err("unknown group").to_string();
+        assert!(e.contains("policy.toml") && e.contains("gossip"), "{e}");
     }
 
     const MINIMAL: &str = r#"
@@ -260,6 +347,8 @@ url = "nats://127.0.0.1:4222"
 data_dir = "data"
 [query]
 listen = "127.0.0.1:50051"
+[policy]
+file = "policy.toml"
 [[agency]]
 id = "police-north"
 name = "Police"

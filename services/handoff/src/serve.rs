@@ -76,6 +76,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let options = handoff_query::ServeOptions {
         registry: config.registry().map_err(anyhow::Error::msg)?,
         revoked: config.revoked(),
+        fields: config.policy()?.fields,
         tls: match &config.query.tls {
             None => None,
             Some(tls) => {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use handoff_contract::v1::cases_server::{Cases as CasesApi, CasesServer};
 use handoff_contract::v1::*;
+use handoff_domain::policy::{FieldPolicy, Grant};
 use handoff_domain::{AgencyKind, Registry, Visibility, visibility};
 use handoff_log::{CaseFilter, Log, LogError};
 
@@ -42,12 +43,29 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
 pub struct Cases {
     log: Log,
     access: Access,
+    fields: std::sync::Arc<FieldPolicy>,
 }
 
 impl Cases {
-    /// A query service reading `log` for the callers `access` recognises.
-    pub fn new(log: Log, access: Access) -> Self {
-        Cases { log, access }
+    /// A query service reading `log` for the callers `access` recognises, showing each
+    /// the fields `fields` grants its kind.
+    pub fn new(log: Log, access: Access, fields: FieldPolicy) -> Self {
+        Cases {
+            log,
+            access,
+            fields: std::sync::Arc::new(fields),
+        }
+    }
+
+    /// What `caller` may see of the fields of a case (the one place field policy is applied).
+    fn grant(&self, caller: &Caller, view: &CaseView) -> Grant {
+        self.fields.grant(caller.kind, view.consent())
+    }
+
+    /// A case view reduced to the fields `caller` may see.
+    fn shown(&self, caller: &Caller, mut view: CaseView) -> CaseView {
+        self.grant(caller, &view).redact_case(&mut view);
+        view
     }
 
     /// The case as `caller` may see it, optionally as it stood after sequence `as_of`.
@@ -103,7 +121,8 @@ impl CasesApi for Cases {
     ) -> Result<Response<CaseView>, Status> {
         let caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
-        self.visible_case(&caller, case_id, None).map(Response::new)
+        let view = self.visible_case(&caller, case_id, None)?;
+        Ok(Response::new(self.shown(&caller, view)))
     }
 
     async fn list_cases(
@@ -141,7 +160,9 @@ impl CasesApi for Cases {
                         self.log.case_as_of(&view.case_id, until, registry)?
                     }
                 };
-                Ok(seen.filter(|v| filter.matches(v)))
+                Ok(seen
+                    .filter(|v| filter.matches(v))
+                    .map(|v| self.shown(&caller, v)))
             })
             .map_err(internal)?;
         let next_page_token = match (more, cases.last()) {
@@ -166,7 +187,21 @@ impl CasesApi for Cases {
                 caller.agency
             )));
         }
-        let items = self.log.inbox(&caller.agency).map_err(internal)?;
+        let mut items = self.log.inbox(&caller.agency).map_err(internal)?;
+        for item in &mut items {
+            let consent = self
+                .log
+                .case(&item.case_id)
+                .map_err(internal)?
+                .map_or(ConsentState::Unspecified, |v| v.consent());
+            if !self
+                .fields
+                .grant(caller.kind, consent)
+                .allows(handoff_domain::policy::FieldGroup::Reasons)
+            {
+                item.reason.clear();
+            }
+        }
         Ok(Response::new(InboxResponse { items }))
     }
 
@@ -176,18 +211,20 @@ impl CasesApi for Cases {
     ) -> Result<Response<CaseHistoryResponse>, Status> {
         let caller = self.access.caller(&request)?;
         let case_id = required("case_id", &request.get_ref().case_id)?;
-        let until = self.visible_case(&caller, case_id, None)?.last_sequence;
+        let visible = self.visible_case(&caller, case_id, None)?;
+        let (until, grant) = (visible.last_sequence, self.grant(&caller, &visible));
         let records = self.log.case_records(case_id).map_err(internal)?;
         let events = records
             .into_iter()
             .take_while(|r| r.sequence <= until)
             .map(|r| {
-                let envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
+                let mut envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
                     Status::internal(format!(
                         "record {} holds an undecodable envelope: {e}",
                         r.sequence
                     ))
                 })?;
+                grant.redact_event(&mut envelope);
                 Ok(LoggedEvent {
                     sequence: r.sequence,
                     recorded_at: Some(handoff_contract::time::from_unix_ms(r.recorded_at_unix_ms)),
@@ -311,6 +348,8 @@ pub struct ServeOptions {
     pub registry: Registry,
     /// Agencies whose certificates are refused.
     pub revoked: Vec<String>,
+    /// Field groups each kind of agency may see.
+    pub fields: FieldPolicy,
     /// mTLS; without it every caller is anonymous and refused.
     pub tls: Option<TlsFiles>,
 }
@@ -348,6 +387,7 @@ pub async fn serve(
         tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
     }
     let access = Access::new(options.registry, options.revoked);
+    let fields = options.fields;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
     let overall = health.clone();
@@ -371,7 +411,7 @@ pub async fn serve(
     let result = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(log, access)))
+        .add_service(CasesServer::new(Cases::new(log, access, fields)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     result.map_err(transport)

@@ -1,0 +1,367 @@
+//! Field-level need to know: which groups of fields each kind of agency may
+//! see, written as data (`ops/policy.toml`) and enforced here, in one place,
+//! for case views and for events alike.
+//!
+//! The core of a case (ids, status, holder, parties, referral chain states,
+//! versions) is always shown to whoever may see the case at all: without it
+//! the case means nothing. Everything else belongs to one group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::{CaseView, ConsentState, Envelope, PersonalDetails};
+
+use crate::agency::AgencyKind;
+
+/// A group of fields that is granted or withheld as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FieldGroup {
+    /// Why referrals and handoffs were made or declined.
+    Reasons,
+    /// Police incidents: narrative, area, linked persons.
+    Incidents,
+    /// Eviction orders.
+    Evictions,
+    /// Contact attempts, first contact, intake, programme, outcome.
+    Engagement,
+    /// Sessions attended and missed.
+    Attendance,
+    /// Risk level and instrument.
+    Risk,
+    /// The subject's name and date of birth.
+    PersonalDetails,
+    /// The subject's phone and address.
+    ContactDetails,
+    /// Free-text notes of caseworkers (sessions, contacts, intake, risk).
+    Notes,
+}
+
+impl FieldGroup {
+    /// Every group.
+    pub const ALL: [FieldGroup; 9] = [
+        FieldGroup::Reasons,
+        FieldGroup::Incidents,
+        FieldGroup::Evictions,
+        FieldGroup::Engagement,
+        FieldGroup::Attendance,
+        FieldGroup::Risk,
+        FieldGroup::PersonalDetails,
+        FieldGroup::ContactDetails,
+        FieldGroup::Notes,
+    ];
+
+    /// The name used in `policy.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldGroup::Reasons => "reasons",
+            FieldGroup::Incidents => "incidents",
+            FieldGroup::Evictions => "evictions",
+            FieldGroup::Engagement => "engagement",
+            FieldGroup::Attendance => "attendance",
+            FieldGroup::Risk => "risk",
+            FieldGroup::PersonalDetails => "personal_details",
+            FieldGroup::ContactDetails => "contact_details",
+            FieldGroup::Notes => "notes",
+        }
+    }
+}
+
+/// A name that is no field group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown field group {0:?}; expected one of reasons, incidents, evictions, engagement, attendance, risk, personal_details, contact_details, notes"
+)]
+pub struct UnknownFieldGroup(pub String);
+
+impl FromStr for FieldGroup {
+    type Err = UnknownFieldGroup;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FieldGroup::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| UnknownFieldGroup(s.to_string()))
+    }
+}
+
+/// What each kind of agency may see, and what remains shared after consent is withdrawn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPolicy {
+    by_kind: BTreeMap<AgencyKind, BTreeSet<FieldGroup>>,
+    without_consent: BTreeSet<FieldGroup>,
+}
+
+impl FieldPolicy {
+    /// A policy granting `by_kind` (kinds not named see only the core) and keeping
+    /// `without_consent` for subjects who withdrew consent.
+    pub fn new(
+        by_kind: impl IntoIterator<Item = (AgencyKind, Vec<FieldGroup>)>,
+        without_consent: impl IntoIterator<Item = FieldGroup>,
+    ) -> Self {
+        FieldPolicy {
+            by_kind: by_kind
+                .into_iter()
+                .map(|(k, groups)| (k, groups.into_iter().collect()))
+                .collect(),
+            without_consent: without_consent.into_iter().collect(),
+        }
+    }
+
+    /// What an agency of `kind` may see of a case whose subject's consent is `consent`.
+    pub fn grant(&self, kind: AgencyKind, consent: ConsentState) -> Grant {
+        let mut groups = self.by_kind.get(&kind).cloned().unwrap_or_default();
+        // Auditors look at the record of what was done; consent does not narrow the audit.
+        if consent == ConsentState::Withdrawn && kind != AgencyKind::Auditor {
+            groups.retain(|g| self.without_consent.contains(g));
+        }
+        Grant(groups)
+    }
+}
+
+/// The groups granted to one caller for one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant(BTreeSet<FieldGroup>);
+
+impl Grant {
+    /// Whether a group is granted.
+    pub fn allows(&self, group: FieldGroup) -> bool {
+        self.0.contains(&group)
+    }
+
+    /// The names of the granted groups (for the access log).
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|g| g.as_str().to_string()).collect()
+    }
+
+    fn details(&self, details: &mut Option<PersonalDetails>) {
+        if let Some(d) = details {
+            if !self.allows(FieldGroup::PersonalDetails) {
+                d.full_name.clear();
+                d.date_of_birth.clear();
+            }
+            if !self.allows(FieldGroup::ContactDetails) {
+                d.phone.clear();
+                d.address.clear();
+            }
+            if *d == PersonalDetails::default() {
+                *details = None;
+            }
+        }
+    }
+
+    /// Removes from a case view every field this grant does not cover.
+    pub fn redact_case(&self, view: &mut CaseView) {
+        use FieldGroup as G;
+        if !self.allows(G::Reasons) {
+            for r in &mut view.referrals {
+                r.reason.clear();
+                r.decline_reason.clear();
+            }
+            if let Some(h) = &mut view.pending_handoff {
+                h.reason.clear();
+            }
+        }
+        if !self.allows(G::Incidents) {
+            view.incidents.clear();
+        }
+        if !self.allows(G::Evictions) {
+            view.evictions.clear();
+        }
+        if !self.allows(G::Engagement) {
+            view.contact_attempts = 0;
+            view.first_contact_at = None;
+            view.intake_at = None;
+            view.programme.clear();
+        }
+        if !self.allows(G::Attendance) {
+            view.planned_sessions = 0;
+            view.sessions_attended = 0;
+            view.sessions_missed = 0;
+        }
+        if !self.allows(G::Risk) {
+            view.risk_level = 0;
+            view.risk_instrument.clear();
+        }
+        if !self.allows(G::Notes) {
+            view.outcome_note.clear();
+        }
+        self.details(&mut view.subject_details);
+    }
+
+    /// Removes from an event every field this grant does not cover (the event's type,
+    /// ids and times stay: that something happened is part of the case's core).
+    pub fn redact_event(&self, envelope: &mut Envelope) {
+        use FieldGroup as G;
+        let Some(event) = &mut envelope.event else {
+            return;
+        };
+        let notes = self.allows(G::Notes);
+        let reasons = self.allows(G::Reasons);
+        match event {
+            Event::IncidentReported(e) => {
+                if !self.allows(G::Incidents) {
+                    e.narrative.clear();
+                    e.area.clear();
+                    e.linked_persons.clear();
+                }
+                self.details(&mut e.subject_details);
+            }
+            Event::EvictionOrdered(e) if !self.allows(G::Evictions) => {
+                e.protected_area.clear();
+                e.duration_days = 0;
+                e.ordered_at = None;
+            }
+            Event::ReferralMade(e) => {
+                if !reasons {
+                    e.reason.clear();
+                }
+                self.details(&mut e.subject_details);
+            }
+            Event::ReferralDeclined(e) if !reasons => e.reason.clear(),
+            Event::HandoffRequested(e) if !reasons => e.reason.clear(),
+            Event::HandoffDeclined(e) if !reasons => e.reason.clear(),
+            Event::ContactAttempted(e) => {
+                if !self.allows(G::Engagement) {
+                    e.channel = 0;
+                    e.outcome = 0;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::IntakeCompleted(e) if !notes => e.note.clear(),
+            Event::Enrolled(e) => {
+                if !self.allows(G::Engagement) {
+                    e.programme.clear();
+                }
+                if !self.allows(G::Attendance) {
+                    e.planned_sessions = 0;
+                }
+            }
+            Event::SessionAttended(e) => {
+                if !self.allows(G::Attendance) {
+                    e.session_number = 0;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::SessionMissed(e) => {
+                if !self.allows(G::Attendance) {
+                    e.session_number = 0;
+                    e.excused = false;
+                }
+                if !notes {
+                    e.reason.clear();
+                }
+            }
+            Event::RiskAssessed(e) => {
+                if !self.allows(G::Risk) {
+                    e.level = 0;
+                    e.instrument.clear();
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::ProgrammeCompleted(e) if !notes => e.note.clear(),
+            Event::ProgrammeDroppedOut(e) if !notes => e.reason.clear(),
+            Event::CaseClosed(e) if !notes => e.reason.clear(),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> FieldPolicy {
+        FieldPolicy::new(
+            [
+                (
+                    AgencyKind::Police,
+                    vec![
+                        FieldGroup::Incidents,
+                        FieldGroup::Engagement,
+                        FieldGroup::Attendance,
+                    ],
+                ),
+                (
+                    AgencyKind::ProgrammeProvider,
+                    vec![
+                        FieldGroup::ContactDetails,
+                        FieldGroup::PersonalDetails,
+                        FieldGroup::Notes,
+                        FieldGroup::Attendance,
+                    ],
+                ),
+            ],
+            [FieldGroup::Attendance],
+        )
+    }
+
+    fn view() -> CaseView {
+        CaseView {
+            case_id: "c".into(),
+            sessions_attended: 3,
+            outcome_note: "note".into(),
+            subject_details: Some(PersonalDetails {
+                full_name: "Name".into(),
+                date_of_birth: "1980-01-01".into(),
+                phone: "123".into(),
+                address: "Street".into(),
+            }),
+            incidents: vec![Default::default()],
+            ..CaseView::default()
+        }
+    }
+
+    #[test]
+    fn the_programme_sees_contact_details_but_not_the_incident() {
+        let mut v = view();
+        policy()
+            .grant(AgencyKind::ProgrammeProvider, ConsentState::Given)
+            .redact_case(&mut v);
+        assert!(v.incidents.is_empty());
+        assert_eq!(
+            v.subject_details.as_ref().map(|d| d.phone.as_str()),
+            Some("123")
+        );
+        assert_eq!(v.sessions_attended, 3);
+    }
+
+    #[test]
+    fn the_police_see_engagement_but_not_notes_or_personal_details() {
+        let mut v = view();
+        policy()
+            .grant(AgencyKind::Police, ConsentState::Given)
+            .redact_case(&mut v);
+        assert_eq!(v.sessions_attended, 3);
+        assert!(v.outcome_note.is_empty());
+        assert!(v.subject_details.is_none());
+        assert_eq!(v.incidents.len(), 1);
+    }
+
+    #[test]
+    fn withdrawn_consent_narrows_to_what_is_still_required() {
+        let mut v = view();
+        policy()
+            .grant(AgencyKind::ProgrammeProvider, ConsentState::Withdrawn)
+            .redact_case(&mut v);
+        assert!(v.subject_details.is_none());
+        assert!(v.outcome_note.is_empty());
+        assert_eq!(v.sessions_attended, 3, "attendance is still shared");
+    }
+
+    #[test]
+    fn kinds_without_an_entry_see_only_the_core() {
+        let mut v = view();
+        policy()
+            .grant(AgencyKind::Court, ConsentState::Given)
+            .redact_case(&mut v);
+        assert_eq!(v.case_id, "c");
+        assert_eq!(v.sessions_attended, 0);
+        assert!(v.subject_details.is_none() && v.incidents.is_empty() && v.outcome_note.is_empty());
+    }
+}
