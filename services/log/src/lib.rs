@@ -19,9 +19,11 @@
 //! flushes it to disk before it returns, and only then may anything be
 //! acknowledged or receipted.
 
+pub mod access;
 pub mod chain;
 mod keys;
 mod store;
 
+pub use access::{AccessLog, access_hash};
 pub use chain::{GENESIS, Hash, hex, is_intact, record_hash};
 pub use store::{Appended, CaseFilter, Head, Log, LogError, WriteBatch};

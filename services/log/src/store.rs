@@ -116,6 +116,7 @@ pub struct Log {
     tree: sled::Tree,
     head: Arc<Mutex<Head>>,
     path: PathBuf,
+    access: crate::access::AccessLog,
 }
 
 impl std::fmt::Debug for Log {
@@ -153,11 +154,13 @@ impl Log {
             }
         }
         let head = Self::read_head(&tree)?;
+        let access = crate::access::AccessLog::open(&db)?;
         let log = Log {
             db,
             tree,
             head: Arc::new(Mutex::new(head)),
             path: dir.to_path_buf(),
+            access,
         };
         log.verify_tail(head)?;
         Ok(log)
@@ -238,6 +241,11 @@ impl Log {
             ));
         }
         Ok(())
+    }
+
+    /// The access log kept beside the event log.
+    pub fn access(&self) -> &crate::access::AccessLog {
+        &self.access
     }
 
     /// The data dir.

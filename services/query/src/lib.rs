@@ -62,12 +62,6 @@ impl Cases {
         self.fields.grant(caller.kind, view.consent())
     }
 
-    /// A case view reduced to the fields `caller` may see.
-    fn shown(&self, caller: &Caller, mut view: CaseView) -> CaseView {
-        self.grant(caller, &view).redact_case(&mut view);
-        view
-    }
-
     /// The case as `caller` may see it, optionally as it stood after sequence `as_of`.
     /// A case the caller may not see is NOT_FOUND with the same message as a missing one.
     fn visible_case(
@@ -101,36 +95,102 @@ impl Cases {
             .ok_or_else(not_found)
     }
 
-    fn auditor<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let caller = self.access.caller(request)?;
+    fn auditor(&self, caller: &Caller) -> Result<(), Status> {
         if caller.kind != AgencyKind::Auditor {
             return Err(Status::permission_denied(format!(
-                "only auditors may read the log and the quarantine; {} is a {}",
+                "only auditors may read the log, the quarantine and access reports; {} is a {}",
                 caller.agency, caller.kind
             )));
         }
-        Ok(caller)
+        Ok(())
     }
 }
 
-#[tonic::async_trait]
-impl CasesApi for Cases {
-    async fn get_case(
+/// What a read returned, for the access log.
+#[derive(Debug, Default)]
+struct Seen {
+    cases: Vec<(String, String)>,
+    fields: std::collections::BTreeSet<String>,
+}
+
+impl Seen {
+    fn case(&mut self, view: &CaseView, grant: &Grant) {
+        self.cases
+            .push((view.case_id.clone(), view.subject_pseudonym.clone()));
+        self.fields.extend(grant.names());
+    }
+}
+
+fn outcome_of(status: &Status) -> String {
+    match status.code() {
+        tonic::Code::NotFound => "not_found".into(),
+        tonic::Code::PermissionDenied => "permission_denied".into(),
+        tonic::Code::InvalidArgument => "invalid_argument".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+impl Cases {
+    /// Records the read in the access log (flushed), then lets the answer go out.
+    /// If the read cannot be recorded, nothing is answered.
+    async fn answer<T>(
         &self,
-        request: Request<GetCaseRequest>,
-    ) -> Result<Response<CaseView>, Status> {
-        let caller = self.access.caller(&request)?;
-        let case_id = required("case_id", &request.get_ref().case_id)?;
-        let view = self.visible_case(&caller, case_id, None)?;
-        Ok(Response::new(self.shown(&caller, view)))
+        caller: &Caller,
+        rpc: &str,
+        purpose: &str,
+        query: String,
+        asked: &[&str],
+        result: Result<(T, Seen), Status>,
+    ) -> Result<Response<T>, Status> {
+        let (outcome, seen) = match &result {
+            Ok((_, seen)) => ("ok".to_string(), Some(seen)),
+            Err(status) => (outcome_of(status), None),
+        };
+        let (case_ids, subjects, fields) = match seen {
+            Some(seen) => (
+                seen.cases.iter().map(|c| c.0.clone()).collect(),
+                seen.cases
+                    .iter()
+                    .map(|c| c.1.clone())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                seen.fields.iter().cloned().collect(),
+            ),
+            // A refused read is recorded against what was asked for.
+            None => (
+                asked.iter().map(|c| c.to_string()).collect(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        let record = AccessRecord {
+            at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            agency: caller.agency.clone(),
+            rpc: rpc.into(),
+            case_ids,
+            subjects,
+            fields,
+            purpose: purpose.into(),
+            outcome,
+            query,
+            ..AccessRecord::default()
+        };
+        self.log.access().record(record).await.map_err(|e| {
+            tracing::error!(error = %e, "a read could not be recorded and is not answered");
+            Status::unavailable(format!(
+                "the access log cannot be written, so nothing is answered: {e}"
+            ))
+        })?;
+        result.map(|(value, _)| Response::new(value))
     }
 
-    async fn list_cases(
+    fn list(
         &self,
-        request: Request<ListCasesRequest>,
-    ) -> Result<Response<ListCasesResponse>, Status> {
-        let caller = self.access.caller(&request)?;
-        let req = request.into_inner();
+        caller: &Caller,
+        req: &ListCasesRequest,
+    ) -> Result<(ListCasesResponse, Seen), Status> {
         let filter = CaseFilter {
             status: match CaseStatus::try_from(req.status) {
                 Ok(CaseStatus::Unspecified) => None,
@@ -142,81 +202,59 @@ impl CasesApi for Cases {
                     )));
                 }
             },
-            holder: (!req.holder.is_empty()).then_some(req.holder),
+            holder: (!req.holder.is_empty()).then(|| req.holder.clone()),
         };
         let limit = match req.page_size as usize {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
         let registry = self.access.registry();
+        let mut seen = Seen::default();
         let (cases, more) = self
             .log
             .list_cases(&req.page_token, limit, |view| {
                 // The filter applies to what the caller may see, not to what it may not.
-                let seen = match visibility(&view, &caller.agency, caller.kind) {
+                let visible = match visibility(&view, &caller.agency, caller.kind) {
                     Visibility::Hidden => None,
                     Visibility::Whole => Some(view),
                     Visibility::UpTo(until) => {
                         self.log.case_as_of(&view.case_id, until, registry)?
                     }
                 };
-                Ok(seen
-                    .filter(|v| filter.matches(v))
-                    .map(|v| self.shown(&caller, v)))
+                Ok(visible.filter(|v| filter.matches(v)).map(|mut v| {
+                    let grant = self.grant(caller, &v);
+                    grant.redact_case(&mut v);
+                    seen.case(&v, &grant);
+                    v
+                }))
             })
             .map_err(internal)?;
         let next_page_token = match (more, cases.last()) {
             (true, Some(last)) => last.case_id.clone(),
             _ => String::new(),
         };
-        Ok(Response::new(ListCasesResponse {
-            cases,
-            next_page_token,
-        }))
+        Ok((
+            ListCasesResponse {
+                cases,
+                next_page_token,
+            },
+            seen,
+        ))
     }
 
-    async fn inbox(
+    fn history(
         &self,
-        request: Request<InboxRequest>,
-    ) -> Result<Response<InboxResponse>, Status> {
-        let caller = self.access.caller(&request)?;
-        let asked = &request.get_ref().agency;
-        if !asked.is_empty() && asked != &caller.agency {
-            return Err(Status::permission_denied(format!(
-                "{} may read only its own inbox, not {asked}'s",
-                caller.agency
-            )));
-        }
-        let mut items = self.log.inbox(&caller.agency).map_err(internal)?;
-        for item in &mut items {
-            let consent = self
-                .log
-                .case(&item.case_id)
-                .map_err(internal)?
-                .map_or(ConsentState::Unspecified, |v| v.consent());
-            if !self
-                .fields
-                .grant(caller.kind, consent)
-                .allows(handoff_domain::policy::FieldGroup::Reasons)
-            {
-                item.reason.clear();
-            }
-        }
-        Ok(Response::new(InboxResponse { items }))
-    }
-
-    async fn case_history(
-        &self,
-        request: Request<CaseHistoryRequest>,
-    ) -> Result<Response<CaseHistoryResponse>, Status> {
-        let caller = self.access.caller(&request)?;
-        let case_id = required("case_id", &request.get_ref().case_id)?;
-        let visible = self.visible_case(&caller, case_id, None)?;
-        let (until, grant) = (visible.last_sequence, self.grant(&caller, &visible));
+        caller: &Caller,
+        case_id: &str,
+    ) -> Result<(CaseHistoryResponse, Seen), Status> {
+        let visible = self.visible_case(caller, case_id, None)?;
+        let grant = self.grant(caller, &visible);
+        let mut seen = Seen::default();
+        seen.case(&visible, &grant);
         let records = self.log.case_records(case_id).map_err(internal)?;
         let events = records
             .into_iter()
-            .take_while(|r| r.sequence <= until)
+            .take_while(|r| r.sequence <= visible.last_sequence)
             .map(|r| {
                 let mut envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
                     Status::internal(format!(
@@ -233,7 +271,138 @@ impl CasesApi for Cases {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        Ok(Response::new(CaseHistoryResponse { events }))
+        Ok((CaseHistoryResponse { events }, seen))
+    }
+
+    fn one_case(
+        &self,
+        caller: &Caller,
+        case_id: &str,
+        as_of: Option<u64>,
+    ) -> Result<(CaseView, Seen), Status> {
+        let mut view = self.visible_case(caller, case_id, as_of)?;
+        let grant = self.grant(caller, &view);
+        grant.redact_case(&mut view);
+        let mut seen = Seen::default();
+        seen.case(&view, &grant);
+        Ok((view, seen))
+    }
+
+    fn inbox_of(&self, caller: &Caller, asked: &str) -> Result<(InboxResponse, Seen), Status> {
+        if !asked.is_empty() && asked != caller.agency {
+            return Err(Status::permission_denied(format!(
+                "{} may read only its own inbox, not {asked}'s",
+                caller.agency
+            )));
+        }
+        let mut seen = Seen::default();
+        let mut items = self.log.inbox(&caller.agency).map_err(internal)?;
+        for item in &mut items {
+            let consent = self
+                .log
+                .case(&item.case_id)
+                .map_err(internal)?
+                .map_or(ConsentState::Unspecified, |v| v.consent());
+            let grant = self.fields.grant(caller.kind, consent);
+            if !grant.allows(handoff_domain::policy::FieldGroup::Reasons) {
+                item.reason.clear();
+            }
+            seen.cases
+                .push((item.case_id.clone(), item.subject_pseudonym.clone()));
+            seen.fields
+                .extend(grant.names().into_iter().filter(|n| n == "reasons"));
+        }
+        Ok((InboxResponse { items }, seen))
+    }
+
+    fn access_report(
+        &self,
+        req: &AccessReportRequest,
+    ) -> Result<(AccessReportResponse, Seen), Status> {
+        let records = match (req.case_id.is_empty(), req.subject_pseudonym.is_empty()) {
+            (false, true) => self.log.access().report(&req.case_id, false),
+            (true, false) => self.log.access().report(&req.subject_pseudonym, true),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give exactly one of case_id or subject_pseudonym",
+                ));
+            }
+        }
+        .map_err(internal)?;
+        Ok((AccessReportResponse { records }, Seen::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl CasesApi for Cases {
+    async fn get_case(
+        &self,
+        request: Request<GetCaseRequest>,
+    ) -> Result<Response<CaseView>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let result =
+            required("case_id", &req.case_id).and_then(|id| self.one_case(&caller, id, None));
+        self.answer(
+            &caller,
+            "GetCase",
+            &req.purpose,
+            String::new(),
+            &[&req.case_id],
+            result,
+        )
+        .await
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<ListCasesRequest>,
+    ) -> Result<Response<ListCasesResponse>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let query = format!(
+            "status={} holder={:?} page_token={:?}",
+            req.status, req.holder, req.page_token
+        );
+        let result = self.list(&caller, &req);
+        self.answer(&caller, "ListCases", &req.purpose, query, &[], result)
+            .await
+    }
+
+    async fn inbox(
+        &self,
+        request: Request<InboxRequest>,
+    ) -> Result<Response<InboxResponse>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let result = self.inbox_of(&caller, &req.agency);
+        self.answer(
+            &caller,
+            "Inbox",
+            &req.purpose,
+            format!("agency={:?}", req.agency),
+            &[],
+            result,
+        )
+        .await
+    }
+
+    async fn case_history(
+        &self,
+        request: Request<CaseHistoryRequest>,
+    ) -> Result<Response<CaseHistoryResponse>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let result = required("case_id", &req.case_id).and_then(|id| self.history(&caller, id));
+        self.answer(
+            &caller,
+            "CaseHistory",
+            &req.purpose,
+            String::new(),
+            &[&req.case_id],
+            result,
+        )
+        .await
     }
 
     async fn get_case_as_of(
@@ -241,22 +410,36 @@ impl CasesApi for Cases {
         request: Request<GetCaseAsOfRequest>,
     ) -> Result<Response<CaseView>, Status> {
         let caller = self.access.caller(&request)?;
-        let req = request.get_ref();
-        let case_id = required("case_id", &req.case_id)?;
-        let until = match (req.as_of_sequence, &req.as_of_time) {
-            (0, Some(t)) => self
-                .log
-                .case_sequence_at(case_id, handoff_contract::time::to_unix_ms(t))
-                .map_err(internal)?,
-            (0, None) => {
-                return Err(Status::invalid_argument(
-                    "give as_of_sequence or as_of_time",
-                ));
-            }
-            (seq, _) => seq,
-        };
-        self.visible_case(&caller, case_id, Some(until))
-            .map(Response::new)
+        let req = request.into_inner();
+        let result = required("case_id", &req.case_id).and_then(|case_id| {
+            let until = match (req.as_of_sequence, &req.as_of_time) {
+                (0, Some(t)) => self
+                    .log
+                    .case_sequence_at(case_id, handoff_contract::time::to_unix_ms(t))
+                    .map_err(internal)?,
+                (0, None) => {
+                    return Err(Status::invalid_argument(
+                        "give as_of_sequence or as_of_time",
+                    ));
+                }
+                (seq, _) => seq,
+            };
+            self.one_case(&caller, case_id, Some(until))
+        });
+        let query = format!(
+            "as_of_sequence={} as_of_time={:?}",
+            req.as_of_sequence,
+            req.as_of_time.map(|t| t.to_string())
+        );
+        self.answer(
+            &caller,
+            "GetCaseAsOf",
+            &req.purpose,
+            query,
+            &[&req.case_id],
+            result,
+        )
+        .await
     }
 
     type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;
@@ -265,8 +448,12 @@ impl CasesApi for Cases {
         &self,
         request: Request<ReadLogRequest>,
     ) -> Result<Response<Self::ReadLogStream>, Status> {
-        self.auditor(&request)?;
+        let caller = self.access.caller(&request)?;
         let req = request.into_inner();
+        let query = format!("from={} to={}", req.from_sequence, req.to_sequence);
+        let allowed = self.auditor(&caller).map(|()| ((), Seen::default()));
+        self.answer(&caller, "ReadLog", "", query, &[], allowed)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let log = self.log.clone();
         // sled iteration blocks; keep it off the async workers.
@@ -286,23 +473,29 @@ impl CasesApi for Cases {
         &self,
         request: Request<ListQuarantineRequest>,
     ) -> Result<Response<ListQuarantineResponse>, Status> {
-        self.auditor(&request)?;
+        let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let limit = match req.limit as usize {
             0 => 100,
             n => n.min(1000),
         };
-        let entries = self
-            .log
-            .quarantine(req.after_stream_sequence, limit)
-            .map_err(internal)?;
-        Ok(Response::new(ListQuarantineResponse { entries }))
+        let result = self.auditor(&caller).and_then(|()| {
+            let entries = self
+                .log
+                .quarantine(req.after_stream_sequence, limit)
+                .map_err(internal)?;
+            Ok((ListQuarantineResponse { entries }, Seen::default()))
+        });
+        let query = format!("after={} limit={limit}", req.after_stream_sequence);
+        self.answer(&caller, "ListQuarantine", "", query, &[], result)
+            .await
     }
 
     async fn get_log_head(
         &self,
         request: Request<LogHeadRequest>,
     ) -> Result<Response<LogHead>, Status> {
+        // The head carries no case data; it is not an access to personal data.
         self.access.caller(&request)?;
         let head = self.log.head();
         Ok(Response::new(LogHead {
@@ -311,6 +504,23 @@ impl CasesApi for Cases {
             stream_position: head.stream_position,
             quarantined: head.quarantined,
         }))
+    }
+
+    async fn access_report(
+        &self,
+        request: Request<AccessReportRequest>,
+    ) -> Result<Response<AccessReportResponse>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let result = self
+            .auditor(&caller)
+            .and_then(|()| self.access_report(&req));
+        let query = format!(
+            "case_id={:?} subject={:?}",
+            req.case_id, req.subject_pseudonym
+        );
+        self.answer(&caller, "AccessReport", &req.purpose, query, &[], result)
+            .await
     }
 }
 
