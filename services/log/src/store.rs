@@ -117,6 +117,7 @@ pub struct Log {
     head: Arc<Mutex<Head>>,
     path: PathBuf,
     access: crate::access::AccessLog,
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -161,6 +162,7 @@ impl Log {
             head: Arc::new(Mutex::new(head)),
             path: dir.to_path_buf(),
             access,
+            committed: Arc::new(tokio::sync::watch::channel(head.sequence).0),
         };
         log.verify_tail(head)?;
         Ok(log)
@@ -246,6 +248,11 @@ impl Log {
     /// The access log kept beside the event log.
     pub fn access(&self) -> &crate::access::AccessLog {
         &self.access
+    }
+
+    /// Follows the head sequence as batches are committed (flushed).
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// The data dir.
@@ -496,6 +503,7 @@ impl Log {
         self.tree.apply_batch(batch)?;
         self.db.flush_async().await?;
         *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
+        self.committed.send_replace(head.sequence);
         Ok(head)
     }
 

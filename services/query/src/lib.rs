@@ -333,6 +333,91 @@ impl Cases {
     }
 }
 
+impl Cases {
+    /// Streams what `caller` may see of each case change after `req.after_sequence`:
+    /// first the log so far, then live as batches commit. Ends when the client goes away.
+    async fn watch(
+        &self,
+        caller: Caller,
+        req: WatchCasesRequest,
+        tx: &tokio::sync::mpsc::Sender<Result<CaseUpdate, Status>>,
+    ) -> Result<(), Status> {
+        let registry = self.access.registry();
+        let mut head = self.log.watch_head();
+        let mut views: std::collections::HashMap<String, CaseView> = Default::default();
+        let mut next = req.after_sequence + 1;
+        loop {
+            let upto = *head.borrow_and_update();
+            while next <= upto {
+                let record = self
+                    .log
+                    .record(next)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::internal(format!("record {next} is missing")))?;
+                let envelope = Envelope::decode(record.envelope.as_slice())
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let before = match views.remove(&envelope.case_id) {
+                    Some(v) => Some(v),
+                    None => self
+                        .log
+                        .case_as_of(&envelope.case_id, next - 1, registry)
+                        .map_err(internal)?,
+                };
+                let at = handoff_domain::Position {
+                    sequence: next,
+                    recorded_at_ms: record.recorded_at_unix_ms,
+                };
+                let after = handoff_domain::evolve(before.as_ref(), &envelope, registry, at)
+                    .map_err(|r| {
+                        Status::internal(format!("replay of record {next} diverged: {r}"))
+                    })?;
+                let shown = match visibility(&after, &caller.agency, caller.kind) {
+                    Visibility::Whole => true,
+                    Visibility::UpTo(limit) => next <= limit,
+                    Visibility::Hidden => false,
+                };
+                if shown {
+                    let mut case = after.clone();
+                    let grant = self.grant(&caller, &case);
+                    grant.redact_case(&mut case);
+                    let mut seen = Seen::default();
+                    seen.case(&case, &grant);
+                    let update = CaseUpdate {
+                        sequence: next,
+                        event_type: envelope
+                            .event
+                            .as_ref()
+                            .map(handoff_contract::names::event_type)
+                            .unwrap_or_default()
+                            .into(),
+                        case: Some(case),
+                    };
+                    let query = format!("after_sequence={} update={next}", req.after_sequence);
+                    let answered = self
+                        .answer(
+                            &caller,
+                            "WatchCases",
+                            &req.purpose,
+                            query,
+                            &[],
+                            Ok((update, seen)),
+                        )
+                        .await?;
+                    if tx.send(Ok(answered.into_inner())).await.is_err() {
+                        return Ok(()); // the client went away
+                    }
+                }
+                views.insert(envelope.case_id, after);
+                next += 1;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return Ok(()) },
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl CasesApi for Cases {
     async fn get_case(
@@ -440,6 +525,24 @@ impl CasesApi for Cases {
             result,
         )
         .await
+    }
+
+    type WatchCasesStream = ReceiverStream<Result<CaseUpdate, Status>>;
+
+    async fn watch_cases(
+        &self,
+        request: Request<WatchCasesRequest>,
+    ) -> Result<Response<Self::WatchCasesStream>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let cases = self.clone();
+        tokio::spawn(async move {
+            if let Err(status) = cases.watch(caller, req, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;
