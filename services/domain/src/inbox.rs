@@ -18,6 +18,7 @@ pub fn items(view: &CaseView) -> Vec<InboxItem> {
                 acknowledged: state == StepState::Acknowledged,
                 reason: step.reason.clone(),
                 subject_pseudonym: view.subject_pseudonym.clone(),
+                ..InboxItem::default()
             });
         }
     }
@@ -32,6 +33,7 @@ pub fn items(view: &CaseView) -> Vec<InboxItem> {
             acknowledged: false,
             reason: h.reason.clone(),
             subject_pseudonym: view.subject_pseudonym.clone(),
+            ..InboxItem::default()
         });
     }
     items

@@ -112,6 +112,15 @@ pub struct PolicySection {
 struct PolicyFile {
     fields: std::collections::BTreeMap<String, Vec<String>>,
     consent_withdrawn: ConsentWithdrawn,
+    #[serde(default)]
+    sla: SlaSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlaSection {
+    eviction_notice_hours: Option<u32>,
+    first_contact_working_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +134,8 @@ struct ConsentWithdrawn {
 pub struct Policy {
     /// Field groups per agency kind.
     pub fields: handoff_domain::policy::FieldPolicy,
+    /// Deadlines shown in inboxes.
+    pub sla: handoff_domain::sla::SlaRules,
 }
 
 impl Policy {
@@ -158,6 +169,10 @@ impl Policy {
         let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
         Ok(Policy {
             fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
+            sla: handoff_domain::sla::SlaRules {
+                eviction_notice_hours: file.sla.eviction_notice_hours,
+                first_contact_working_days: file.sla.first_contact_working_days,
+            },
         })
     }
 }

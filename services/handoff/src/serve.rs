@@ -73,10 +73,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.query.listen))?;
+    let policy = config.policy()?;
     let options = handoff_query::ServeOptions {
         registry: config.registry().map_err(anyhow::Error::msg)?,
         revoked: config.revoked(),
-        fields: config.policy()?.fields,
+        fields: policy.fields,
+        sla: policy.sla,
         tls: match &config.query.tls {
             None => None,
             Some(tls) => {

@@ -44,16 +44,23 @@ pub struct Cases {
     log: Log,
     access: Access,
     fields: std::sync::Arc<FieldPolicy>,
+    sla: handoff_domain::sla::SlaRules,
 }
 
 impl Cases {
     /// A query service reading `log` for the callers `access` recognises, showing each
     /// the fields `fields` grants its kind.
-    pub fn new(log: Log, access: Access, fields: FieldPolicy) -> Self {
+    pub fn new(
+        log: Log,
+        access: Access,
+        fields: FieldPolicy,
+        sla: handoff_domain::sla::SlaRules,
+    ) -> Self {
         Cases {
             log,
             access,
             fields: std::sync::Arc::new(fields),
+            sla,
         }
     }
 
@@ -297,13 +304,30 @@ impl Cases {
         }
         let mut seen = Seen::default();
         let mut items = self.log.inbox(&caller.agency).map_err(internal)?;
+        // Cases it holds whose subject it has not reached yet: first contact is due.
+        let (held, _) = self
+            .log
+            .list_cases("", usize::MAX, |v| {
+                let due = v.holder == caller.agency
+                    && handoff_domain::sla::first_contact_item(&v).is_some();
+                Ok(due.then_some(v))
+            })
+            .map_err(internal)?;
+        items.extend(
+            held.iter()
+                .filter_map(handoff_domain::sla::first_contact_item),
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         for item in &mut items {
-            let consent = self
+            let view = self
                 .log
                 .case(&item.case_id)
                 .map_err(internal)?
-                .map_or(ConsentState::Unspecified, |v| v.consent());
-            let grant = self.fields.grant(caller.kind, consent);
+                .unwrap_or_default();
+            handoff_domain::sla::apply(item, &view, self.access.registry(), &self.sla, now_ms);
+            let grant = self.fields.grant(caller.kind, view.consent());
             if !grant.allows(handoff_domain::policy::FieldGroup::Reasons) {
                 item.reason.clear();
             }
@@ -663,6 +687,8 @@ pub struct ServeOptions {
     pub revoked: Vec<String>,
     /// Field groups each kind of agency may see.
     pub fields: FieldPolicy,
+    /// Deadlines shown in inboxes.
+    pub sla: handoff_domain::sla::SlaRules,
     /// mTLS; without it every caller is anonymous and refused.
     pub tls: Option<TlsFiles>,
 }
@@ -700,7 +726,7 @@ pub async fn serve(
         tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
     }
     let access = Access::new(options.registry, options.revoked);
-    let fields = options.fields;
+    let (fields, sla) = (options.fields, options.sla);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
     let overall = health.clone();
@@ -724,7 +750,7 @@ pub async fn serve(
     let result = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(log, access, fields)))
+        .add_service(CasesServer::new(Cases::new(log, access, fields, sla)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     result.map_err(transport)
