@@ -160,13 +160,33 @@ impl NatsServer {
         server
     }
 
+    /// Where `handoff nats-auth` wrote auth.conf and the users' passwords.
+    pub fn auth_dir(&self) -> PathBuf {
+        self.dir.path().join("auth")
+    }
+
     fn spawn(&mut self) {
         let conf = self.dir.path().join("nats.conf");
         let store = self.dir.path().join("jetstream");
+        if !self.auth_dir().join("auth.conf").exists() {
+            // The same generator operators use: one user per agency, publishing only as itself.
+            let registry = self.dir.path().join("registry.toml");
+            std::fs::write(&registry, registry_config("nats://unused", 0, "data"))
+                .expect("registry config");
+            let status = Command::new(handoff_binary())
+                .args(["nats-auth", "--config"])
+                .arg(&registry)
+                .arg("--out")
+                .arg(self.auth_dir())
+                .stdout(Stdio::null())
+                .status()
+                .expect("handoff nats-auth runs");
+            assert!(status.success(), "handoff nats-auth failed");
+        }
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\ninclude \"auth/auth.conf\"\n",
                 self.port,
                 store.display().to_string()
             ),
@@ -203,11 +223,33 @@ impl NatsServer {
         self.spawn();
     }
 
-    /// A plain NATS connection.
+    fn password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.auth_dir().join(format!("{user}.password")))
+            .expect("password")
+            .trim()
+            .to_string()
+    }
+
+    /// A connection as the exchange's NATS user, which may publish on any agency's subject
+    /// (tests use it to play many agencies, and to forge what NATS itself would refuse).
     pub async fn connect(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        async_nats::ConnectOptions::new()
+            .user_and_password("handoff-exchange".into(), self.password("handoff-exchange"))
+            .connect(self.url())
             .await
             .expect("connect to nats-server")
+    }
+
+    /// A connection as an agency's own NATS user, with the permissions operators give it.
+    pub async fn connect_as(
+        &self,
+        agency: &str,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::ConnectOptions::new()
+            .user_and_password(agency.into(), self.password(agency))
+            .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
+            .connect(self.url())
+            .await
     }
 }
 
@@ -223,6 +265,7 @@ pub struct Exchange {
     dir: tempfile::TempDir,
     grpc_port: u16,
     nats_url: String,
+    nats_auth_dir: PathBuf,
     starts: u32,
 }
 
@@ -236,6 +279,7 @@ impl Exchange {
             dir,
             grpc_port: free_port(),
             nats_url: nats.url(),
+            nats_auth_dir: nats.auth_dir(),
             starts: 0,
         };
         exchange.write_config();
@@ -254,26 +298,19 @@ impl Exchange {
     }
 
     fn write_config(&self) {
-        let mut text = format!(
-            "[nats]\nurl = {:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = \"data\"\n\n[query]\nlisten = \"127.0.0.1:{}\"\n\n[ingest]\nbatch_max = 256\n",
-            self.nats_url, self.grpc_port
-        );
-        let policy = repo_root().join("ops/policy.toml");
-        text.push_str(&format!(
-            "\n[policy]\nfile = {:?}\n",
-            policy.display().to_string()
-        ));
+        let mut text = registry_config(&self.nats_url, self.grpc_port, "data");
         text.push_str(
             "\n[query.tls]\nca = \"certs/ca.pem\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key\"\n",
         );
-        for (id, kind) in AGENCIES {
-            text.push_str(&format!(
-                "\n[[agency]]\nid = {id:?}\nname = {id:?}\nkind = {kind:?}\n"
-            ));
-        }
-        text.push_str(&format!(
-            "\n[[agency]]\nid = {REVOKED:?}\nname = \"revoked\"\nkind = \"programme_provider\"\nrevoked = true\n"
-        ));
+        let password = self.nats_auth_dir.join("handoff-exchange.password");
+        text = text.replacen(
+            "[store]",
+            &format!(
+                "user = \"handoff-exchange\"\npassword_file = {:?}\n\n[store]",
+                password.display().to_string()
+            ),
+            1,
+        );
         std::fs::write(self.config_path(), text).expect("write handoff.toml");
         issue_certificates(&self.config_path(), &self.certs_dir());
     }
@@ -463,6 +500,24 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A handoff.toml for the test registry (AGENCIES plus a revoked one), without TLS.
+pub fn registry_config(nats_url: &str, grpc_port: u16, data_dir: &str) -> String {
+    let policy = repo_root().join("ops/policy.toml");
+    let mut text = format!(
+        "[nats]\nurl = {nats_url:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = {data_dir:?}\n\n[query]\nlisten = \"127.0.0.1:{grpc_port}\"\n\n[ingest]\nbatch_max = 256\n\n[policy]\nfile = {:?}\n",
+        policy.display().to_string()
+    );
+    for (id, kind) in AGENCIES {
+        text.push_str(&format!(
+            "\n[[agency]]\nid = {id:?}\nname = {id:?}\nkind = {kind:?}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[agency]]\nid = {REVOKED:?}\nname = \"revoked\"\nkind = \"programme_provider\"\nrevoked = true\n"
+    ));
+    text
 }
 
 /// Runs `handoff certs` for a config into `out` (a CA, the server, one per agency).

@@ -22,6 +22,12 @@ fn run_police(nats: &NatsServer, input: &PathBuf, rejects: &PathBuf) -> (i32, St
             CENTRE,
             "--nats",
             &nats.url(),
+            "--nats-password-file",
+            &nats
+                .auth_dir()
+                .join(format!("{POLICE}.password"))
+                .display()
+                .to_string(),
             "--rejects",
         ])
         .arg(rejects)

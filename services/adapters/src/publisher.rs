@@ -109,6 +109,11 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// The reply-inbox prefix of an agency's NATS connections (its NATS permissions allow only this).
+pub fn inbox_prefix(agency: &str) -> String {
+    format!("_INBOX_{agency}")
+}
+
 /// How often a missing receipt is looked up.
 const LOOKUP_EVERY: Duration = Duration::from_millis(500);
 
@@ -124,10 +129,22 @@ impl Publisher {
         }
     }
 
-    /// Connects to NATS at `url` and publishes as `agency`.
-    pub async fn connect(url: &str, agency: impl Into<String>) -> Result<Self, AdapterError> {
-        let client = async_nats::ConnectOptions::new()
+    /// Connects to NATS at `url` as `agency` (its NATS user, with `password` if the
+    /// server requires one) and publishes as that agency.
+    pub async fn connect(
+        url: &str,
+        agency: impl Into<String>,
+        password: Option<String>,
+    ) -> Result<Self, AdapterError> {
+        let agency = agency.into();
+        let mut options = async_nats::ConnectOptions::new()
             .name("handoff-adapter")
+            // The agency's NATS user may subscribe only to replies under its own prefix.
+            .custom_inbox_prefix(inbox_prefix(&agency));
+        if let Some(password) = password {
+            options = options.user_and_password(agency.clone(), password);
+        }
+        let client = options
             .connect(url)
             .await
             .map_err(|e| AdapterError::Nats(format!("cannot connect to {url}: {e}")))?;

@@ -49,6 +49,10 @@ pub struct NatsSection {
     /// Largest event message accepted, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// The exchange's NATS user (see `handoff nats-auth`); none: no authentication.
+    pub user: Option<String>,
+    /// File with that user's password. Agencies' passwords lie beside it (`<agency>.password`).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[store]`
@@ -307,6 +311,29 @@ impl Config {
     /// The need-to-know policy the config names.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         Policy::load(&self.resolve(&self.policy.file))
+    }
+
+    /// NATS connect options for `user` (the exchange's own, or an agency's for the demo),
+    /// with its password from the password directory, if authentication is configured.
+    pub fn nats_options(
+        &self,
+        user: Option<&str>,
+    ) -> Result<async_nats::ConnectOptions, ConfigError> {
+        let mut options = async_nats::ConnectOptions::new();
+        if let (Some(own), Some(file)) = (&self.nats.user, &self.nats.password_file) {
+            let file = self.resolve(file);
+            let (user, path) = match user {
+                None => (own.clone(), file),
+                Some(agency) => (
+                    agency.to_string(),
+                    file.with_file_name(format!("{agency}.password")),
+                ),
+            };
+            let password = std::fs::read_to_string(&path)
+                .map_err(|source| ConfigError::Read { path, source })?;
+            options = options.user_and_password(user, password.trim().to_string());
+        }
+        Ok(options)
     }
 
     /// Ids of revoked agencies.

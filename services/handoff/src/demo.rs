@@ -24,12 +24,19 @@ const SOCIAL: &str = "social-north";
 const AUDITOR: &str = "audit";
 
 async fn publish(
-    nats: &async_nats::Client,
+    config: &Config,
     agency: &str,
     kind: AdapterKind,
     records: Vec<Value>,
 ) -> anyhow::Result<Vec<RecordReport>> {
-    let publisher = Publisher::new(nats.clone(), agency).with_timeout(Duration::from_secs(20));
+    // Each agency connects as its own NATS user, which may publish only as itself.
+    let nats = config
+        .nats_options(Some(agency))?
+        .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
+        .connect(&config.nats.url)
+        .await
+        .with_context(|| format!("{agency} cannot connect to NATS at {}", config.nats.url))?;
+    let publisher = Publisher::new(nats, agency).with_timeout(Duration::from_secs(20));
     let docs = records
         .into_iter()
         .enumerate()
@@ -144,9 +151,6 @@ fn ts(t: &Option<prost_types::Timestamp>) -> String {
 
 /// Plays the scenario and prints what each agency sees.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
-    let nats = async_nats::connect(&config.nats.url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     // Each agency reads with its own client certificate, as it would in production.
     let certs = config
         .certs_dir()
@@ -164,7 +168,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         "../../../schemas/examples/police-eviction.json"
     ))?;
     let reports = publish(
-        &nats,
+        config,
         POLICE,
         AdapterKind::Police {
             refer_to: Some(CENTRE.into()),
@@ -204,7 +208,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         item.item_id, item.case_id, item.reason
     );
     let to_programme = "ref-ic-ngo-1";
-    publish(&nats, CENTRE, AdapterKind::Programme, vec![
+    publish(config, CENTRE, AdapterKind::Programme, vec![
         activity(&item, "referral_acknowledged", "IC-1", "2026-11-21T07:30:00Z", "duty desk", json!({"referral_id": item.item_id})),
         activity(&item, "referral_accepted", "IC-2", "2026-11-21T07:31:00Z", "duty desk", json!({"referral_id": item.item_id})),
         activity(&item, "contact_attempted", "IC-3", "2026-11-21T09:10:00Z", "counsellor 4", json!({"channel": "phone", "outcome": "reached", "note": "Explained the eviction order and the programme."})),
@@ -220,7 +224,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         ..item
     };
     publish(
-        &nats,
+        config,
         PROGRAMME,
         AdapterKind::Programme,
         vec![
@@ -319,7 +323,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     println!("\n== 4. Child protection refers another father straight to the programme ==");
     let form: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/referral-form.json"))?;
-    publish(&nats, SOCIAL, AdapterKind::Referral, vec![form]).await?;
+    publish(config, SOCIAL, AdapterKind::Referral, vec![form]).await?;
 
     println!("\n== 5. Mistakes are refused and kept: the police try to record a session ==");
     let bad = activity(
@@ -330,7 +334,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         "PC 4471",
         json!({"session_number": 5}),
     );
-    let reports = publish(&nats, POLICE, AdapterKind::Programme, vec![bad]).await?;
+    let reports = publish(config, POLICE, AdapterKind::Programme, vec![bad]).await?;
     let refused = reports
         .iter()
         .flat_map(|r| r.result.iter().flatten())

@@ -4,6 +4,7 @@
 mod certs;
 mod config;
 mod demo;
+mod nats_auth;
 mod query_cli;
 mod serve;
 
@@ -57,6 +58,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write nats-server's authorization for the registry: one user per agency, publishing only as itself.
+    NatsAuth {
+        /// The config whose [[agency]] entries get NATS users.
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// Output directory for auth.conf and the passwords.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Play a realistic multi-agency scenario against a running exchange and print the results.
     Demo {
         /// The exchange's config (for the NATS URL, the gRPC address and the agencies).
@@ -74,9 +84,12 @@ struct AdapterArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     nats: String,
-    /// This agency's id in the exchange's registry.
+    /// This agency's id in the exchange's registry (also its NATS user).
     #[arg(long, env = "HANDOFF_AGENCY")]
     agency: String,
+    /// File holding this agency's NATS password (see `handoff nats-auth`); none: no authentication.
+    #[arg(long, env = "HANDOFF_NATS_PASSWORD_FILE")]
+    nats_password_file: Option<PathBuf>,
     /// Where refused records are kept, with reasons (JSON Lines; appended). Default: beside each input.
     #[arg(long)]
     rejects: Option<PathBuf>,
@@ -167,6 +180,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::NatsAuth { config, out } => {
+            let config = config::Config::load(&config)?;
+            let path = nats_auth::write(&config, &out)?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { config } => {
             let config = config::Config::load(&config)?;
             demo::run(&config).await.map(|()| ExitCode::SUCCESS)
@@ -181,7 +200,16 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         AdapterCommand::Referral { args } => (AdapterKind::Referral, args),
         AdapterCommand::Generic { args } => (AdapterKind::Generic, args),
     };
-    let publisher = Publisher::connect(&args.nats, &args.agency)
+    let password = match &args.nats_password_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    let publisher = Publisher::connect(&args.nats, &args.agency, password)
         .await?
         .with_timeout(Duration::from_secs(args.timeout));
     let mut refused_any = false;

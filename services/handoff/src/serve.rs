@@ -45,7 +45,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "log opened, chain tail verified"
     );
 
-    let client = async_nats::ConnectOptions::new()
+    let client = config
+        .nats_options(None)?
         .name("handoff-exchange")
         .retry_on_initial_connect()
         .connect(&config.nats.url)

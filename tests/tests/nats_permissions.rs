@@ -1,0 +1,84 @@
+//! NATS permissions from `handoff nats-auth`: an agency's NATS user publishes
+//! only as itself and reads only its own receipts.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use handoff_adapters::{Outcome, Publisher};
+use handoff_e2e::events::{incident, subject};
+use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE};
+use prost::Message;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+
+    // The centre's NATS user tries to publish a police incident on the police's subject.
+    let centre_nats = nats.connect_as(CENTRE).await.expect("centre connects");
+    let forged = incident(1, "forged");
+    let js = async_nats::jetstream::new(centre_nats.clone());
+    let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+        js.publish(subject(&forged), forged.encode_to_vec().into())
+            .await?
+            .await
+    })
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "the broker took a publish on another agency's subject: {attempt:?}"
+    );
+
+    // The police listen on the centre's receipts: the server refuses the subscription.
+    let police_nats = nats.connect_as(POLICE).await.expect("police connects");
+    let mut snooping = police_nats
+        .subscribe("handoff.receipts.ic-north")
+        .await
+        .expect("subscribe call");
+
+    // The centre's own events work as usual, through its own user.
+    let own = Publisher::new(centre_nats, CENTRE);
+    let outcomes = own
+        .publish_all(&[incident(2, "own")])
+        .await
+        .expect("publish");
+    // The centre may not open a case (kind), but it is answered: the message came from the centre.
+    assert!(
+        matches!(outcomes[0], Outcome::Rejected { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), snooping.next())
+            .await
+            .is_err(),
+        "the police received the centre's receipt"
+    );
+
+    // The police publish as themselves, through the adapter library with the police user.
+    let police = Publisher::new(police_nats, POLICE);
+    let outcomes = police
+        .publish_all(&[incident(3, "real")])
+        .await
+        .expect("publish");
+    assert!(
+        matches!(outcomes[0], Outcome::Accepted { .. }),
+        "{outcomes:?}"
+    );
+
+    // Nothing forged reached the log.
+    let mut auditor = exchange.client_as(AUDITOR).await;
+    let head = auditor
+        .get_log_head(handoff_contract::v1::LogHeadRequest {})
+        .await
+        .expect("head")
+        .into_inner();
+    assert_eq!(head.sequence, 1, "only the police's own incident is logged");
+    let forged_case = auditor
+        .get_case(handoff_contract::v1::GetCaseRequest {
+            case_id: "forged".into(),
+            purpose: String::new(),
+        })
+        .await
+        .expect_err("no forged case");
+    assert_eq!(forged_case.code(), tonic::Code::NotFound);
+}
