@@ -195,6 +195,33 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         .into_inner();
     assert_eq!((at_one.version, at_one.status()), (1, CaseStatus::Open));
 
+    // ... or at a time: now is the latest state, long before the first event is no case at all.
+    let now = police
+        .get_case_as_of(GetCaseAsOfRequest {
+            case_id: "a".into(),
+            as_of_time: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("as of a late time")
+        .into_inner();
+    assert_eq!(now.version, 6);
+    let before = police
+        .get_case_as_of(GetCaseAsOfRequest {
+            case_id: "a".into(),
+            as_of_time: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("before the case existed");
+    assert_eq!(before.code(), Code::NotFound);
+
     // Auditors see every case whole.
     assert_eq!(
         listed(&mut auditor).await,
