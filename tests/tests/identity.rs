@@ -63,6 +63,10 @@ async fn callers_without_a_valid_registered_certificate_are_refused() {
     // The refusals are logged by the exchange.
     let log = exchange.last_log();
     assert!(log.contains("refused an unauthenticated call"), "{log}");
+    assert!(
+        log.contains("tls accept error"),
+        "the foreign-CA handshake is logged:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -129,9 +129,13 @@ enum AdapterCommand {
 }
 
 /// Logs to stderr; `HANDOFF_LOG` overrides (e.g. `info,handoff_ingest=debug` for one line per message).
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
+fn init_tracing(default: &str, serving: bool) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if serving && let Ok(directive) = "tonic::transport::server::io_stream=debug".parse() {
+        // Refused TLS handshakes (no or foreign client certificate) are attempts worth a log line.
+        filter = filter.add_directive(directive);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -142,11 +146,8 @@ fn init_tracing(default: &str) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its work; client commands print results and log only problems.
-    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    });
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "info" } else { "warn" }, serving);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
