@@ -58,6 +58,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The exchange's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write nats-server's authorization for the registry: one user per agency, publishing only as itself.
     NatsAuth {
         /// The config whose [[agency]] entries get NATS users.
@@ -70,6 +73,16 @@ enum Command {
     /// Play a realistic multi-agency scenario against a running exchange and print the results.
     Demo {
         /// The exchange's config (for the NATS URL, the gRPC address and the agencies).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the public key that verifies receipts and checkpoints (hex).
+    Show {
+        /// The exchange's config (for its data dir).
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: PathBuf,
     },
@@ -179,6 +192,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for path in written {
                 println!("  {}", path.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key(KeyCommand::Show { config }) => {
+            let config = config::Config::load(&config)?;
+            let dir = config.data_dir();
+            if !dir.join(handoff_audit::key_file_name()).exists() {
+                anyhow::bail!(
+                    "no signing key in {} yet: it is created when the exchange first starts",
+                    dir.display()
+                );
+            }
+            println!(
+                "{}",
+                handoff_audit::ExchangeKey::load_or_create(&dir)?.public_hex()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::NatsAuth { config, out } => {

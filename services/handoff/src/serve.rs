@@ -35,6 +35,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let log = Log::open(&data_dir)?;
+    let key = std::sync::Arc::new(handoff_audit::ExchangeKey::load_or_create(&data_dir)?);
+    tracing::info!(public_key = %key.public_hex(), "exchange signing key loaded");
     let head = log.head();
     tracing::info!(
         data_dir = %data_dir.display(),
@@ -62,12 +64,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stream: config.stream(),
             batch_max: config.ingest.batch_max,
         },
+        key.clone(),
     );
     let (consuming_tx, consuming_rx) = watch::channel(false);
     let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
     let lookups = tokio::spawn(serve_receipt_lookups(
         client.clone(),
         log.clone(),
+        key.clone(),
         stop_rx.clone(),
     ));
 
@@ -80,6 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         revoked: config.revoked(),
         fields: policy.fields,
         sla: policy.sla,
+        key,
         tls: match &config.query.tls {
             None => None,
             Some(tls) => {

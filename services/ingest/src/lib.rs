@@ -57,21 +57,24 @@ pub struct Ingest {
     registry: Registry,
     client: async_nats::Client,
     settings: IngestSettings,
+    key: std::sync::Arc<handoff_audit::ExchangeKey>,
 }
 
 impl Ingest {
-    /// An ingest loop over this log, registry and NATS connection.
+    /// An ingest loop over this log, registry and NATS connection, signing receipts with `key`.
     pub fn new(
         log: Log,
         registry: Registry,
         client: async_nats::Client,
         settings: IngestSettings,
+        key: std::sync::Arc<handoff_audit::ExchangeKey>,
     ) -> Self {
         Ingest {
             log,
             registry,
             client,
             settings,
+            key,
         }
     }
 
@@ -223,7 +226,8 @@ impl Ingest {
             "batch committed"
         );
         // Receipts only after the flush: a receipt is the publisher's proof of delivery.
-        for (agency, receipt) in receipts {
+        for (agency, mut receipt) in receipts {
+            self.key.sign_receipt(&mut receipt);
             if let Err(e) = self
                 .client
                 .publish(receipt_subject(&agency), receipt.encode_to_vec().into())
@@ -241,6 +245,7 @@ impl Ingest {
 pub async fn serve_receipt_lookups(
     client: async_nats::Client,
     log: Log,
+    key: std::sync::Arc<handoff_audit::ExchangeKey>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut requests = client.subscribe("handoff.lookup.*").await?;
@@ -263,7 +268,10 @@ pub async fn serve_receipt_lookups(
             .unwrap_or_default();
         let event_id = String::from_utf8_lossy(&request.payload);
         let answer = match log.receipt_for(agency, event_id.trim()) {
-            Ok(Some(r)) => r.encode_to_vec(),
+            Ok(Some(mut r)) => {
+                key.sign_receipt(&mut r);
+                r.encode_to_vec()
+            }
             Ok(None) => Vec::new(),
             Err(e) => {
                 tracing::warn!(error = %e, "receipt look-up failed");

@@ -45,6 +45,7 @@ pub struct Cases {
     access: Access,
     fields: std::sync::Arc<FieldPolicy>,
     sla: handoff_domain::sla::SlaRules,
+    key: std::sync::Arc<handoff_audit::ExchangeKey>,
 }
 
 impl Cases {
@@ -55,12 +56,14 @@ impl Cases {
         access: Access,
         fields: FieldPolicy,
         sla: handoff_domain::sla::SlaRules,
+        key: std::sync::Arc<handoff_audit::ExchangeKey>,
     ) -> Self {
         Cases {
             log,
             access,
             fields: std::sync::Arc::new(fields),
             sla,
+            key,
         }
     }
 
@@ -633,6 +636,28 @@ impl CasesApi for Cases {
         }))
     }
 
+    async fn get_checkpoint(
+        &self,
+        request: Request<CheckpointRequest>,
+    ) -> Result<Response<Checkpoint>, Status> {
+        // A checkpoint carries no case data: any registered agency may compare heads.
+        self.access.caller(&request)?;
+        let head = self.log.head();
+        let recorded_at = match head.sequence {
+            0 => 0,
+            seq => self
+                .log
+                .record(seq)
+                .map_err(internal)?
+                .map_or(0, |r| r.recorded_at_unix_ms),
+        };
+        Ok(Response::new(self.key.checkpoint(
+            head.sequence,
+            &head.hash,
+            recorded_at,
+        )))
+    }
+
     async fn access_report(
         &self,
         request: Request<AccessReportRequest>,
@@ -689,6 +714,8 @@ pub struct ServeOptions {
     pub fields: FieldPolicy,
     /// Deadlines shown in inboxes.
     pub sla: handoff_domain::sla::SlaRules,
+    /// The exchange's signing key, for checkpoints.
+    pub key: std::sync::Arc<handoff_audit::ExchangeKey>,
     /// mTLS; without it every caller is anonymous and refused.
     pub tls: Option<TlsFiles>,
 }
@@ -726,7 +753,7 @@ pub async fn serve(
         tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
     }
     let access = Access::new(options.registry, options.revoked);
-    let (fields, sla) = (options.fields, options.sla);
+    let (fields, sla, key) = (options.fields, options.sla, options.key);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
     let overall = health.clone();
@@ -750,7 +777,7 @@ pub async fn serve(
     let result = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(log, access, fields, sla)))
+        .add_service(CasesServer::new(Cases::new(log, access, fields, sla, key)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     result.map_err(transport)

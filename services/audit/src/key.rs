@@ -1,0 +1,217 @@
+//! The exchange's signing key: generated on first start, kept in the data dir
+//! (mode 0600), never in the log.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use handoff_contract::v1::{Checkpoint, Receipt};
+use prost::Message;
+
+/// File name of the key in the data dir.
+pub const KEY_FILE: &str = "exchange-signing.key";
+
+/// Problems with the key or with a signature, in words an operator or auditor can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The key file could not be read or written.
+    #[error("signing key {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file holds no key.
+    #[error("signing key {0} is damaged (expected 64 hex digits); restore it from backup")]
+    Damaged(PathBuf),
+    /// No randomness to make a key.
+    #[error("no system randomness to create a signing key: {0}")]
+    Randomness(String),
+    /// A signature or public key does not verify.
+    #[error("signature does not verify: {0}")]
+    BadSignature(String),
+}
+
+/// The exchange's signing key.
+pub struct ExchangeKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for ExchangeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExchangeKey({})", self.public_hex())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ExchangeKey {
+    /// Loads the key from `dir`, creating it (0600) if there is none.
+    pub fn load_or_create(dir: &Path) -> Result<ExchangeKey, AuditError> {
+        let path = dir.join(KEY_FILE);
+        let io = |source| AuditError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let text = text.trim();
+                if text.len() != 64 {
+                    return Err(AuditError::Damaged(path));
+                }
+                let mut seed = [0u8; 32];
+                for (i, byte) in seed.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                        .map_err(|_| AuditError::Damaged(path.clone()))?;
+                }
+                Ok(ExchangeKey {
+                    key: SigningKey::from_bytes(&seed),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| AuditError::Randomness(e.to_string()))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&path).map_err(io)?;
+                std::io::Write::write_all(&mut file, hex(&seed).as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(ExchangeKey {
+                    key: SigningKey::from_bytes(&seed),
+                })
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The public key (32 bytes).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The public key in hex, as `handoff key show` prints it.
+    pub fn public_hex(&self) -> String {
+        hex(&self.public_key())
+    }
+
+    /// Signs a receipt (over its encoding with an empty signature).
+    pub fn sign_receipt(&self, receipt: &mut Receipt) {
+        receipt.signature.clear();
+        receipt.signature = self.key.sign(&receipt.encode_to_vec()).to_bytes().to_vec();
+    }
+
+    /// A signed checkpoint of the head.
+    pub fn checkpoint(
+        &self,
+        sequence: u64,
+        head_hash: &[u8],
+        recorded_at_unix_ms: i64,
+    ) -> Checkpoint {
+        let signature = self.key.sign(&checkpoint_message(
+            sequence,
+            head_hash,
+            recorded_at_unix_ms,
+        ));
+        Checkpoint {
+            sequence,
+            head_hash: head_hash.to_vec(),
+            recorded_at_unix_ms,
+            public_key: self.public_key().to_vec(),
+            signature: signature.to_bytes().to_vec(),
+        }
+    }
+}
+
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_message(sequence: u64, head_hash: &[u8], recorded_at_unix_ms: i64) -> Vec<u8> {
+    let mut m = b"handoff-checkpoint-v1".to_vec();
+    m.extend_from_slice(&sequence.to_be_bytes());
+    m.extend_from_slice(head_hash);
+    m.extend_from_slice(&recorded_at_unix_ms.to_be_bytes());
+    m
+}
+
+fn verifying_key(public_key: &[u8]) -> Result<VerifyingKey, AuditError> {
+    let bytes: [u8; 32] = public_key
+        .try_into()
+        .map_err(|_| AuditError::BadSignature("public key is not 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| AuditError::BadSignature(e.to_string()))
+}
+
+fn signature(bytes: &[u8]) -> Result<Signature, AuditError> {
+    Signature::from_slice(bytes).map_err(|e| AuditError::BadSignature(e.to_string()))
+}
+
+/// Checks a checkpoint against the exchange's public key (not the one it carries).
+pub fn verify_checkpoint(checkpoint: &Checkpoint, public_key: &[u8]) -> Result<(), AuditError> {
+    let message = checkpoint_message(
+        checkpoint.sequence,
+        &checkpoint.head_hash,
+        checkpoint.recorded_at_unix_ms,
+    );
+    verifying_key(public_key)?
+        .verify(&message, &signature(&checkpoint.signature)?)
+        .map_err(|e| {
+            AuditError::BadSignature(format!(
+                "checkpoint at sequence {}: {e}",
+                checkpoint.sequence
+            ))
+        })
+}
+
+/// Checks a receipt's signature against the exchange's public key.
+pub fn verify_receipt(receipt: &Receipt, public_key: &[u8]) -> Result<(), AuditError> {
+    let mut unsigned = receipt.clone();
+    unsigned.signature.clear();
+    verifying_key(public_key)?
+        .verify(&unsigned.encode_to_vec(), &signature(&receipt.signature)?)
+        .map_err(|e| AuditError::BadSignature(format!("receipt for {}: {e}", receipt.event_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_persists_and_signatures_verify_only_unaltered() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = ExchangeKey::load_or_create(dir.path()).expect("created");
+        let again = ExchangeKey::load_or_create(dir.path()).expect("loaded");
+        assert_eq!(key.public_key(), again.public_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        let cp = key.checkpoint(42, &[7u8; 32], 1000);
+        verify_checkpoint(&cp, &key.public_key()).expect("valid");
+        let mut altered = cp.clone();
+        altered.sequence = 43;
+        assert!(verify_checkpoint(&altered, &key.public_key()).is_err());
+        let other =
+            ExchangeKey::load_or_create(tempfile::tempdir().expect("tmp").path()).expect("other");
+        assert!(
+            verify_checkpoint(&cp, &other.public_key()).is_err(),
+            "another exchange's key"
+        );
+
+        let mut receipt = Receipt {
+            event_id: "e".into(),
+            sequence: 3,
+            ..Receipt::default()
+        };
+        key.sign_receipt(&mut receipt);
+        verify_receipt(&receipt, &key.public_key()).expect("valid");
+        receipt.sequence = 4;
+        assert!(verify_receipt(&receipt, &key.public_key()).is_err());
+    }
+}

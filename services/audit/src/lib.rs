@@ -1,0 +1,11 @@
+//! What auditors rely on: the exchange's Ed25519 signing key, signed receipts
+//! and checkpoints, and their verification with only the public key.
+
+mod key;
+
+pub use key::{AuditError, ExchangeKey, checkpoint_message, verify_checkpoint, verify_receipt};
+
+/// The key's file name in the data dir.
+pub fn key_file_name() -> &'static str {
+    key::KEY_FILE
+}
