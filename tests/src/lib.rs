@@ -287,6 +287,11 @@ impl Exchange {
         exchange
     }
 
+    /// The gRPC port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
     /// The config file the exchange runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("handoff.toml")

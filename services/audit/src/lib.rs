@@ -1,6 +1,7 @@
 //! What auditors rely on: the exchange's Ed25519 signing key, signed receipts
 //! and checkpoints, and their verification with only the public key.
 
+pub mod export;
 mod key;
 
 pub use key::{AuditError, ExchangeKey, checkpoint_message, verify_checkpoint, verify_receipt};

@@ -1,6 +1,7 @@
 //! `handoff`: the exchange's one binary. Serves ingest and queries, runs the
 //! agency adapters, queries cases, and plays the demo scenario.
 
+mod audit_cli;
 mod certs;
 mod config;
 mod demo;
@@ -61,6 +62,9 @@ enum Command {
     /// The exchange's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Export and verify the log (auditors).
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
     /// Write nats-server's authorization for the registry: one user per agency, publishing only as itself.
     NatsAuth {
         /// The config whose [[agency]] entries get NATS users.
@@ -194,6 +198,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(cmd) => Ok(if audit_cli::run(cmd).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        }),
         Command::Key(KeyCommand::Show { config }) => {
             let config = config::Config::load(&config)?;
             let dir = config.data_dir();
