@@ -114,6 +114,31 @@ impl<W: Write> ExportWriter<W> {
     }
 }
 
+/// Reads the records of an export (call `verify` first: this only parses).
+pub fn read_records(input: impl BufRead) -> Result<Vec<LogRecord>, Finding> {
+    let mut out = Vec::new();
+    for (i, line) in input.lines().enumerate().skip(1) {
+        let line = line.map_err(|e| Finding::NotAnExport(e.to_string()))?;
+        let Ok(r) = serde_json::from_str::<Line>(&line) else {
+            continue; // blank lines and the checkpoint
+        };
+        let bytes = |t: &str| unhex(t).ok_or(Finding::Altered(r.sequence));
+        out.push(LogRecord {
+            sequence: r.sequence,
+            stream_sequence: r.stream_sequence,
+            recorded_at_unix_ms: r.recorded_at_unix_ms,
+            envelope: base64::engine::general_purpose::STANDARD
+                .decode(&r.envelope)
+                .map_err(|_| {
+                    Finding::NotAnExport(format!("line {}: envelope is not base64", i + 1))
+                })?,
+            prev_hash: bytes(&r.prev_hash)?,
+            hash: bytes(&r.hash)?,
+        });
+    }
+    Ok(out)
+}
+
 /// What a verification found wrong, with the exact sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Finding {

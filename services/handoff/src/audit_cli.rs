@@ -24,6 +24,32 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// Rebuild every projection from an export into a fresh data dir and compare with the live exchange.
+    Replay {
+        /// The export (verified first).
+        file: PathBuf,
+        /// The exchange's public key (hex).
+        #[arg(long)]
+        public_key: String,
+        /// The exchange's config (for the agency registry the events were decided with).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// A fresh directory for the rebuilt store.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print every case as it stood at this log sequence or RFC 3339 time, instead of comparing.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Compare the rebuilt projections with this live exchange (auditor certificate).
+        #[arg(long, requires = "agency")]
+        server: Option<String>,
+        /// The agency to call as (an auditor).
+        #[arg(long = "as", env = "HANDOFF_AGENCY")]
+        agency: Option<String>,
+        /// Certificates directory.
+        #[arg(long, env = "HANDOFF_CERTS", default_value = "data/certs")]
+        certs: PathBuf,
+    },
     /// Check an export (or a live server) offline: hashes, dense sequences, chain, checkpoint signature.
     Verify {
         /// The export to check; omit and give --server to check a live exchange.
@@ -108,6 +134,110 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
+        AuditCommand::Replay {
+            file,
+            public_key,
+            config,
+            data_dir,
+            as_of,
+            server,
+            agency,
+            certs,
+        } => {
+            let key = parse_hex(&public_key)?;
+            let open = || {
+                std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))
+            };
+            if let Err(finding) = verify(BufReader::new(open()?), &key) {
+                println!("FAILED: {finding}");
+                return Ok(false);
+            }
+            let records = handoff_audit::export::read_records(BufReader::new(open()?))?;
+            let config = crate::config::Config::load(&config)?;
+            let registry = config.registry().map_err(anyhow::Error::msg)?;
+            let until = match as_of.as_deref() {
+                None => 0,
+                Some(text) => match text.parse::<u64>() {
+                    Ok(seq) => seq,
+                    Err(_) => {
+                        let t = handoff_contract::time::parse_rfc3339(text).with_context(|| {
+                            format!("--as-of {text:?} is neither a sequence nor an RFC 3339 time")
+                        })?;
+                        let ms = handoff_contract::time::to_unix_ms(&t);
+                        records
+                            .iter()
+                            .take_while(|r| r.recorded_at_unix_ms <= ms)
+                            .map(|r| r.sequence)
+                            .last()
+                            .unwrap_or(0)
+                    }
+                },
+            };
+            if as_of.is_some() && until == 0 {
+                println!("no records at or before {}", as_of.unwrap_or_default());
+                return Ok(true);
+            }
+            let log = replay(&records, &registry, &data_dir, until).await?;
+            let head = log.head();
+            if as_of.is_some() {
+                let (cases, _) = log.list_cases("", usize::MAX, |v| Ok(Some(v)))?;
+                println!(
+                    "{} cases as of log sequence {}:",
+                    cases.len(),
+                    head.sequence
+                );
+                for case in cases {
+                    println!(
+                        "{}",
+                        handoff_contract::json::to_json(&case, "handoff.v1.CaseView")
+                    );
+                }
+                return Ok(true);
+            }
+            let digest = log.projection_digest()?;
+            println!(
+                "replayed {} records into {}: head {} hash {}, projection digest {}",
+                head.sequence,
+                data_dir.display(),
+                head.sequence,
+                handoff_log::hex(&head.hash),
+                handoff_log::hex(&digest)
+            );
+            let Some(server) = server else {
+                return Ok(true);
+            };
+            let args = ServerArgs {
+                server,
+                agency: agency.unwrap_or_default(),
+                certs,
+            };
+            let live = connect(&args)
+                .await?
+                .get_projection_digest(handoff_contract::v1::ProjectionDigestRequest {})
+                .await?
+                .into_inner();
+            if live.sequence != head.sequence {
+                println!(
+                    "the live exchange is at sequence {}, the export at {}: export again to compare",
+                    live.sequence, head.sequence
+                );
+                return Ok(false);
+            }
+            if live.digest.as_slice() == digest.as_slice() {
+                println!(
+                    "EQUAL: the live projections equal the replayed ones at sequence {}",
+                    head.sequence
+                );
+                Ok(true)
+            } else {
+                println!(
+                    "DIFFERENT: the live projections differ from the replayed ones at sequence {}",
+                    head.sequence
+                );
+                Ok(false)
+            }
+        }
         AuditCommand::Verify {
             file,
             public_key,
@@ -148,4 +278,54 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             }
         }
     }
+}
+
+/// Rebuilds every projection from an export's records into a fresh log in `data_dir`,
+/// up to `until` (0 = all); returns the rebuilt log.
+pub async fn replay(
+    records: &[handoff_contract::v1::LogRecord],
+    registry: &handoff_domain::Registry,
+    data_dir: &Path,
+    until: u64,
+) -> anyhow::Result<handoff_log::Log> {
+    use prost::Message;
+    anyhow::ensure!(
+        !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none(),
+        "{} is not empty: replay into a fresh directory",
+        data_dir.display()
+    );
+    let log = handoff_log::Log::open(data_dir)?;
+    for chunk in records.chunks(1024) {
+        let mut batch = log.batch();
+        for r in chunk.iter().filter(|r| until == 0 || r.sequence <= until) {
+            let envelope = handoff_contract::v1::Envelope::decode(r.envelope.as_slice())
+                .with_context(|| format!("record {} holds no envelope", r.sequence))?;
+            let current = batch.case(&envelope.case_id)?;
+            let at = handoff_domain::Position {
+                sequence: batch.next_sequence(),
+                recorded_at_ms: r.recorded_at_unix_ms,
+            };
+            anyhow::ensure!(
+                at.sequence == r.sequence,
+                "record {} out of sequence",
+                r.sequence
+            );
+            let view = handoff_domain::evolve(current.as_ref(), &envelope, registry, at)
+                .map_err(|e| anyhow::anyhow!("record {} is no longer accepted on replay ({e}): was the registry changed?", r.sequence))?;
+            let appended = batch.append(
+                r.stream_sequence,
+                r.recorded_at_unix_ms,
+                &r.envelope,
+                &envelope.event_id,
+                view,
+            )?;
+            anyhow::ensure!(
+                appended.hash.as_slice() == r.hash.as_slice(),
+                "record {}: the replayed hash differs from the exported one",
+                r.sequence
+            );
+        }
+        log.commit(batch).await?;
+    }
+    Ok(log)
 }

@@ -658,6 +658,26 @@ impl CasesApi for Cases {
         )))
     }
 
+    async fn get_projection_digest(
+        &self,
+        request: Request<ProjectionDigestRequest>,
+    ) -> Result<Response<ProjectionDigest>, Status> {
+        let caller = self.access.caller(&request)?;
+        self.auditor(&caller)?;
+        // Ingest may commit meanwhile: take the digest between two equal heads.
+        for _ in 0..10 {
+            let before = self.log.head().sequence;
+            let digest = self.log.projection_digest().map_err(internal)?;
+            if self.log.head().sequence == before {
+                return Ok(Response::new(ProjectionDigest {
+                    sequence: before,
+                    digest: digest.to_vec(),
+                }));
+            }
+        }
+        Err(Status::unavailable("the log keeps moving; try again"))
+    }
+
     async fn access_report(
         &self,
         request: Request<AccessReportRequest>,
