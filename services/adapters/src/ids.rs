@@ -12,9 +12,7 @@ fn digest(parts: &[&str]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use handoff_contract::hex::encode as hex;
 
 /// A UUIDv7 whose time is `unix_ms` and whose random bits are a hash of `key`.
 pub fn event_id(unix_ms: i64, key: &[&str]) -> String {

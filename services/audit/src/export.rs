@@ -21,18 +21,7 @@ use crate::key::verify_checkpoint;
 
 const FORMAT: &str = "handoff-log-export";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len() / 2)
-        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
+use handoff_contract::hex::{decode as unhex, encode as hex};
 
 #[derive(Serialize, Deserialize)]
 struct Header {

@@ -43,10 +43,6 @@ impl std::fmt::Debug for ExchangeKey {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl ExchangeKey {
     /// Loads the key from `dir`, creating it (0600) if there is none.
     pub fn load_or_create(dir: &Path) -> Result<ExchangeKey, AuditError> {
@@ -61,11 +57,9 @@ impl ExchangeKey {
                 if text.len() != 64 {
                     return Err(AuditError::Damaged(path));
                 }
-                let mut seed = [0u8; 32];
-                for (i, byte) in seed.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                        .map_err(|_| AuditError::Damaged(path.clone()))?;
-                }
+                let seed: [u8; 32] = handoff_contract::hex::decode(text)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| AuditError::Damaged(path.clone()))?;
                 Ok(ExchangeKey {
                     key: SigningKey::from_bytes(&seed),
                 })
@@ -78,7 +72,11 @@ impl ExchangeKey {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&path).map_err(io)?;
-                std::io::Write::write_all(&mut file, hex(&seed).as_bytes()).map_err(io)?;
+                std::io::Write::write_all(
+                    &mut file,
+                    handoff_contract::hex::encode(&seed).as_bytes(),
+                )
+                .map_err(io)?;
                 file.sync_all().map_err(io)?;
                 Ok(ExchangeKey {
                     key: SigningKey::from_bytes(&seed),
@@ -95,7 +93,7 @@ impl ExchangeKey {
 
     /// The public key in hex, as `handoff key show` prints it.
     pub fn public_hex(&self) -> String {
-        hex(&self.public_key())
+        handoff_contract::hex::encode(&self.public_key())
     }
 
     /// Signs a receipt (over its encoding with an empty signature).

@@ -10,6 +10,30 @@ use handoff_contract::v1::{CheckpointRequest, ReadLogRequest};
 
 use crate::query_cli::{ServerArgs, connect};
 
+/// An optional live exchange to check against, called as an auditor.
+#[derive(clap::Args)]
+pub struct LiveArgs {
+    /// The live exchange's gRPC address (needs an auditor certificate).
+    #[arg(long, requires = "agency")]
+    server: Option<String>,
+    /// The agency to call as (an auditor).
+    #[arg(long = "as", env = "HANDOFF_AGENCY")]
+    agency: Option<String>,
+    /// Certificates directory.
+    #[arg(long, env = "HANDOFF_CERTS", default_value = "data/certs")]
+    certs: PathBuf,
+}
+
+impl LiveArgs {
+    fn server(&self) -> Option<ServerArgs> {
+        self.server.as_ref().map(|server| ServerArgs {
+            server: server.clone(),
+            agency: self.agency.clone().unwrap_or_default(),
+            certs: self.certs.clone(),
+        })
+    }
+}
+
 /// Auditor commands.
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -40,15 +64,9 @@ pub enum AuditCommand {
         /// Print every case as it stood at this log sequence or RFC 3339 time, instead of comparing.
         #[arg(long)]
         as_of: Option<String>,
-        /// Compare the rebuilt projections with this live exchange (auditor certificate).
-        #[arg(long, requires = "agency")]
-        server: Option<String>,
-        /// The agency to call as (an auditor).
-        #[arg(long = "as", env = "HANDOFF_AGENCY")]
-        agency: Option<String>,
-        /// Certificates directory.
-        #[arg(long, env = "HANDOFF_CERTS", default_value = "data/certs")]
-        certs: PathBuf,
+        /// Compare the rebuilt projections with a live exchange.
+        #[command(flatten)]
+        live: LiveArgs,
     },
     /// Check an export (or a live server) offline: hashes, dense sequences, chain, checkpoint signature.
     Verify {
@@ -57,15 +75,9 @@ pub enum AuditCommand {
         /// The exchange's public key (hex, from `handoff key show`), obtained out of band.
         #[arg(long)]
         public_key: String,
-        /// Check a live exchange instead of a file (needs an auditor certificate).
-        #[arg(long, requires = "agency")]
-        server: Option<String>,
-        /// The agency to call as (an auditor).
-        #[arg(long = "as", env = "HANDOFF_AGENCY")]
-        agency: Option<String>,
-        /// Certificates directory.
-        #[arg(long, env = "HANDOFF_CERTS", default_value = "data/certs")]
-        certs: PathBuf,
+        /// Check a live exchange instead of a file.
+        #[command(flatten)]
+        live: LiveArgs,
     },
 }
 
@@ -111,16 +123,9 @@ async fn export(server: &ServerArgs, out: &Path, from: u64) -> anyhow::Result<u6
 }
 
 fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
-    let text = text.trim();
-    anyhow::ensure!(
-        text.len() == 64,
-        "the public key is 64 hex digits (as `handoff key show` prints it)"
-    );
-    (0..32)
-        .map(|i| {
-            u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("the public key is not hex")
-        })
-        .collect()
+    handoff_contract::hex::decode(text.trim())
+        .filter(|k| k.len() == 32)
+        .context("the public key is 64 hex digits, as `handoff key show` prints it")
 }
 
 /// Runs an audit command; `Ok(false)` when verification found a problem (exit non-zero).
@@ -140,9 +145,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             config,
             data_dir,
             as_of,
-            server,
-            agency,
-            certs,
+            live,
         } => {
             let key = parse_hex(&public_key)?;
             let open = || {
@@ -204,13 +207,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
                 handoff_log::hex(&head.hash),
                 handoff_log::hex(&digest)
             );
-            let Some(server) = server else {
+            let Some(args) = live.server() else {
                 return Ok(true);
-            };
-            let args = ServerArgs {
-                server,
-                agency: agency.unwrap_or_default(),
-                certs,
             };
             let live = connect(&args)
                 .await?
@@ -241,21 +239,14 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
         AuditCommand::Verify {
             file,
             public_key,
-            server,
-            agency,
-            certs,
+            live,
         } => {
             let key = parse_hex(&public_key)?;
-            let (path, _tmp) = match (file, server) {
+            let (path, _tmp) = match (file, live.server()) {
                 (Some(file), None) => (file, None),
-                (None, Some(server)) => {
+                (None, Some(args)) => {
                     let tmp = tempfile::tempdir()?;
                     let path = tmp.path().join("live.jsonl");
-                    let args = ServerArgs {
-                        server,
-                        agency: agency.unwrap_or_default(),
-                        certs,
-                    };
                     export(&args, &path, 1).await?;
                     (path, Some(tmp))
                 }

@@ -45,15 +45,7 @@ pub fn is_intact(record: &LogRecord) -> bool {
 }
 
 /// Lower-case hex of a hash, for people and logs.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub use handoff_contract::hex::encode as hex;
 
 #[cfg(test)]
 mod tests {
