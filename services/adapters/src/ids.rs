@@ -1,6 +1,7 @@
 //! Deterministic ids, so that re-sending the same record produces the same
 //! events (and the exchange answers "duplicate" instead of logging twice).
 
+use handoff_contract::hex::encode as hex;
 use sha2::{Digest, Sha256};
 
 fn digest(parts: &[&str]) -> [u8; 32] {
@@ -11,8 +12,6 @@ fn digest(parts: &[&str]) -> [u8; 32] {
     }
     h.finalize().into()
 }
-
-use handoff_contract::hex::encode as hex;
 
 /// A UUIDv7 whose time is `unix_ms` and whose random bits are a hash of `key`.
 pub fn event_id(unix_ms: i64, key: &[&str]) -> String {

@@ -56,11 +56,6 @@ impl Outcome {
             },
         }
     }
-
-    /// Whether the event is in the log (new or already).
-    pub fn is_logged(&self) -> bool {
-        matches!(self, Outcome::Accepted { .. } | Outcome::Duplicate { .. })
-    }
 }
 
 impl std::fmt::Display for Outcome {

@@ -13,6 +13,7 @@
 use std::io::{BufRead, Write};
 
 use base64::Engine;
+use handoff_contract::hex::{decode as unhex, encode as hex};
 use handoff_contract::v1::{Checkpoint, LogRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,8 +21,6 @@ use sha2::{Digest, Sha256};
 use crate::key::verify_checkpoint;
 
 const FORMAT: &str = "handoff-log-export";
-
-use handoff_contract::hex::{decode as unhex, encode as hex};
 
 #[derive(Serialize, Deserialize)]
 struct Header {

@@ -174,11 +174,6 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &Agency> {
         self.agencies.values()
     }
-
-    /// The first agency of a kind, ordered by id.
-    pub fn first_of_kind(&self, kind: AgencyKind) -> Option<&Agency> {
-        self.agencies.values().find(|a| a.kind == kind)
-    }
 }
 
 #[cfg(test)]

@@ -308,6 +308,7 @@ pub async fn replay(
                 r.recorded_at_unix_ms,
                 &r.envelope,
                 &envelope.event_id,
+                current.as_ref(),
                 view,
             )?;
             anyhow::ensure!(

@@ -4,7 +4,9 @@
 //! before it), so every replica consuming the same stream decides the same.
 
 use handoff_contract::names::event_type;
-use handoff_contract::v1::{Envelope, QuarantineEntry, Receipt, RejectionReason, receipt::Status};
+use handoff_contract::v1::{
+    CaseView, Envelope, QuarantineEntry, Receipt, RejectionReason, receipt::Status,
+};
 use handoff_domain::{Position, Registry, evolve, validate::validate_envelope};
 use handoff_log::{LogError, WriteBatch};
 use prost::Message;
@@ -89,14 +91,16 @@ pub fn decide(
                 ..original
             };
         }
-        Ok(Checked::Accepted(view)) => {
+        Ok(Checked::Accepted(accepted)) => {
+            let Accepted { before, view } = *accepted;
             receipt.case_version = view.version;
             let appended = batch.append(
                 incoming.stream_sequence,
                 incoming.recorded_at_unix_ms,
                 incoming.payload,
                 &receipt.event_id,
-                *view,
+                before.as_ref(),
+                view,
             )?;
             receipt.status = Status::Accepted as i32;
             receipt.sequence = appended.sequence;
@@ -125,9 +129,15 @@ pub fn decide(
     Ok((subject_agency.to_string(), receipt))
 }
 
+/// An accepted event's case before and after it.
+struct Accepted {
+    before: Option<CaseView>,
+    view: CaseView,
+}
+
 enum Checked {
-    /// The case as it is after the event.
-    Accepted(Box<handoff_contract::v1::CaseView>),
+    /// The case as it was before the event and as it is after.
+    Accepted(Box<Accepted>),
     /// The original's receipt.
     Duplicate(Receipt),
 }
@@ -203,7 +213,10 @@ fn check(
         recorded_at_ms: incoming.recorded_at_unix_ms,
     };
     Ok(match evolve(current.as_ref(), envelope, registry, at) {
-        Ok(view) => Ok(Checked::Accepted(Box::new(view))),
+        Ok(view) => Ok(Checked::Accepted(Box::new(Accepted {
+            before: current,
+            view,
+        }))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })
 }

@@ -122,22 +122,4 @@ impl AccessLog {
         }
         Ok(out)
     }
-
-    /// Every access record in order (for verification).
-    pub fn all(&self) -> Result<Vec<AccessRecord>, LogError> {
-        let mut out = Vec::new();
-        for item in self.tree.range(vec![b'r', 0]..vec![b's']) {
-            let (k, v) = item?;
-            if k.len() != 9 {
-                continue;
-            }
-            out.push(
-                AccessRecord::decode(v.as_ref()).map_err(|e| LogError::Corrupt {
-                    what: "access record".into(),
-                    detail: e.to_string(),
-                })?,
-            );
-        }
-        Ok(out)
-    }
 }

@@ -255,19 +255,9 @@ impl Log {
         self.committed.subscribe()
     }
 
-    /// The data dir.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The state of the log's end, as of the last commit.
     pub fn head(&self) -> Head {
         *self.head.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Bytes the store takes on disk.
-    pub fn size_on_disk(&self) -> Result<u64, LogError> {
-        Ok(self.db.size_on_disk()?)
     }
 
     /// The record at `seq`, checked against its hash.
@@ -487,7 +477,6 @@ impl Log {
             batch: sled::Batch::default(),
             views: HashMap::new(),
             events: HashMap::new(),
-            appended: 0,
         }
     }
 
@@ -545,7 +534,6 @@ pub struct WriteBatch<'a> {
     batch: sled::Batch,
     views: HashMap<String, CaseView>,
     events: HashMap<[u8; 16], (Receipt, Vec<u8>)>,
-    appended: usize,
 }
 
 impl WriteBatch<'_> {
@@ -557,11 +545,6 @@ impl WriteBatch<'_> {
     /// The last stream sequence consumed, including this batch.
     pub fn stream_position(&self) -> u64 {
         self.head.stream_position
-    }
-
-    /// How many events this batch appends.
-    pub fn appended(&self) -> usize {
-        self.appended
     }
 
     /// A case as it stands including this batch's writes.
@@ -593,13 +576,15 @@ impl WriteBatch<'_> {
         Ok(Some((receipt, envelope)))
     }
 
-    /// Appends an accepted event with the case view it produced.
+    /// Appends an accepted event with the case as it was `before` it (to update the
+    /// inbox projection) and the case view it produced.
     pub fn append(
         &mut self,
         stream_sequence: u64,
         recorded_at_unix_ms: i64,
         envelope: &[u8],
         event_id: &str,
+        before: Option<&CaseView>,
         view: CaseView,
     ) -> Result<Appended, LogError> {
         let id = uuid_bytes(event_id)
@@ -639,8 +624,7 @@ impl WriteBatch<'_> {
         self.batch
             .insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
 
-        let before = self.case(&view.case_id)?;
-        for item in before.iter().flat_map(handoff_domain::inbox::items) {
+        for item in before.into_iter().flat_map(handoff_domain::inbox::items) {
             self.batch
                 .remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
         }
@@ -657,7 +641,6 @@ impl WriteBatch<'_> {
         self.head.sequence = sequence;
         self.head.hash = hash;
         self.advance(stream_sequence);
-        self.appended += 1;
         tracing::debug!(sequence, stream_sequence, event_id, hash = %hex(&hash), "appended");
         Ok(Appended { sequence, hash })
     }

@@ -59,6 +59,7 @@ async fn append_all(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
                 at.recorded_at_ms,
                 &e.encode_to_vec(),
                 &e.event_id,
+                current.as_ref(),
                 view,
             )
             .expect("append");
@@ -177,7 +178,7 @@ async fn an_uncommitted_batch_leaves_nothing_behind() {
         )
         .expect("ok");
         batch
-            .append(2, 0, &e.encode_to_vec(), &e.event_id, view)
+            .append(2, 0, &e.encode_to_vec(), &e.event_id, None, view)
             .expect("staged");
         batch.quarantine(
             QuarantineEntry {
