@@ -267,12 +267,27 @@ pub struct Exchange {
     nats_url: String,
     nats_auth_dir: PathBuf,
     starts: u32,
+    options: ExchangeOptions,
+}
+
+/// How an exchange under test differs from the shipped configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeOptions {
+    /// Text replacements in a copy of ops/policy.toml, e.g. a shorter retention check.
+    pub policy_replace: Vec<(String, String)>,
+    /// Run with a controllable clock (`HANDOFF_CLOCK_FILE`), set with [`Exchange::set_clock`].
+    pub clock: Option<String>,
 }
 
 impl Exchange {
     /// Starts `handoff serve` against `nats` and waits until its overall gRPC health
     /// says SERVING (the query service is up and ingest is consuming the stream).
     pub async fn start(nats: &NatsServer) -> Exchange {
+        Exchange::start_with(nats, ExchangeOptions::default()).await
+    }
+
+    /// Like [`Exchange::start`], with a changed policy or a controllable clock.
+    pub async fn start_with(nats: &NatsServer, options: ExchangeOptions) -> Exchange {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut exchange = Exchange {
             child: None,
@@ -281,10 +296,24 @@ impl Exchange {
             nats_url: nats.url(),
             nats_auth_dir: nats.auth_dir(),
             starts: 0,
+            options,
         };
+        if let Some(now) = exchange.options.clock.clone() {
+            exchange.set_clock(&now);
+        }
         exchange.write_config();
         exchange.spawn().await;
         exchange
+    }
+
+    /// Sets the time the exchange's retention rule sees (RFC 3339); needs `clock` in the options.
+    pub fn set_clock(&self, rfc3339: &str) {
+        std::fs::write(self.dir.path().join("clock"), rfc3339).expect("write clock");
+    }
+
+    /// The file holding the key-encryption key (outside the data dir).
+    pub fn kek_path(&self) -> PathBuf {
+        self.dir.path().join("secrets/kek")
     }
 
     /// The gRPC port.
@@ -307,6 +336,24 @@ impl Exchange {
         text.push_str(
             "\n[query.tls]\nca = \"certs/ca.pem\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key\"\n",
         );
+        if !self.options.policy_replace.is_empty() {
+            let shipped = repo_root().join("ops/policy.toml");
+            let mut policy = std::fs::read_to_string(&shipped).expect("ops/policy.toml");
+            for (from, to) in &self.options.policy_replace {
+                assert!(
+                    policy.contains(from.as_str()),
+                    "ops/policy.toml has no {from:?}"
+                );
+                policy = policy.replace(from.as_str(), to);
+            }
+            let path = self.dir.path().join("policy.toml");
+            std::fs::write(&path, policy).expect("write policy");
+            text = text.replacen(
+                &format!("file = {:?}", shipped.display().to_string()),
+                "file = \"policy.toml\"",
+                1,
+            );
+        }
         let password = self.nats_auth_dir.join("handoff-exchange.password");
         text = text.replacen(
             "[store]",
@@ -317,6 +364,13 @@ impl Exchange {
             1,
         );
         std::fs::write(self.config_path(), text).expect("write handoff.toml");
+        let status = Command::new(handoff_binary())
+            .args(["kek", "--out"])
+            .arg(self.kek_path())
+            .stdout(Stdio::null())
+            .status()
+            .expect("handoff kek runs");
+        assert!(status.success(), "handoff kek failed");
         issue_certificates(&self.config_path(), &self.certs_dir());
     }
 
@@ -347,6 +401,12 @@ impl Exchange {
             .arg("--config")
             .arg(self.config_path())
             .env("HANDOFF_LOG", "info,handoff_ingest=debug")
+            .envs(
+                self.options
+                    .clock
+                    .as_ref()
+                    .map(|_| ("HANDOFF_CLOCK_FILE", self.dir.path().join("clock"))),
+            )
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()
@@ -511,7 +571,7 @@ impl Drop for Exchange {
 pub fn registry_config(nats_url: &str, grpc_port: u16, data_dir: &str) -> String {
     let policy = repo_root().join("ops/policy.toml");
     let mut text = format!(
-        "[nats]\nurl = {nats_url:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = {data_dir:?}\n\n[query]\nlisten = \"127.0.0.1:{grpc_port}\"\n\n[ingest]\nbatch_max = 256\n\n[policy]\nfile = {:?}\n",
+        "[nats]\nurl = {nats_url:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = {data_dir:?}\n\n[query]\nlisten = \"127.0.0.1:{grpc_port}\"\n\n[ingest]\nbatch_max = 256\n\n[policy]\nfile = {:?}\n\n[keys]\nkek_file = \"secrets/kek\"\n",
         policy.display().to_string()
     );
     for (id, kind) in AGENCIES {

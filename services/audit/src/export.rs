@@ -4,6 +4,9 @@
 //! - line 1: `{"format":"handoff-log-export","version":1,"from":F,"to":T}`
 //! - then one line per record, in sequence order:
 //!   `{"sequence":N,"stream_sequence":S,"recorded_at_unix_ms":R,"envelope":"<base64 protobuf Envelope>","prev_hash":"<hex>","hash":"<hex>"}`
+//!   and, when the event carried personal details, `"sealed_details":"<base64 protobuf SealedDetails>"`:
+//!   ciphertext under the subject's key, which only the exchange holds and which erasure destroys.
+//!   It is not part of the hash (the envelope is, without the details).
 //! - last line: the signed checkpoint of the exported head:
 //!   `{"checkpoint":{"sequence":T,"head_hash":"<hex>","recorded_at_unix_ms":R,"public_key":"<hex>","signature":"<hex>"}}`
 //!
@@ -14,7 +17,8 @@ use std::io::{BufRead, Write};
 
 use base64::Engine;
 use handoff_contract::hex::{decode as unhex, encode as hex};
-use handoff_contract::v1::{Checkpoint, LogRecord};
+use handoff_contract::v1::{Checkpoint, LogRecord, SealedDetails};
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +42,8 @@ struct Line {
     envelope: String,
     prev_hash: String,
     hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_details: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +87,10 @@ impl<W: Write> ExportWriter<W> {
             envelope: base64::engine::general_purpose::STANDARD.encode(&r.envelope),
             prev_hash: hex(&r.prev_hash),
             hash: hex(&r.hash),
+            sealed_details: r
+                .sealed_details
+                .as_ref()
+                .map(|s| base64::engine::general_purpose::STANDARD.encode(s.encode_to_vec())),
         };
         writeln!(self.out, "{}", serde_json::to_string(&line)?)
     }
@@ -122,6 +132,21 @@ pub fn read_records(input: impl BufRead) -> Result<Vec<LogRecord>, Finding> {
                 })?,
             prev_hash: bytes(&r.prev_hash)?,
             hash: bytes(&r.hash)?,
+            sealed_details: match &r.sealed_details {
+                None => None,
+                Some(text) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .ok()
+                        .and_then(|b| SealedDetails::decode(b.as_slice()).ok())
+                        .ok_or_else(|| {
+                            Finding::NotAnExport(format!(
+                                "line {}: sealed_details is not a base64 SealedDetails",
+                                i + 1
+                            ))
+                        })?,
+                ),
+            },
         });
     }
     Ok(out)
@@ -318,6 +343,13 @@ mod tests {
                     envelope,
                     prev_hash: prev.clone(),
                     hash: hash.clone(),
+                    // Sealed details ride along outside the hash.
+                    sealed_details: (seq % 3 == 0).then(|| SealedDetails {
+                        subject_pseudonym: "s".into(),
+                        nonce: vec![1; 24],
+                        ciphertext: vec![seq as u8; 8],
+                        ..SealedDetails::default()
+                    }),
                 };
                 prev = hash;
                 r
@@ -352,6 +384,8 @@ mod tests {
         let text = export(&chain(10), &key);
         let ok = verify(text.as_bytes(), &key.public_key()).expect("verifies");
         assert_eq!((ok.from, ok.to, ok.records), (1, 10, 10));
+        let read = read_records(text.as_bytes()).expect("parses");
+        assert_eq!(read, chain(10), "records and sealed details round-trip");
     }
 
     #[test]

@@ -24,7 +24,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "programme_completed",
     "programme_dropped_out",
     "case_closed",
+    "subject_erasure_requested",
 ];
+
+/// The source agency id the exchange itself publishes as (erasures by an operator or
+/// by the retention rule). No agency may be registered under it.
+pub const EXCHANGE_SOURCE: &str = "exchange";
 
 /// The snake_case name of an event's type (the last token of its NATS subject).
 pub fn event_type(event: &Event) -> &'static str {
@@ -49,6 +54,7 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::ProgrammeCompleted(_) => "programme_completed",
         Event::ProgrammeDroppedOut(_) => "programme_dropped_out",
         Event::CaseClosed(_) => "case_closed",
+        Event::SubjectErasureRequested(_) => "subject_erasure_requested",
     }
 }
 

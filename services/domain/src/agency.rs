@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use handoff_contract::names::is_valid_agency_id;
+use handoff_contract::names::{EXCHANGE_SOURCE, is_valid_agency_id};
 
 /// What kind of organisation an agency is; decides what it may publish and see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,6 +65,7 @@ impl AgencyKind {
             "consent_given",
             "consent_withdrawn",
             "case_closed",
+            "subject_erasure_requested",
         ];
         const PROGRAMME: &[&str] = &[
             "intake_completed",
@@ -78,7 +79,7 @@ impl AgencyKind {
         match self {
             AgencyKind::Police => in_any(&[
                 &["incident_reported", "eviction_ordered", "referral_made"],
-                &["risk_assessed", "case_closed"],
+                &["risk_assessed", "case_closed", "subject_erasure_requested"],
                 HANDOFFS,
             ]),
             AgencyKind::SocialServices | AgencyKind::InterventionCentre | AgencyKind::Probation => {
@@ -139,6 +140,9 @@ pub enum RegistryError {
     #[error("agency id {0:?} is invalid: use 1-64 lowercase letters, digits, '-' or '_'")]
     InvalidId(String),
     /// Two entries share an id.
+    /// The id is the exchange's own.
+    #[error("agency id {0:?} is reserved for the exchange itself; choose another")]
+    Reserved(String),
     #[error("agency id {0:?} is registered twice")]
     DuplicateId(String),
 }
@@ -156,6 +160,9 @@ impl Registry {
         for agency in agencies {
             if !is_valid_agency_id(&agency.id) {
                 return Err(RegistryError::InvalidId(agency.id));
+            }
+            if agency.id == EXCHANGE_SOURCE {
+                return Err(RegistryError::Reserved(agency.id));
             }
             if map.contains_key(&agency.id) {
                 return Err(RegistryError::DuplicateId(agency.id));

@@ -115,7 +115,10 @@ pub fn evolve(
         source,
         event_type: kind_name,
     };
-    rule.not_closed()?;
+    // Erasure must stay possible after closure: that is when retention applies.
+    if !matches!(event, Event::SubjectErasureRequested(_)) {
+        rule.not_closed()?;
+    }
 
     match event {
         Event::IncidentReported(e) => {
@@ -337,6 +340,10 @@ pub fn evolve(
                 }
             }
             view.outcome_note = e.reason.clone();
+        }
+        Event::SubjectErasureRequested(_) => {
+            rule.party()?;
+            view.subject_details_erased = true;
         }
     }
 

@@ -9,6 +9,7 @@ pub mod case;
 pub mod inbox;
 pub mod policy;
 pub mod rejection;
+pub mod retention;
 pub mod sla;
 pub mod validate;
 pub mod visibility;

@@ -1,8 +1,9 @@
 //! Structural checks of an envelope, before any case state is consulted.
 
+use handoff_contract::SCHEMA_VERSION;
+use handoff_contract::names::{EXCHANGE_SOURCE, is_valid_agency_id};
 use handoff_contract::v1::Envelope;
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::{SCHEMA_VERSION, names::is_valid_agency_id};
 
 use crate::rejection::Rejection;
 
@@ -56,7 +57,22 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
             envelope.source_agency
         )));
     }
-    check_id("case_id", &envelope.case_id)?;
+    let from_exchange = envelope.source_agency == EXCHANGE_SOURCE;
+    if from_exchange {
+        // The exchange itself publishes only erasures, and those are about a subject, not a case.
+        if !matches!(envelope.event, Some(Event::SubjectErasureRequested(_))) {
+            return Err(invalid(
+                "the exchange publishes only subject_erasure_requested under its own name",
+            ));
+        }
+        if !envelope.case_id.is_empty() {
+            return Err(invalid(
+                "an erasure from the exchange names a subject, not a case: leave case_id empty",
+            ));
+        }
+    } else {
+        check_id("case_id", &envelope.case_id)?;
+    }
     check_id("subject_pseudonym", &envelope.subject_pseudonym)?;
     match &envelope.occurred_at {
         None => return Err(invalid("occurred_at is missing")),
@@ -75,6 +91,9 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         Event::ReferralMade(e) => {
             need("referral_id", &e.referral_id)?;
             need("to_agency", &e.to_agency)?;
+        }
+        Event::SubjectErasureRequested(e) if e.reason.trim().is_empty() => {
+            return Err(invalid("an erasure needs a reason, for the record"));
         }
         Event::ReferralAcknowledged(e) => need("referral_id", &e.referral_id)?,
         Event::ReferralAccepted(e) => need("referral_id", &e.referral_id)?,

@@ -291,7 +291,6 @@ pub async fn replay(
         for r in chunk.iter().filter(|r| until == 0 || r.sequence <= until) {
             let envelope = handoff_contract::v1::Envelope::decode(r.envelope.as_slice())
                 .with_context(|| format!("record {} holds no envelope", r.sequence))?;
-            let current = batch.case(&envelope.case_id)?;
             let at = handoff_domain::Position {
                 sequence: batch.next_sequence(),
                 recorded_at_ms: r.recorded_at_unix_ms,
@@ -301,13 +300,25 @@ pub async fn replay(
                 "record {} out of sequence",
                 r.sequence
             );
-            let view = handoff_domain::evolve(current.as_ref(), &envelope, registry, at)
-                .map_err(|e| anyhow::anyhow!("record {} is no longer accepted on replay ({e}): was the registry changed?", r.sequence))?;
+            // A subject-wide erasure from the exchange itself belongs to no case.
+            let (current, view) = if envelope.source_agency
+                == handoff_contract::names::EXCHANGE_SOURCE
+            {
+                (None, None)
+            } else {
+                let current = batch.case(&envelope.case_id)?;
+                let view = handoff_domain::evolve(current.as_ref(), &envelope, registry, at)
+                        .map_err(|e| anyhow::anyhow!("record {} is no longer accepted on replay ({e}): was the registry changed?", r.sequence))?;
+                (current, Some(view))
+            };
             let appended = batch.append(
-                r.stream_sequence,
-                r.recorded_at_unix_ms,
-                &r.envelope,
-                &envelope.event_id,
+                handoff_log::NewRecord {
+                    stream_sequence: r.stream_sequence,
+                    recorded_at_unix_ms: r.recorded_at_unix_ms,
+                    envelope: &r.envelope,
+                    event_id: &envelope.event_id,
+                    sealed_details: r.sealed_details.as_ref(),
+                },
                 current.as_ref(),
                 view,
             )?;

@@ -23,6 +23,8 @@ pub struct Config {
     pub ingest: IngestSection,
     /// Where the need-to-know policy is.
     pub policy: PolicySection,
+    /// Where the key-encryption key comes from.
+    pub keys: KeysSection,
     /// Registered agencies.
     #[serde(rename = "agency", default)]
     pub agencies: Vec<AgencyEntry>,
@@ -85,6 +87,18 @@ pub struct TlsSection {
     pub key: PathBuf,
 }
 
+/// `[keys]`: the key-encryption key that wraps every subject's data key. Keep it
+/// outside the data dir (and out of backups of it): whoever holds both can read
+/// every subject not yet erased.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// A file holding the KEK as 64 hex digits (`handoff kek --out FILE` makes one), relative to this config.
+    pub kek_file: Option<PathBuf>,
+    /// Or the name of an environment variable holding it.
+    pub kek_env: Option<String>,
+}
+
 /// `[ingest]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +132,15 @@ struct PolicyFile {
     consent_withdrawn: ConsentWithdrawn,
     #[serde(default)]
     sla: SlaSection,
+    #[serde(default)]
+    retention: RetentionSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    years_after_closure: Option<u32>,
+    check_every_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,6 +163,8 @@ pub struct Policy {
     pub fields: handoff_domain::policy::FieldPolicy,
     /// Deadlines shown in inboxes.
     pub sla: handoff_domain::sla::SlaRules,
+    /// When subjects are erased after their cases close, and how often that is checked.
+    pub retention: Option<(handoff_domain::retention::RetentionRule, Duration)>,
 }
 
 impl Policy {
@@ -176,6 +201,20 @@ impl Policy {
             sla: handoff_domain::sla::SlaRules {
                 eviction_notice_hours: file.sla.eviction_notice_hours,
                 first_contact_working_days: file.sla.first_contact_working_days,
+            },
+            retention: match file.retention.years_after_closure {
+                None => None,
+                Some(0) => {
+                    return Err(invalid(
+                        "[retention] years_after_closure must be at least 1 (leave it out to keep details until erased on request)".into(),
+                    ));
+                }
+                Some(years) => Some((
+                    handoff_domain::retention::RetentionRule {
+                        years_after_closure: years,
+                    },
+                    Duration::from_secs(file.retention.check_every_secs.unwrap_or(3600).max(1)),
+                )),
             },
         })
     }
@@ -261,6 +300,12 @@ impl Config {
             message,
         })?;
         Policy::load(&config.resolve(&config.policy.file))?;
+        if config.keys.kek_file.is_some() == config.keys.kek_env.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "[keys] needs exactly one of kek_file or kek_env".into(),
+            });
+        }
         if config.ingest.batch_max == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -336,6 +381,18 @@ impl Config {
         Ok(options)
     }
 
+    /// The key-encryption key, from the file or environment variable `[keys]` names.
+    pub fn kek(&self) -> Result<handoff_keyring::Kek, handoff_keyring::KeyringError> {
+        match (&self.keys.kek_file, &self.keys.kek_env) {
+            (Some(file), _) => handoff_keyring::Kek::from_file(&self.resolve(file)),
+            (None, Some(var)) => handoff_keyring::Kek::from_env(var),
+            (None, None) => Err(handoff_keyring::KeyringError::KekUnavailable {
+                source_name: "[keys]".into(),
+                detail: "neither kek_file nor kek_env is set".into(),
+            }),
+        }
+    }
+
     /// Ids of revoked agencies.
     pub fn revoked(&self) -> Vec<String> {
         self.agencies
@@ -391,6 +448,8 @@ data_dir = "data"
 listen = "127.0.0.1:50051"
 [policy]
 file = "policy.toml"
+[keys]
+kek_env = "HANDOFF_TEST_KEK"
 [[agency]]
 id = "police-north"
 name = "Police"

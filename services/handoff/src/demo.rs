@@ -118,6 +118,21 @@ fn print_case(view: &CaseView) {
         view.holder,
         view.version
     );
+    // Stored sealed under the subject's key; opened per read, then cut to what the caller's kind may see.
+    match (&view.subject_details, view.subject_details_erased) {
+        (_, true) => println!(
+            "  subject {}: personal details ERASED",
+            view.subject_pseudonym
+        ),
+        (Some(d), false) => println!(
+            "  subject {}: {:?} born {:?} | phone {:?} | address {:?}",
+            view.subject_pseudonym, d.full_name, d.date_of_birth, d.phone, d.address
+        ),
+        (None, false) => println!(
+            "  subject {}: personal details not shown to this agency",
+            view.subject_pseudonym
+        ),
+    }
     println!(
         "  opened {} by {} | first contact {} | intake {}",
         ts(&view.opened_at),

@@ -1,10 +1,12 @@
 //! `handoff`: the exchange's one binary. Serves ingest and queries, runs the
 //! agency adapters, queries cases, and plays the demo scenario.
 
+mod admin;
 mod audit_cli;
 mod certs;
 mod config;
 mod demo;
+mod erasure;
 mod nats_auth;
 mod query_cli;
 mod serve;
@@ -62,6 +64,15 @@ enum Command {
     /// The exchange's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Create a key-encryption key (KEK) for [keys] kek_file: 32 random bytes as hex, mode 0600.
+    Kek {
+        /// Where to write it (kept if it exists). Keep it outside the data dir and its backups.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Data protection: erase a subject, report what is held about one.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Export and verify the log (auditors).
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
@@ -218,6 +229,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Kek { out } => {
+            if out.exists() {
+                handoff_keyring::Kek::from_file(&out)?;
+                println!("{} already holds a KEK; kept", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let kek = handoff_keyring::Kek::generate()?;
+            write_secret(&out, &kek.to_hex())?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(cmd) => Ok(if admin::run(cmd).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }),
         Command::NatsAuth { config, out } => {
             let config = config::Config::load(&config)?;
             let path = nats_auth::write(&config, &out)?;
@@ -229,6 +260,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(&config).await.map(|()| ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{text}")?;
+    file.sync_all()?;
+    Ok(())
 }
 
 async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {

@@ -37,6 +37,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let log = Log::open(&data_dir)?;
     let key = std::sync::Arc::new(handoff_audit::ExchangeKey::load_or_create(&data_dir)?);
     tracing::info!(public_key = %key.public_hex(), "exchange signing key loaded");
+    let keyring = std::sync::Arc::new(
+        handoff_keyring::Keyring::load(&data_dir, config.kek()?)
+            .context("cannot open the subjects' key store")?,
+    );
     let head = log.head();
     tracing::info!(
         data_dir = %data_dir.display(),
@@ -65,6 +69,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             batch_max: config.ingest.batch_max,
         },
         key.clone(),
+        keyring.clone(),
     );
     let (consuming_tx, consuming_rx) = watch::channel(false);
     let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
@@ -79,12 +84,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.query.listen))?;
     let policy = config.policy()?;
+    let retention = policy.retention.map(|(rule, every)| {
+        tokio::spawn(crate::erasure::run(
+            crate::erasure::Retention {
+                log: log.clone(),
+                keyring: keyring.clone(),
+                client: client.clone(),
+                rule,
+                every,
+                clock: crate::erasure::Clock::from_env(),
+            },
+            stop_rx.clone(),
+        ))
+    });
     let options = handoff_query::ServeOptions {
         registry: config.registry().map_err(anyhow::Error::msg)?,
         revoked: config.revoked(),
         fields: policy.fields,
         sla: policy.sla,
         key,
+        keyring,
         tls: match &config.query.tls {
             None => None,
             Some(tls) => {
@@ -132,6 +151,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = ingest_task.await;
     }
     let _ = lookups.await;
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     if let Ok(Err(e)) = query.await {
         tracing::warn!(error = %e, "query service stopped with an error");
     }

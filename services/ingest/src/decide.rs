@@ -1,15 +1,21 @@
 //! The decision for one message: append, duplicate or quarantine.
 //!
-//! A pure function of the message and the batch it joins (which sees the log
-//! before it), so every replica consuming the same stream decides the same.
+//! The outcome is a function of the message and the batch it joins (which
+//! sees the log before it), so every replica consuming the same stream decides
+//! the same and chains the same hashes. Only the sealing of personal details
+//! uses each node's own keys; sealed details sit outside the hash chain.
 
-use handoff_contract::names::event_type;
+use handoff_contract::names::{EXCHANGE_SOURCE, event_type};
+use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
-    CaseView, Envelope, QuarantineEntry, Receipt, RejectionReason, receipt::Status,
+    CaseView, Envelope, QuarantineEntry, Receipt, RejectionReason, SealedDetails, receipt::Status,
 };
 use handoff_domain::{Position, Registry, evolve, validate::validate_envelope};
-use handoff_log::{LogError, WriteBatch};
+use handoff_keyring::{Keyring, Opened, take_details};
+use handoff_log::{NewRecord, WriteBatch};
 use prost::Message;
+
+use crate::IngestError;
 
 /// A message as consumed from the stream.
 #[derive(Debug, Clone, Copy)]
@@ -38,15 +44,28 @@ fn refuse(reason: RejectionReason, detail: impl Into<String>) -> Refusal {
     }
 }
 
-/// Decides one message into `batch`. Returns the agency to send the receipt to (the
-/// publisher as NATS identified it, from the subject; empty if the subject names none)
-/// and the receipt.
+/// What deciding one message produced.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The agency to send the receipt to (the publisher as NATS identified it, from
+    /// the subject; empty if the subject names none).
+    pub agency: String,
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The message erased a subject: the key store must be rewritten after the commit.
+    pub erased: bool,
+}
+
+/// Decides one message into `batch`, sealing personal details with `keyring`. New
+/// keys and erasures are written to the keyring but not flushed: flush it before
+/// committing the batch.
 pub fn decide(
     batch: &mut WriteBatch<'_>,
     registry: &Registry,
+    keyring: &Keyring,
     max_message_bytes: usize,
     incoming: &Incoming<'_>,
-) -> Result<(String, Receipt), LogError> {
+) -> Result<Decision, IngestError> {
     let mut tokens = incoming.subject.split('.');
     let (subject_agency, subject_type) = match (
         tokens.next(),
@@ -75,9 +94,11 @@ pub fn decide(
         ..Receipt::default()
     };
 
+    let mut erased = false;
     match check(
         batch,
         registry,
+        keyring,
         max_message_bytes,
         incoming,
         envelope.as_ref(),
@@ -93,15 +114,38 @@ pub fn decide(
         }
         Ok(Checked::Accepted(accepted)) => {
             let Accepted { before, view } = *accepted;
-            receipt.case_version = view.version;
+            let Some(envelope) = envelope else {
+                unreachable!("only a decoded envelope is accepted")
+            };
+            receipt.case_version = view.as_ref().map_or(0, |v| v.version);
+            let (facts, sealed) = seal(keyring, &envelope, incoming.payload, "")?;
             let appended = batch.append(
-                incoming.stream_sequence,
-                incoming.recorded_at_unix_ms,
-                incoming.payload,
-                &receipt.event_id,
+                NewRecord {
+                    stream_sequence: incoming.stream_sequence,
+                    recorded_at_unix_ms: incoming.recorded_at_unix_ms,
+                    envelope: &facts,
+                    event_id: &receipt.event_id,
+                    sealed_details: sealed.as_ref(),
+                },
                 before.as_ref(),
                 view,
             )?;
+            if let Some(Event::SubjectErasureRequested(e)) = &envelope.event {
+                let reason = if e.requested_by.is_empty() {
+                    e.reason.clone()
+                } else {
+                    format!(
+                        "{} (requested by {} of {})",
+                        e.reason, e.requested_by, envelope.source_agency
+                    )
+                };
+                keyring.erase(
+                    &envelope.subject_pseudonym,
+                    &reason,
+                    incoming.recorded_at_unix_ms,
+                )?;
+                erased = true;
+            }
             receipt.status = Status::Accepted as i32;
             receipt.sequence = appended.sequence;
             receipt.hash = appended.hash.to_vec();
@@ -110,11 +154,19 @@ pub fn decide(
             receipt.status = Status::Rejected as i32;
             receipt.reason = refusal.reason as i32;
             receipt.detail = refusal.detail.clone();
+            // Refused messages can carry personal details too: they are kept sealed.
+            let (raw, sealed_details) = match &envelope {
+                Some(e) => {
+                    let fallback = format!("unattributed-{}", incoming.stream_sequence);
+                    seal(keyring, e, incoming.payload, &fallback)?
+                }
+                None => (incoming.payload.to_vec(), None),
+            };
             let entry = QuarantineEntry {
                 stream_sequence: incoming.stream_sequence,
                 subject: incoming.subject.to_string(),
                 recorded_at_unix_ms: incoming.recorded_at_unix_ms,
-                raw: incoming.payload.to_vec(),
+                raw,
                 reason: refusal.reason as i32,
                 detail: refusal.detail,
                 event_id: envelope
@@ -122,17 +174,45 @@ pub fn decide(
                     .map(|e| e.event_id.clone())
                     .unwrap_or_default(),
                 msg_id: incoming.msg_id.unwrap_or_default().to_string(),
+                sealed_details,
             };
             batch.quarantine(entry, &receipt, subject_agency);
         }
     }
-    Ok((subject_agency.to_string(), receipt))
+    Ok(Decision {
+        agency: subject_agency.to_string(),
+        receipt,
+        erased,
+    })
 }
 
-/// An accepted event's case before and after it.
+/// The envelope as it is stored (the published bytes when it carries no personal
+/// details, else re-encoded without them) and the details sealed under the subject's
+/// key (`fallback_subject` when the envelope names none).
+fn seal(
+    keyring: &Keyring,
+    envelope: &Envelope,
+    payload: &[u8],
+    fallback_subject: &str,
+) -> Result<(Vec<u8>, Option<SealedDetails>), IngestError> {
+    let mut facts = envelope.clone();
+    let Some(details) = take_details(&mut facts) else {
+        return Ok((payload.to_vec(), None));
+    };
+    let subject = if facts.subject_pseudonym.is_empty() {
+        fallback_subject
+    } else {
+        facts.subject_pseudonym.as_str()
+    };
+    let sealed = keyring.seal(subject, &facts.event_id, &details)?;
+    Ok((facts.encode_to_vec(), Some(sealed)))
+}
+
+/// An accepted event's case before and after it (`None` for a subject-wide erasure
+/// from the exchange itself).
 struct Accepted {
     before: Option<CaseView>,
-    view: CaseView,
+    view: Option<CaseView>,
 }
 
 enum Checked {
@@ -142,15 +222,17 @@ enum Checked {
     Duplicate(Receipt),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check(
     batch: &WriteBatch<'_>,
     registry: &Registry,
+    keyring: &Keyring,
     max_message_bytes: usize,
     incoming: &Incoming<'_>,
     envelope: Option<&Envelope>,
     subject_agency: &str,
     subject_type: &str,
-) -> Result<Result<Checked, Refusal>, LogError> {
+) -> Result<Result<Checked, Refusal>, IngestError> {
     use RejectionReason as R;
     if incoming.payload.len() > max_message_bytes {
         return Ok(Err(refuse(
@@ -195,17 +277,38 @@ fn check(
             format!("published on subject type {subject_type} but the event is {kind}"),
         )));
     }
-    if let Some((original, logged)) = batch.duplicate_of(&envelope.event_id)? {
-        return Ok(match Envelope::decode(logged.as_slice()) {
-            Ok(logged) if &logged == envelope => Ok(Checked::Duplicate(original)),
-            _ => Err(refuse(
+    if let Some(logged) = batch.duplicate_of(&envelope.event_id)? {
+        let mut facts = envelope.clone();
+        let details = take_details(&mut facts);
+        let same_facts = Envelope::decode(logged.envelope.as_slice()).ok() == Some(facts);
+        let same_details = match (details, &logged.sealed_details) {
+            (None, None) => true,
+            (Some(d), Some(sealed)) => match keyring.open(sealed)? {
+                Opened::Details(logged) => logged == d,
+                // Nothing left to compare with; the facts decide.
+                Opened::Erased => true,
+            },
+            _ => false,
+        };
+        return Ok(if same_facts && same_details {
+            Ok(Checked::Duplicate(logged.receipt))
+        } else {
+            Err(refuse(
                 R::DuplicateEventId,
                 format!(
                     "event id {} is already in the log (sequence {}) with different content; give a new fact a new event id",
-                    envelope.event_id, original.sequence
+                    envelope.event_id, logged.receipt.sequence
                 ),
-            )),
+            ))
         });
+    }
+    if envelope.source_agency == EXCHANGE_SOURCE {
+        // validate_envelope let through only a subject-wide erasure under this name,
+        // and only the exchange's own NATS user may publish on its subjects.
+        return Ok(Ok(Checked::Accepted(Box::new(Accepted {
+            before: None,
+            view: None,
+        }))));
     }
     let current = batch.case(&envelope.case_id)?;
     let at = Position {
@@ -215,7 +318,7 @@ fn check(
     Ok(match evolve(current.as_ref(), envelope, registry, at) {
         Ok(view) => Ok(Checked::Accepted(Box::new(Accepted {
             before: current,
-            view,
+            view: Some(view),
         }))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })

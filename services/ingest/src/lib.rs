@@ -21,7 +21,7 @@ use handoff_log::{Log, LogError, hex};
 use prost::Message as _;
 use tokio::sync::watch;
 
-pub use decide::{Incoming, decide};
+pub use decide::{Decision, Incoming, decide};
 pub use stream::{StreamSettings, ensure_stream};
 
 /// Why ingest stopped or could not start.
@@ -30,6 +30,9 @@ pub enum IngestError {
     /// The log could not be written; nothing of the failed batch was acknowledged or receipted.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The key store could not seal, erase or be written; nothing of the batch was committed.
+    #[error(transparent)]
+    Keys(#[from] handoff_keyring::KeyringError),
     /// JetStream refused to create or read the stream.
     #[error(
         "JetStream stream {stream}: {detail}. Is nats-server running with JetStream enabled (-js) and is the exchange's NATS user allowed to manage it?"
@@ -58,16 +61,19 @@ pub struct Ingest {
     client: async_nats::Client,
     settings: IngestSettings,
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
+    keyring: std::sync::Arc<handoff_keyring::Keyring>,
 }
 
 impl Ingest {
-    /// An ingest loop over this log, registry and NATS connection, signing receipts with `key`.
+    /// An ingest loop over this log, registry and NATS connection, signing receipts with
+    /// `key` and sealing personal details with `keyring`.
     pub fn new(
         log: Log,
         registry: Registry,
         client: async_nats::Client,
         settings: IngestSettings,
         key: std::sync::Arc<handoff_audit::ExchangeKey>,
+        keyring: std::sync::Arc<handoff_keyring::Keyring>,
     ) -> Self {
         Ingest {
             log,
@@ -75,6 +81,7 @@ impl Ingest {
             client,
             settings,
             key,
+            keyring,
         }
     }
 
@@ -172,6 +179,7 @@ impl Ingest {
         let mut batch = self.log.batch();
         let mut receipts: Vec<(String, Receipt)> = Vec::with_capacity(messages.len());
         let (mut accepted, mut duplicates, mut rejected) = (0usize, 0usize, 0usize);
+        let mut erasures = 0usize;
         for msg in &messages {
             let Ok(info) = msg.info() else {
                 tracing::warn!(subject = %msg.subject, "message without JetStream metadata skipped");
@@ -192,12 +200,18 @@ impl Ingest {
                 stream_sequence: info.stream_sequence,
                 recorded_at_unix_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
             };
-            let (agency, receipt) = decide(
+            let Decision {
+                agency,
+                receipt,
+                erased,
+            } = decide(
                 &mut batch,
                 &self.registry,
+                &self.keyring,
                 self.settings.stream.max_message_bytes,
                 &incoming,
             )?;
+            erasures += usize::from(erased);
             match receipt.status() {
                 handoff_contract::v1::receipt::Status::Accepted => accepted += 1,
                 handoff_contract::v1::receipt::Status::Duplicate => duplicates += 1,
@@ -214,12 +228,18 @@ impl Ingest {
                 receipts.push((agency, receipt));
             }
         }
+        // New keys and destroyed ones are durable before any record that relies on them.
+        self.keyring.flush().await?;
         let head = self.log.commit(batch).await?;
+        if erasures > 0 {
+            self.keyring.finish_erasures()?;
+        }
         tracing::info!(
             messages = messages.len(),
             accepted,
             duplicates,
             rejected,
+            erasures,
             head_sequence = head.sequence,
             head_hash = %hex(&head.hash),
             stream_position = head.stream_position,

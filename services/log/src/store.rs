@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use handoff_contract::v1::{
-    CaseStatus, CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, receipt::Status,
+    CaseStatus, CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, SealedDetails,
+    receipt::Status,
 };
 use prost::Message;
 
@@ -379,6 +380,8 @@ impl Log {
                     format!("replaying case {case_id} no longer accepts it ({r}); was the agency registry changed?"),
                 )
             })?;
+            let mut next = next;
+            attach_sealed_details(&mut next, record.sealed_details.as_ref());
             view = Some(next);
         }
         Ok(view)
@@ -527,13 +530,48 @@ pub struct Appended {
     pub hash: Hash,
 }
 
+/// One accepted event, as `WriteBatch::append` records it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// The JetStream sequence it was consumed from.
+    pub stream_sequence: u64,
+    /// JetStream's time for it, Unix ms.
+    pub recorded_at_unix_ms: i64,
+    /// The envelope without personal details, encoded.
+    pub envelope: &'a [u8],
+    /// Its event id.
+    pub event_id: &'a str,
+    /// The personal details it carried, sealed under the subject's key.
+    pub sealed_details: Option<&'a SealedDetails>,
+}
+
+/// What the log holds under an event id.
+#[derive(Debug, Clone, Default)]
+pub struct Logged {
+    /// The receipt its publisher gets again (status duplicate).
+    pub receipt: Receipt,
+    /// The envelope as logged (without personal details).
+    pub envelope: Vec<u8>,
+    /// The sealed personal details logged with it.
+    pub sealed_details: Option<SealedDetails>,
+}
+
+/// Replaces any plaintext personal details in a view by the sealed form, so that
+/// no projection ever stores them in the clear.
+pub fn attach_sealed_details(view: &mut CaseView, sealed: Option<&SealedDetails>) {
+    view.subject_details = None;
+    if let Some(sealed) = sealed {
+        view.sealed_subject_details = Some(sealed.clone());
+    }
+}
+
 /// Writes staged for one atomic commit, readable before they are committed.
 pub struct WriteBatch<'a> {
     log: &'a Log,
     head: Head,
     batch: sled::Batch,
     views: HashMap<String, CaseView>,
-    events: HashMap<[u8; 16], (Receipt, Vec<u8>)>,
+    events: HashMap<[u8; 16], Logged>,
 }
 
 impl WriteBatch<'_> {
@@ -556,8 +594,8 @@ impl WriteBatch<'_> {
     }
 
     /// If `event_id` is already in the log (or this batch): the receipt its publisher
-    /// should get again, and the envelope bytes logged under it.
-    pub fn duplicate_of(&self, event_id: &str) -> Result<Option<(Receipt, Vec<u8>)>, LogError> {
+    /// should get again, and what was logged under it.
+    pub fn duplicate_of(&self, event_id: &str) -> Result<Option<Logged>, LogError> {
         let Ok(id) = uuid_bytes(event_id) else {
             return Ok(None);
         };
@@ -568,25 +606,33 @@ impl WriteBatch<'_> {
             return Ok(None);
         };
         let receipt = self.log.duplicate_receipt(event_id, &index_value)?;
-        let envelope = self
-            .log
-            .record(receipt.sequence)?
-            .map(|r| r.envelope)
-            .unwrap_or_default();
-        Ok(Some((receipt, envelope)))
+        let record = self.log.record(receipt.sequence)?.unwrap_or_default();
+        Ok(Some(Logged {
+            receipt,
+            envelope: record.envelope,
+            sealed_details: record.sealed_details,
+        }))
     }
 
     /// Appends an accepted event with the case as it was `before` it (to update the
-    /// inbox projection) and the case view it produced.
+    /// inbox projection) and the case view it produced (`None` for an event about a
+    /// subject rather than a case: an erasure from the exchange itself).
+    ///
+    /// The view never keeps plaintext personal details: whatever the fold put in
+    /// `subject_details` is replaced by the record's sealed details.
     pub fn append(
         &mut self,
-        stream_sequence: u64,
-        recorded_at_unix_ms: i64,
-        envelope: &[u8],
-        event_id: &str,
+        record: NewRecord<'_>,
         before: Option<&CaseView>,
-        view: CaseView,
+        view: Option<CaseView>,
     ) -> Result<Appended, LogError> {
+        let NewRecord {
+            stream_sequence,
+            recorded_at_unix_ms,
+            envelope,
+            event_id,
+            sealed_details,
+        } = record;
         let id = uuid_bytes(event_id)
             .map_err(|e| corrupt(format!("event {event_id}"), e.to_string()))?;
         let sequence = self.next_sequence();
@@ -604,11 +650,14 @@ impl WriteBatch<'_> {
             envelope: envelope.to_vec(),
             prev_hash: self.head.hash.to_vec(),
             hash: hash.to_vec(),
+            sealed_details: sealed_details.cloned(),
         };
         self.batch
             .insert(&keys::record(sequence), record.encode_to_vec());
+        let version = view.as_ref().map_or(0, |v| v.version);
+        let case_id = view.as_ref().map(|v| v.case_id.clone()).unwrap_or_default();
         let mut index_value = sequence.to_be_bytes().to_vec();
-        index_value.extend_from_slice(&view.version.to_be_bytes());
+        index_value.extend_from_slice(&version.to_be_bytes());
         self.batch.insert(&keys::event(&id), index_value);
         let staged = Receipt {
             event_id: event_id.to_string(),
@@ -616,27 +665,37 @@ impl WriteBatch<'_> {
             sequence,
             hash: hash.to_vec(),
             stream_sequence,
-            case_id: view.case_id.clone(),
-            case_version: view.version,
+            case_id,
+            case_version: version,
             ..Receipt::default()
         };
-        self.events.insert(id, (staged, envelope.to_vec()));
-        self.batch
-            .insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
+        self.events.insert(
+            id,
+            Logged {
+                receipt: staged,
+                envelope: envelope.to_vec(),
+                sealed_details: sealed_details.cloned(),
+            },
+        );
 
-        for item in before.into_iter().flat_map(handoff_domain::inbox::items) {
+        if let Some(mut view) = view {
+            attach_sealed_details(&mut view, sealed_details);
             self.batch
-                .remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
+                .insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
+            for item in before.into_iter().flat_map(handoff_domain::inbox::items) {
+                self.batch
+                    .remove(keys::inbox(&item.to_agency, &item.case_id, &item.item_id));
+            }
+            for item in handoff_domain::inbox::items(&view) {
+                self.batch.insert(
+                    keys::inbox(&item.to_agency, &item.case_id, &item.item_id),
+                    item.encode_to_vec(),
+                );
+            }
+            self.batch
+                .insert(keys::view(&view.case_id), view.encode_to_vec());
+            self.views.insert(view.case_id.clone(), view);
         }
-        for item in handoff_domain::inbox::items(&view) {
-            self.batch.insert(
-                keys::inbox(&item.to_agency, &item.case_id, &item.item_id),
-                item.encode_to_vec(),
-            );
-        }
-        self.batch
-            .insert(keys::view(&view.case_id), view.encode_to_vec());
-        self.views.insert(view.case_id.clone(), view);
 
         self.head.sequence = sequence;
         self.head.hash = hash;

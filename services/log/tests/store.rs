@@ -4,7 +4,7 @@
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
-use handoff_log::{CaseFilter, Log, LogError, is_intact};
+use handoff_log::{CaseFilter, Log, LogError, NewRecord, is_intact};
 use prost::Message;
 
 fn registry() -> Registry {
@@ -55,12 +55,15 @@ async fn append_all(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
         let view = evolve(current.as_ref(), e, &reg, at).expect("accepted");
         batch
             .append(
-                first_stream_seq + i as u64,
-                at.recorded_at_ms,
-                &e.encode_to_vec(),
-                &e.event_id,
+                NewRecord {
+                    stream_sequence: first_stream_seq + i as u64,
+                    recorded_at_unix_ms: at.recorded_at_ms,
+                    envelope: &e.encode_to_vec(),
+                    event_id: &e.event_id,
+                    sealed_details: None,
+                },
                 current.as_ref(),
-                view,
+                Some(view),
             )
             .expect("append");
     }
@@ -178,7 +181,17 @@ async fn an_uncommitted_batch_leaves_nothing_behind() {
         )
         .expect("ok");
         batch
-            .append(2, 0, &e.encode_to_vec(), &e.event_id, None, view)
+            .append(
+                NewRecord {
+                    stream_sequence: 2,
+                    recorded_at_unix_ms: 0,
+                    envelope: &e.encode_to_vec(),
+                    event_id: &e.event_id,
+                    sealed_details: None,
+                },
+                None,
+                Some(view),
+            )
             .expect("staged");
         batch.quarantine(
             QuarantineEntry {

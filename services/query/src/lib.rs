@@ -10,6 +10,7 @@ use handoff_contract::v1::cases_server::{Cases as CasesApi, CasesServer};
 use handoff_contract::v1::*;
 use handoff_domain::policy::{FieldPolicy, Grant};
 use handoff_domain::{AgencyKind, Registry, Visibility, visibility};
+use handoff_keyring::{Keyring, Opened, put_details};
 use handoff_log::{CaseFilter, Log, LogError};
 
 mod identity;
@@ -30,6 +31,11 @@ fn internal(e: LogError) -> Status {
     Status::internal(e.to_string())
 }
 
+fn keys(e: handoff_keyring::KeyringError) -> Status {
+    tracing::error!(error = %e, "personal details could not be opened");
+    Status::internal(e.to_string())
+}
+
 fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     if value.is_empty() {
         Err(Status::invalid_argument(format!("{field} is required")))
@@ -46,6 +52,7 @@ pub struct Cases {
     fields: std::sync::Arc<FieldPolicy>,
     sla: handoff_domain::sla::SlaRules,
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
+    keyring: std::sync::Arc<Keyring>,
 }
 
 impl Cases {
@@ -57,6 +64,7 @@ impl Cases {
         fields: FieldPolicy,
         sla: handoff_domain::sla::SlaRules,
         key: std::sync::Arc<handoff_audit::ExchangeKey>,
+        keyring: std::sync::Arc<Keyring>,
     ) -> Self {
         Cases {
             log,
@@ -64,7 +72,58 @@ impl Cases {
             fields: std::sync::Arc::new(fields),
             sla,
             key,
+            keyring,
         }
+    }
+
+    /// Opens a view's sealed personal details (or marks them erased). Runs before the
+    /// field policy, which then removes them for callers not allowed to see them.
+    fn open_view(&self, view: &mut CaseView) -> Result<(), Status> {
+        if let Some(sealed) = view.sealed_subject_details.take() {
+            match self.keyring.open(&sealed).map_err(keys)? {
+                Opened::Details(d) => view.subject_details = Some(d),
+                Opened::Erased => view.subject_details_erased = true,
+            }
+        }
+        if !view.subject_details_erased
+            && self
+                .keyring
+                .erasure(&view.subject_pseudonym)
+                .map_err(keys)?
+                .is_some()
+        {
+            view.subject_details_erased = true;
+        }
+        if view.subject_details_erased {
+            view.subject_details = None;
+        }
+        Ok(())
+    }
+
+    /// A logged event with its sealed personal details opened (or marked erased).
+    fn open_event(&self, record: LogRecord) -> Result<LoggedEvent, Status> {
+        let mut envelope = Envelope::decode(record.envelope.as_slice()).map_err(|e| {
+            Status::internal(format!(
+                "record {} holds an undecodable envelope: {e}",
+                record.sequence
+            ))
+        })?;
+        let mut erased = false;
+        if let Some(sealed) = &record.sealed_details {
+            match self.keyring.open(sealed).map_err(keys)? {
+                Opened::Details(d) => put_details(&mut envelope, d),
+                Opened::Erased => erased = true,
+            }
+        }
+        Ok(LoggedEvent {
+            sequence: record.sequence,
+            recorded_at: Some(handoff_contract::time::from_unix_ms(
+                record.recorded_at_unix_ms,
+            )),
+            hash: record.hash,
+            envelope: Some(envelope),
+            subject_details_erased: erased,
+        })
     }
 
     /// What `caller` may see of the fields of a case (the one place field policy is applied).
@@ -174,9 +233,7 @@ impl Cases {
             ),
         };
         let record = AccessRecord {
-            at_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            at_unix_ms: now_unix_ms(),
             agency: caller.agency.clone(),
             rpc: rpc.into(),
             case_ids,
@@ -231,14 +288,19 @@ impl Cases {
                         self.log.case_as_of(&view.case_id, until, registry)?
                     }
                 };
-                Ok(visible.filter(|v| filter.matches(v)).map(|mut v| {
-                    let grant = self.grant(caller, &v);
-                    grant.redact_case(&mut v);
-                    seen.case(&v, &grant);
-                    v
-                }))
+                Ok(visible.filter(|v| filter.matches(v)))
             })
             .map_err(internal)?;
+        let cases = cases
+            .into_iter()
+            .map(|mut v| {
+                self.open_view(&mut v)?;
+                let grant = self.grant(caller, &v);
+                grant.redact_case(&mut v);
+                seen.case(&v, &grant);
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
         let next_page_token = match (more, cases.last()) {
             (true, Some(last)) => last.case_id.clone(),
             _ => String::new(),
@@ -266,19 +328,11 @@ impl Cases {
             .into_iter()
             .take_while(|r| r.sequence <= visible.last_sequence)
             .map(|r| {
-                let mut envelope = Envelope::decode(r.envelope.as_slice()).map_err(|e| {
-                    Status::internal(format!(
-                        "record {} holds an undecodable envelope: {e}",
-                        r.sequence
-                    ))
-                })?;
-                grant.redact_event(&mut envelope);
-                Ok(LoggedEvent {
-                    sequence: r.sequence,
-                    recorded_at: Some(handoff_contract::time::from_unix_ms(r.recorded_at_unix_ms)),
-                    hash: r.hash,
-                    envelope: Some(envelope),
-                })
+                let mut event = self.open_event(r)?;
+                if let Some(envelope) = event.envelope.as_mut() {
+                    grant.redact_event(envelope);
+                }
+                Ok(event)
             })
             .collect::<Result<Vec<_>, Status>>()?;
         Ok((CaseHistoryResponse { events }, seen))
@@ -291,6 +345,7 @@ impl Cases {
         as_of: Option<u64>,
     ) -> Result<(CaseView, Seen), Status> {
         let mut view = self.visible_case(caller, case_id, as_of)?;
+        self.open_view(&mut view)?;
         let grant = self.grant(caller, &view);
         grant.redact_case(&mut view);
         let mut seen = Seen::default();
@@ -358,6 +413,86 @@ impl Cases {
         .map_err(internal)?;
         Ok((AccessReportResponse { records }, Seen::default()))
     }
+
+    /// Everything held about one subject, details opened, and every read of it.
+    fn subject_report(&self, subject: &str) -> Result<(SubjectReport, Seen), Status> {
+        let (mut cases, _) = self
+            .log
+            .list_cases("", usize::MAX, |v| {
+                Ok((v.subject_pseudonym == subject).then_some(v))
+            })
+            .map_err(internal)?;
+        let mut seen = Seen::default();
+        let mut events = Vec::new();
+        for case in &mut cases {
+            self.open_view(case)?;
+            seen.cases
+                .push((case.case_id.clone(), case.subject_pseudonym.clone()));
+            for record in self.log.case_records(&case.case_id).map_err(internal)? {
+                events.push(self.open_event(record)?);
+            }
+        }
+        seen.fields
+            .extend(handoff_domain::policy::FieldGroup::ALL.map(|g| g.as_str().to_string()));
+        events.sort_by_key(|e| e.sequence);
+        let mut quarantined = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.log.quarantine(after, 1000).map_err(internal)?;
+            let Some(last) = page.last() else { break };
+            after = last.stream_sequence;
+            for mut entry in page {
+                let envelope = Envelope::decode(entry.raw.as_slice()).ok();
+                let names_subject = envelope
+                    .as_ref()
+                    .is_some_and(|e| e.subject_pseudonym == subject)
+                    || entry
+                        .sealed_details
+                        .as_ref()
+                        .is_some_and(|d| d.subject_pseudonym == subject);
+                if !names_subject {
+                    continue;
+                }
+                if let (Some(mut envelope), Some(sealed)) = (envelope, entry.sealed_details.take())
+                {
+                    match self.keyring.open(&sealed).map_err(keys)? {
+                        Opened::Details(d) => {
+                            put_details(&mut envelope, d);
+                            entry.raw = envelope.encode_to_vec();
+                        }
+                        Opened::Erased => entry.sealed_details = Some(sealed),
+                    }
+                }
+                quarantined.push(entry);
+            }
+        }
+        let accesses = self.log.access().report(subject, true).map_err(internal)?;
+        let erasure = self.keyring.erasure(subject).map_err(keys)?;
+        let report = SubjectReport {
+            subject_pseudonym: subject.to_string(),
+            produced_at: Some(handoff_contract::time::from_unix_ms(now_unix_ms())),
+            cases,
+            events,
+            quarantined,
+            accesses,
+            erased: erasure.is_some(),
+            erasure_reason: erasure
+                .as_ref()
+                .map(|e| e.reason.clone())
+                .unwrap_or_default(),
+            erased_at: erasure.map(|e| handoff_contract::time::from_unix_ms(e.at_unix_ms)),
+        };
+        if seen.cases.is_empty() {
+            seen.cases.push((String::new(), subject.to_string()));
+        }
+        Ok((report, seen))
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Cases {
@@ -383,6 +518,11 @@ impl Cases {
                     .ok_or_else(|| Status::internal(format!("record {next} is missing")))?;
                 let envelope = Envelope::decode(record.envelope.as_slice())
                     .map_err(|e| Status::internal(e.to_string()))?;
+                if envelope.source_agency == handoff_contract::names::EXCHANGE_SOURCE {
+                    // A subject-wide erasure changes no case's facts.
+                    next += 1;
+                    continue;
+                }
                 let before = match views.remove(&envelope.case_id) {
                     Some(v) => Some(v),
                     None => self
@@ -394,10 +534,11 @@ impl Cases {
                     sequence: next,
                     recorded_at_ms: record.recorded_at_unix_ms,
                 };
-                let after = handoff_domain::evolve(before.as_ref(), &envelope, registry, at)
+                let mut after = handoff_domain::evolve(before.as_ref(), &envelope, registry, at)
                     .map_err(|r| {
                         Status::internal(format!("replay of record {next} diverged: {r}"))
                     })?;
+                handoff_log::attach_sealed_details(&mut after, record.sealed_details.as_ref());
                 let shown = match visibility(&after, &caller.agency, caller.kind) {
                     Visibility::Whole => true,
                     Visibility::UpTo(limit) => next <= limit,
@@ -405,6 +546,7 @@ impl Cases {
                 };
                 if shown {
                     let mut case = after.clone();
+                    self.open_view(&mut case)?;
                     let grant = self.grant(&caller, &case);
                     grant.redact_case(&mut case);
                     let mut seen = Seen::default();
@@ -694,6 +836,21 @@ impl CasesApi for Cases {
         self.answer(&caller, "AccessReport", &req.purpose, query, &[], result)
             .await
     }
+
+    async fn subject_report(
+        &self,
+        request: Request<SubjectReportRequest>,
+    ) -> Result<Response<SubjectReport>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        let result = self.auditor(&caller).and_then(|()| {
+            required("subject_pseudonym", &req.subject_pseudonym)
+                .and_then(|s| self.subject_report(s))
+        });
+        let query = format!("subject={:?}", req.subject_pseudonym);
+        self.answer(&caller, "SubjectReport", &req.purpose, query, &[], result)
+            .await
+    }
 }
 
 /// Why the query server stopped.
@@ -736,6 +893,8 @@ pub struct ServeOptions {
     pub sla: handoff_domain::sla::SlaRules,
     /// The exchange's signing key, for checkpoints.
     pub key: std::sync::Arc<handoff_audit::ExchangeKey>,
+    /// The subjects' data keys, to open personal details for callers allowed them.
+    pub keyring: std::sync::Arc<Keyring>,
     /// mTLS; without it every caller is anonymous and refused.
     pub tls: Option<TlsFiles>,
 }
@@ -773,7 +932,7 @@ pub async fn serve(
         tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
     }
     let access = Access::new(options.registry, options.revoked);
-    let (fields, sla, key) = (options.fields, options.sla, options.key);
+    let (fields, sla, key, keyring) = (options.fields, options.sla, options.key, options.keyring);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CasesServer<Cases>>().await;
     let overall = health.clone();
@@ -797,7 +956,9 @@ pub async fn serve(
     let result = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(log, access, fields, sla, key)))
+        .add_service(CasesServer::new(Cases::new(
+            log, access, fields, sla, key, keyring,
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     result.map_err(transport)

@@ -1,0 +1,228 @@
+//! `handoff admin …`: data-protection work. Erasing a subject (through the
+//! stream, as the exchange) and the subject access report (over gRPC, as an
+//! auditor, itself recorded in the access log).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use handoff_adapters::Outcome;
+use handoff_contract::json::to_json;
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::{SubjectReport, SubjectReportRequest};
+
+use crate::query_cli::{ServerArgs, connect};
+
+/// Data-protection commands.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Erase a subject's personal details everywhere by destroying their data key (irreversible).
+    Erase {
+        /// The exchange's config (its NATS connection and credentials).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// The subject's pseudonym.
+        subject: String,
+        /// Why, for the record (e.g. "request under GDPR art. 17, ref DP-2026-114").
+        #[arg(long)]
+        reason: String,
+        /// Who asked or decided (role or name), for the record.
+        #[arg(long, default_value = "data protection officer")]
+        requested_by: String,
+    },
+    /// Print everything held about a subject and who accessed it, as a DPO hands it out.
+    SubjectReport {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The subject's pseudonym.
+        subject: String,
+        /// Why the report is made; recorded with the access.
+        #[arg(long, default_value = "subject access request")]
+        purpose: String,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs an admin command; false when the exchange refused it.
+pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
+    match cmd {
+        AdminCommand::Erase {
+            config,
+            subject,
+            reason,
+            requested_by,
+        } => {
+            let config = crate::config::Config::load(&config)?;
+            let client = config
+                .nats_options(None)?
+                .name("handoff-admin")
+                .connect(&config.nats.url)
+                .await
+                .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+            let envelope = crate::erasure::request(
+                &subject,
+                &reason,
+                &requested_by,
+                uuid::Uuid::now_v7().to_string(),
+            );
+            let outcome = crate::erasure::publish(client, envelope).await?;
+            println!("erasure of subject {subject}: {outcome}");
+            Ok(match outcome {
+                Outcome::Accepted { .. } | Outcome::Duplicate { .. } => {
+                    println!(
+                        "the subject's data key is destroyed: their personal details read as erased on every path, the log still verifies"
+                    );
+                    true
+                }
+                _ => false,
+            })
+        }
+        AdminCommand::SubjectReport {
+            server,
+            subject,
+            purpose,
+            json,
+        } => {
+            let mut client = connect(&server).await?;
+            let report = client
+                .subject_report(SubjectReportRequest {
+                    subject_pseudonym: subject,
+                    purpose,
+                })
+                .await
+                .context("the exchange refused the report")?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&to_json(&report, "handoff.v1.SubjectReport"))?
+                );
+            } else {
+                print!("{}", render(&report));
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn time(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref().map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// The report in words, section by section.
+pub fn render(r: &SubjectReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "SUBJECT ACCESS REPORT");
+    let _ = writeln!(out, "subject:  {}", r.subject_pseudonym);
+    let _ = writeln!(out, "produced: {}", time(&r.produced_at));
+    if r.erased {
+        let _ = writeln!(
+            out,
+            "status:   ERASED at {}: {}",
+            time(&r.erased_at),
+            r.erasure_reason
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "status:   personal details held (encrypted under the subject's own key)"
+        );
+    }
+    let _ = writeln!(out, "\n1. Cases ({})", r.cases.len());
+    for c in &r.cases {
+        let status = handoff_contract::v1::CaseStatus::try_from(c.status)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("CASE_STATUS_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "   case {}: {status}, held by {}, opened by {} at {}",
+            c.case_id,
+            c.holder,
+            c.opened_by,
+            time(&c.opened_at)
+        );
+        let parties: Vec<&str> = c.parties.iter().map(|p| p.agency.as_str()).collect();
+        let _ = writeln!(out, "     agencies with a part: {}", parties.join(", "));
+        match (&c.subject_details, c.subject_details_erased) {
+            (_, true) => {
+                let _ = writeln!(out, "     personal details: ERASED");
+            }
+            (Some(d), false) => {
+                let _ = writeln!(
+                    out,
+                    "     personal details: name {:?}, born {:?}, phone {:?}, address {:?}",
+                    d.full_name, d.date_of_birth, d.phone, d.address
+                );
+            }
+            (None, false) => {
+                let _ = writeln!(out, "     personal details: none recorded");
+            }
+        }
+    }
+    let _ = writeln!(out, "\n2. Recorded events ({})", r.events.len());
+    for e in &r.events {
+        let Some(env) = &e.envelope else { continue };
+        let kind = env
+            .event
+            .as_ref()
+            .map(handoff_contract::names::event_type)
+            .unwrap_or_default();
+        let details = match &env.event {
+            _ if e.subject_details_erased => " [personal details erased]",
+            Some(Event::IncidentReported(i)) if i.subject_details.is_some() => {
+                " [with personal details]"
+            }
+            Some(Event::ReferralMade(i)) if i.subject_details.is_some() => {
+                " [with personal details]"
+            }
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "   #{} {} {} by {} (case {}){details}",
+            e.sequence,
+            time(&e.recorded_at),
+            kind,
+            env.source_agency,
+            env.case_id
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n3. Refused messages naming the subject ({})",
+        r.quarantined.len()
+    );
+    for q in &r.quarantined {
+        let _ = writeln!(
+            out,
+            "   stream #{} on {}: {}",
+            q.stream_sequence, q.subject, q.detail
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n4. Who accessed the subject's data ({})",
+        r.accesses.len()
+    );
+    for a in &r.accesses {
+        let at = handoff_contract::time::from_unix_ms(a.at_unix_ms);
+        let _ = writeln!(
+            out,
+            "   {at} {} {} cases [{}] fields [{}] purpose {:?}: {}",
+            a.agency,
+            a.rpc,
+            a.case_ids.join(", "),
+            a.fields.join(", "),
+            a.purpose,
+            a.outcome
+        );
+    }
+    out
+}

@@ -1,0 +1,729 @@
+//! The keyring: one random data key per subject, wrapped by the deployment's
+//! key-encryption key (KEK) and kept in a sled store of its own (`<data>/keys`),
+//! never in the log.
+//!
+//! Personal details are sealed with XChaCha20-Poly1305 under the subject's
+//! data key before anything is written to the log or a projection. Erasing a
+//! subject destroys the data key and rewrites the key store into fresh files,
+//! so the wrapped key is not left behind in sled's old segments: from then on
+//! every sealed copy of the subject's details, in the log, the projections, the
+//! quarantine and every export, is ciphertext nobody can open.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use handoff_contract::v1::envelope::Event;
+use handoff_contract::v1::{Envelope, PersonalDetails, SealedDetails};
+use prost::Message;
+
+/// The directory of the key store inside the data dir.
+pub const KEYS_DIR: &str = "keys";
+
+const KEY_PREFIX: u8 = b'k';
+const ERASED_PREFIX: u8 = b'e';
+const CHECK: &[u8] = b"mcheck";
+const PENDING_REWRITE: &[u8] = b"mrewrite";
+const CHECK_PLAINTEXT: &[u8] = b"handoff-kek-check-v1";
+const WRAP_AAD: &[u8] = b"handoff-subject-key-v1";
+const DETAILS_AAD: &[u8] = b"handoff-details-v1";
+const NONCE_LEN: usize = 24;
+
+/// What went wrong with keys; each message says what an operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The KEK text is not 32 bytes of hex.
+    #[error(
+        "the key-encryption key must be 64 hex digits (32 bytes): {0}. Create one with `handoff kek --out FILE`"
+    )]
+    BadKek(String),
+    /// The KEK could not be read from where the config says it is.
+    #[error("cannot read the key-encryption key from {source_name}: {detail}")]
+    KekUnavailable {
+        /// File path or environment variable.
+        source_name: String,
+        /// Why.
+        detail: String,
+    },
+    /// sled failed.
+    #[error("key store {path}: {source}")]
+    Store {
+        /// The key store directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A file operation of the rewrite after an erasure failed.
+    #[error("key store {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store was created under a different KEK.
+    #[error(
+        "the key-encryption key does not open the key store at {0}; start with the KEK it was created with"
+    )]
+    WrongKek(PathBuf),
+    /// A wrapped key or sealed details failed authentication.
+    #[error(
+        "the sealed personal details of subject {subject} (event {event_id}) fail authentication: altered, or sealed by another exchange's keys"
+    )]
+    Tampered {
+        /// Whose details.
+        subject: String,
+        /// The event they came with.
+        event_id: String,
+    },
+    /// Sealed details exist but neither a key nor an erasure does.
+    #[error(
+        "no data key for subject {0} and no record of an erasure: the key store does not belong to this log (restored from another backup?)"
+    )]
+    KeyMissing(String),
+    /// The operating system gave no randomness.
+    #[error("no randomness from the operating system: {0}")]
+    Randomness(String),
+}
+
+/// The deployment's key-encryption key: 32 bytes, never stored in the data dir.
+#[derive(Clone)]
+pub struct Kek([u8; 32]);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+impl Kek {
+    /// A fresh random KEK.
+    pub fn generate() -> Result<Kek, KeyringError> {
+        Ok(Kek(random()?))
+    }
+
+    /// Parses 64 hex digits (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Kek, KeyringError> {
+        let bytes = handoff_contract::hex::decode(text.trim())
+            .ok_or_else(|| KeyringError::BadKek("not hex".into()))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| KeyringError::BadKek(format!("got {} bytes", b.len())))?;
+        Ok(Kek(bytes))
+    }
+
+    /// Reads a KEK from a file holding 64 hex digits.
+    pub fn from_file(path: &Path) -> Result<Kek, KeyringError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::KekUnavailable {
+            source_name: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Kek::from_hex(&text)
+    }
+
+    /// Reads a KEK from an environment variable holding 64 hex digits.
+    pub fn from_env(name: &str) -> Result<Kek, KeyringError> {
+        let text = std::env::var(name).map_err(|e| KeyringError::KekUnavailable {
+            source_name: format!("environment variable {name}"),
+            detail: e.to_string(),
+        })?;
+        Kek::from_hex(&text)
+    }
+
+    /// The KEK as 64 hex digits, to write to a secrets file.
+    pub fn to_hex(&self) -> String {
+        handoff_contract::hex::encode(&self.0)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+}
+
+/// A recorded erasure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// When the key was destroyed (the erasure event's log time).
+    pub at_unix_ms: i64,
+    /// Why, as requested.
+    pub reason: String,
+}
+
+/// What sealed details open to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opened {
+    /// The subject's details.
+    Details(PersonalDetails),
+    /// The subject was erased; the details are gone for good.
+    Erased,
+}
+
+/// Per-subject data keys in their own sled store.
+pub struct Keyring {
+    dir: PathBuf,
+    kek: Kek,
+    db: RwLock<sled::Db>,
+    cache: Mutex<HashMap<String, [u8; 32]>>,
+    dirty: AtomicBool,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("dir", &self.dir).finish()
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], KeyringError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| KeyringError::Randomness(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn entry(prefix: u8, subject: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subject.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(subject.as_bytes());
+    k
+}
+
+fn aad(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
+    let mut a = prefix.to_vec();
+    for p in parts {
+        a.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        a.extend_from_slice(p.as_bytes());
+    }
+    a
+}
+
+fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    // A panic elsewhere cannot leave the map or handle half-written; carry on.
+    e.into_inner()
+}
+
+impl Keyring {
+    /// Opens (or creates) the key store under `data_dir`, finishing a rewrite a crash
+    /// interrupted, and refuses a KEK the store was not created with.
+    pub fn load(data_dir: &Path, kek: Kek) -> Result<Keyring, KeyringError> {
+        let dir = data_dir.join(KEYS_DIR);
+        recover(data_dir)?;
+        let db = open_db(&dir)?;
+        let keyring = Keyring {
+            dir: dir.clone(),
+            kek,
+            db: RwLock::new(db),
+            cache: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
+        };
+        keyring.check_kek()?;
+        if keyring.read(PENDING_REWRITE)?.is_some() {
+            keyring.rewrite()?;
+        }
+        Ok(keyring)
+    }
+
+    fn store_err(&self, source: sled::Error) -> KeyringError {
+        KeyringError::Store {
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<sled::IVec>, KeyringError> {
+        let db = self.db.read().unwrap_or_else(lock_poisoned);
+        db.get(key).map_err(|e| self.store_err(e))
+    }
+
+    fn write(&self, key: &[u8], value: &[u8]) -> Result<(), KeyringError> {
+        let db = self.db.read().unwrap_or_else(lock_poisoned);
+        db.insert(key, value).map_err(|e| self.store_err(e))?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn check_kek(&self) -> Result<(), KeyringError> {
+        match self.read(CHECK)? {
+            Some(wrapped) => {
+                let opened = self.unwrap_with_kek(&wrapped, b"")?;
+                if opened.as_deref() != Some(CHECK_PLAINTEXT) {
+                    return Err(KeyringError::WrongKek(self.dir.clone()));
+                }
+            }
+            None => {
+                let wrapped = self.wrap_with_kek(CHECK_PLAINTEXT, b"")?;
+                self.write(CHECK, &wrapped)?;
+                self.flush_blocking()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wrap_with_kek(&self, plaintext: &[u8], subject: &[u8]) -> Result<Vec<u8>, KeyringError> {
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let mut associated = WRAP_AAD.to_vec();
+        associated.extend_from_slice(subject);
+        let sealed = self
+            .kek
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &associated,
+                },
+            )
+            .map_err(|_| KeyringError::Randomness("encryption failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// None when the KEK does not open it.
+    fn unwrap_with_kek(
+        &self,
+        wrapped: &[u8],
+        subject: &[u8],
+    ) -> Result<Option<Vec<u8>>, KeyringError> {
+        if wrapped.len() < NONCE_LEN {
+            return Ok(None);
+        }
+        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
+        let mut associated = WRAP_AAD.to_vec();
+        associated.extend_from_slice(subject);
+        Ok(self
+            .kek
+            .cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &associated,
+                },
+            )
+            .ok())
+    }
+
+    /// The subject's data key; created (not yet flushed) when `create` and none exists.
+    fn data_key(&self, subject: &str, create: bool) -> Result<Option<[u8; 32]>, KeyringError> {
+        if let Some(k) = self.cache.lock().unwrap_or_else(lock_poisoned).get(subject) {
+            return Ok(Some(*k));
+        }
+        let name = entry(KEY_PREFIX, subject);
+        let key = match self.read(&name)? {
+            Some(wrapped) => self
+                .unwrap_with_kek(&wrapped, subject.as_bytes())?
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .ok_or_else(|| KeyringError::Tampered {
+                    subject: subject.to_string(),
+                    event_id: "(data key)".into(),
+                })?,
+            None if create => {
+                let key: [u8; 32] = random()?;
+                let wrapped = self.wrap_with_kek(&key, subject.as_bytes())?;
+                self.write(&name, &wrapped)?;
+                key
+            }
+            None => return Ok(None),
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(lock_poisoned)
+            .insert(subject.to_string(), key);
+        Ok(Some(key))
+    }
+
+    /// Seals `details` under the subject's data key, creating the key for a new subject.
+    /// For a subject already erased the details are dropped and the seal says so.
+    /// Call [`Keyring::flush`] before writing anything that refers to a new key.
+    pub fn seal(
+        &self,
+        subject: &str,
+        event_id: &str,
+        details: &PersonalDetails,
+    ) -> Result<SealedDetails, KeyringError> {
+        let mut sealed = SealedDetails {
+            subject_pseudonym: subject.to_string(),
+            event_id: event_id.to_string(),
+            ..SealedDetails::default()
+        };
+        if self.erasure(subject)?.is_some() {
+            sealed.erased = true;
+            return Ok(sealed);
+        }
+        let Some(key) = self.data_key(subject, true)? else {
+            return Err(KeyringError::KeyMissing(subject.to_string()));
+        };
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let plaintext = details.encode_to_vec();
+        let associated = aad(DETAILS_AAD, &[subject, event_id]);
+        sealed.ciphertext = XChaCha20Poly1305::new((&key).into())
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: &associated,
+                },
+            )
+            .map_err(|_| KeyringError::Randomness("encryption failed".into()))?;
+        sealed.nonce = nonce.to_vec();
+        Ok(sealed)
+    }
+
+    /// Opens sealed details: the details, or `Erased` once the subject's key is destroyed.
+    pub fn open(&self, sealed: &SealedDetails) -> Result<Opened, KeyringError> {
+        let subject = sealed.subject_pseudonym.as_str();
+        if sealed.erased {
+            return Ok(Opened::Erased);
+        }
+        let Some(key) = self.data_key(subject, false)? else {
+            return if self.erasure(subject)?.is_some() {
+                Ok(Opened::Erased)
+            } else {
+                Err(KeyringError::KeyMissing(subject.to_string()))
+            };
+        };
+        let tampered = || KeyringError::Tampered {
+            subject: subject.to_string(),
+            event_id: sealed.event_id.clone(),
+        };
+        if sealed.nonce.len() != NONCE_LEN {
+            return Err(tampered());
+        }
+        let associated = aad(DETAILS_AAD, &[subject, &sealed.event_id]);
+        let plaintext = XChaCha20Poly1305::new((&key).into())
+            .decrypt(
+                XNonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &associated,
+                },
+            )
+            .map_err(|_| tampered())?;
+        PersonalDetails::decode(plaintext.as_slice())
+            .map(Opened::Details)
+            .map_err(|_| tampered())
+    }
+
+    /// The subject's erasure, if they were erased.
+    pub fn erasure(&self, subject: &str) -> Result<Option<Erasure>, KeyringError> {
+        Ok(self.read(&entry(ERASED_PREFIX, subject))?.map(|v| {
+            let at = u64_prefix(&v);
+            Erasure {
+                at_unix_ms: at as i64,
+                reason: String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned(),
+            }
+        }))
+    }
+
+    /// Whether a data key exists for the subject.
+    pub fn has_key(&self, subject: &str) -> Result<bool, KeyringError> {
+        Ok(self.read(&entry(KEY_PREFIX, subject))?.is_some())
+    }
+
+    /// The subject's wrapped data key as stored, for checking that an erasure left no copy.
+    pub fn wrapped_key(&self, subject: &str) -> Result<Option<Vec<u8>>, KeyringError> {
+        Ok(self.read(&entry(KEY_PREFIX, subject))?.map(|v| v.to_vec()))
+    }
+
+    /// Destroys the subject's data key and records the erasure (not yet flushed; then
+    /// call [`Keyring::flush`] and [`Keyring::finish_erasures`]). False if already erased.
+    pub fn erase(
+        &self,
+        subject: &str,
+        reason: &str,
+        at_unix_ms: i64,
+    ) -> Result<bool, KeyringError> {
+        if self.erasure(subject)?.is_some() {
+            return Ok(false);
+        }
+        let mut tombstone = (at_unix_ms as u64).to_be_bytes().to_vec();
+        tombstone.extend_from_slice(reason.as_bytes());
+        {
+            let db = self.db.read().unwrap_or_else(lock_poisoned);
+            let mut batch = sled::Batch::default();
+            batch.insert(entry(ERASED_PREFIX, subject), tombstone);
+            batch.remove(entry(KEY_PREFIX, subject));
+            batch.insert(PENDING_REWRITE, &[] as &[u8]);
+            db.apply_batch(batch).map_err(|e| self.store_err(e))?;
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.cache
+            .lock()
+            .unwrap_or_else(lock_poisoned)
+            .remove(subject);
+        tracing::info!(subject, reason, "subject erased: data key destroyed");
+        Ok(true)
+    }
+
+    /// Makes new keys and erasures durable (a no-op when nothing changed).
+    pub async fn flush(&self) -> Result<(), KeyringError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let db = self.db.read().unwrap_or_else(lock_poisoned).clone();
+        db.flush_async().await.map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
+    fn flush_blocking(&self) -> Result<(), KeyringError> {
+        let db = self.db.read().unwrap_or_else(lock_poisoned);
+        db.flush().map_err(|e| self.store_err(e))?;
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// After erasures: rewrites the key store into fresh files so that no destroyed
+    /// key survives in sled's old segments. Blocking; a no-op when none is pending.
+    pub fn finish_erasures(&self) -> Result<(), KeyringError> {
+        if self.read(PENDING_REWRITE)?.is_some() {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
+    fn rewrite(&self) -> Result<(), KeyringError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyringError::Io { path, source }
+        };
+        let parent = self.dir.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let next = parent.join(format!("{KEYS_DIR}.next"));
+        let old = parent.join(format!("{KEYS_DIR}.old"));
+        let mut guard = self.db.write().unwrap_or_else(lock_poisoned);
+        if next.exists() {
+            std::fs::remove_dir_all(&next).map_err(io(&next))?;
+        }
+        {
+            let fresh = open_db(&next)?;
+            for item in guard.iter() {
+                let (k, v) = item.map_err(|e| self.store_err(e))?;
+                if k.as_ref() != PENDING_REWRITE {
+                    fresh.insert(k, v).map_err(|e| self.store_err(e))?;
+                }
+            }
+            fresh.flush().map_err(|e| self.store_err(e))?;
+        }
+        // Let go of the old files before moving them.
+        let placeholder = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| self.store_err(e))?;
+        drop(std::mem::replace(&mut *guard, placeholder));
+        std::fs::rename(&self.dir, &old).map_err(io(&self.dir))?;
+        std::fs::rename(&next, &self.dir).map_err(io(&next))?;
+        sync_dir(&parent).map_err(io(&parent))?;
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        sync_dir(&parent).map_err(io(&parent))?;
+        *guard = open_db(&self.dir)?;
+        tracing::info!(dir = %self.dir.display(), "key store rewritten after erasure");
+        Ok(())
+    }
+}
+
+/// Takes the subject's personal details out of an envelope (the events that carry them).
+pub fn take_details(envelope: &mut Envelope) -> Option<PersonalDetails> {
+    match envelope.event.as_mut()? {
+        Event::IncidentReported(e) => e.subject_details.take(),
+        Event::ReferralMade(e) => e.subject_details.take(),
+        _ => None,
+    }
+}
+
+/// Puts opened personal details back into the event they came with.
+pub fn put_details(envelope: &mut Envelope, details: PersonalDetails) {
+    match envelope.event.as_mut() {
+        Some(Event::IncidentReported(e)) => e.subject_details = Some(details),
+        Some(Event::ReferralMade(e)) => e.subject_details = Some(details),
+        _ => {}
+    }
+}
+
+fn u64_prefix(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or_default()
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, KeyringError> {
+    // sled releases its file lock from a background thread after the last handle
+    // drops; a reopen right after a rewrite may briefly find it held.
+    let mut tries = 0;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(e) if tries < 50 && matches!(e, sled::Error::Io(_)) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(KeyringError::Store {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Finishes or undoes a rewrite that a crash interrupted: the new store is complete
+/// before the old one is moved away, so whichever exists whole wins.
+fn recover(data_dir: &Path) -> Result<(), KeyringError> {
+    let dir = data_dir.join(KEYS_DIR);
+    let next = data_dir.join(format!("{KEYS_DIR}.next"));
+    let old = data_dir.join(format!("{KEYS_DIR}.old"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyringError::Io { path, source }
+    };
+    if !dir.exists() && next.exists() {
+        std::fs::rename(&next, &dir).map_err(io(&next))?;
+    }
+    if !dir.exists() && old.exists() {
+        std::fs::rename(&old, &dir).map_err(io(&old))?;
+    }
+    for leftover in [&next, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(io(leftover))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details() -> PersonalDetails {
+        PersonalDetails {
+            full_name: "Jonas Beispielmann".into(),
+            date_of_birth: "1984-03-02".into(),
+            phone: "+43 660 1234567".into(),
+            address: "Musterweg 1, 8010 Graz".into(),
+        }
+    }
+
+    fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(bytes) = std::fs::read(&p)
+                    && bytes.windows(needle.len()).any(|w| w == needle)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn seals_opens_and_erases_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kek = Kek::generate().expect("kek");
+        let ring = Keyring::load(dir.path(), kek.clone()).expect("open");
+        let sealed = ring.seal("s1", "e1", &details()).expect("seal");
+        let other = ring.seal("s2", "e2", &details()).expect("seal");
+        assert!(!sealed.ciphertext.is_empty());
+        assert!(
+            !sealed
+                .ciphertext
+                .windows(6)
+                .any(|w| w == b"Jonas ".as_slice())
+        );
+        assert_eq!(
+            ring.open(&sealed).expect("open"),
+            Opened::Details(details())
+        );
+        ring.flush_blocking().expect("flush");
+        let wrapped = ring.wrapped_key("s1").expect("read").expect("a key");
+        assert!(
+            files_contain(dir.path(), &wrapped),
+            "the scan sees stored keys"
+        );
+
+        assert!(ring.erase("s1", "asked to", 1000).expect("erase"));
+        assert!(!ring.erase("s1", "again", 2000).expect("erase"));
+        ring.flush_blocking().expect("flush");
+        ring.finish_erasures().expect("rewrite");
+        assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
+        assert_eq!(
+            ring.erasure("s1").expect("read"),
+            Some(Erasure {
+                at_unix_ms: 1000,
+                reason: "asked to".into()
+            })
+        );
+        assert!(
+            !files_contain(dir.path(), &wrapped),
+            "no copy of the key left"
+        );
+        assert_eq!(ring.open(&other).expect("open"), Opened::Details(details()));
+        // New details for an erased subject are dropped, not stored.
+        let again = ring.seal("s1", "e3", &details()).expect("seal");
+        assert!(again.erased && again.ciphertext.is_empty());
+        assert!(!ring.has_key("s1").expect("read"));
+
+        drop(ring);
+        let ring = Keyring::load(dir.path(), kek).expect("reopen");
+        assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
+        assert_eq!(ring.open(&other).expect("open"), Opened::Details(details()));
+    }
+
+    #[test]
+    fn refuses_a_foreign_kek_and_altered_details() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ring = Keyring::load(dir.path(), Kek::generate().expect("kek")).expect("open");
+        let mut sealed = ring.seal("s1", "e1", &details()).expect("seal");
+        sealed.event_id = "e2".into();
+        assert!(matches!(
+            ring.open(&sealed),
+            Err(KeyringError::Tampered { .. })
+        ));
+        drop(ring);
+        assert!(matches!(
+            Keyring::load(dir.path(), Kek::generate().expect("kek")),
+            Err(KeyringError::WrongKek(_))
+        ));
+    }
+
+    #[test]
+    fn an_interrupted_rewrite_is_finished_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kek = Kek::generate().expect("kek");
+        let sealed;
+        {
+            let ring = Keyring::load(dir.path(), kek.clone()).expect("open");
+            sealed = ring.seal("s1", "e1", &details()).expect("seal");
+            ring.erase("s1", "asked", 1).expect("erase");
+            ring.flush_blocking().expect("flush");
+            // Crash before the rewrite: the marker stays.
+        }
+        let ring = Keyring::load(dir.path(), kek.clone()).expect("reopen");
+        assert!(ring.read(PENDING_REWRITE).expect("read").is_none());
+        assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
+        drop(ring);
+        // Crash between the two renames: only keys.next is whole.
+        std::fs::rename(dir.path().join("keys"), dir.path().join("keys.next")).expect("rename");
+        let ring = Keyring::load(dir.path(), kek).expect("recovered");
+        assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
+    }
+
+    #[test]
+    fn kek_round_trips_as_hex() {
+        let kek = Kek::generate().expect("kek");
+        let again = Kek::from_hex(&format!("{}\n", kek.to_hex())).expect("parse");
+        assert_eq!(kek.0, again.0);
+        assert!(Kek::from_hex("abcd").is_err());
+    }
+}
