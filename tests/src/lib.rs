@@ -585,6 +585,22 @@ pub fn registry_config(nats_url: &str, grpc_port: u16, data_dir: &str) -> String
     text
 }
 
+/// Runs the `handoff` binary with `args` then `extra` paths; returns its exit code
+/// and what it printed (stdout, then stderr).
+pub fn run_handoff(args: &[&str], extra: &[&Path]) -> (i32, String) {
+    let out = Command::new(handoff_binary())
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("handoff runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// Runs `handoff certs` for a config into `out` (a CA, the server, one per agency).
 pub fn issue_certificates(config: &Path, out: &Path) {
     let status = Command::new(handoff_binary())

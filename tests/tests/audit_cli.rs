@@ -2,25 +2,10 @@
 //! offline: an untouched export verifies; a tampered one fails, naming the record.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use handoff_e2e::events::{incident, publish, referral};
-use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, handoff_binary};
-
-fn handoff(args: &[&str], extra: &[&Path]) -> (i32, String) {
-    let out = Command::new(handoff_binary())
-        .args(args)
-        .args(extra)
-        .output()
-        .expect("handoff runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, run_handoff};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence() {
@@ -38,14 +23,14 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
         .await;
 
     let config = exchange.config_path();
-    let (code, key) = handoff(&["key", "show", "--config"], &[&config]);
+    let (code, key) = run_handoff(&["key", "show", "--config"], &[&config]);
     assert_eq!(code, 0, "{key}");
     let key = key.trim().to_string();
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("log.jsonl");
     let server = format!("https://localhost:{}", exchange.grpc_port());
     let certs = exchange.certs_dir();
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "export",
@@ -62,12 +47,12 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("10 records exported"), "{out}");
 
-    let (code, out) = handoff(&["audit", "verify", "--public-key", &key], &[&file]);
+    let (code, out) = run_handoff(&["audit", "verify", "--public-key", &key], &[&file]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK: records 1..=10"), "{out}");
 
     // The same against the live exchange.
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "verify",
@@ -86,7 +71,7 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
 
     // Replay: every projection rebuilt from the export equals the live ones.
     let replayed = dir.path().join("replayed");
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "replay",
@@ -108,7 +93,7 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
         "{out}"
     );
     // As of sequence 3: case x0 referred (2 events), x1 just opened.
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "replay",
@@ -146,7 +131,7 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
     lines[4] = record.to_string();
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, lines.join("\n")).expect("write");
-    let (code, out) = handoff(&["audit", "verify", "--public-key", &key], &[&tampered]);
+    let (code, out) = run_handoff(&["audit", "verify", "--public-key", &key], &[&tampered]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("record 4 was altered"), "{out}");
 
@@ -155,7 +140,7 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
     removed.remove(7);
     let cut = dir.path().join("removed.jsonl");
     std::fs::write(&cut, removed.join("\n")).expect("write");
-    let (code, out) = handoff(&["audit", "verify", "--public-key", &key], &[&cut]);
+    let (code, out) = run_handoff(&["audit", "verify", "--public-key", &key], &[&cut]);
     assert_ne!(code, 0);
     assert!(out.contains("record 7 is missing"), "{out}");
 }

@@ -9,12 +9,19 @@ use std::time::Duration;
 
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish, referral};
-use handoff_e2e::{CENTRE, Exchange, NatsServer};
+use handoff_e2e::{CENTRE, Exchange, NatsServer, run_handoff};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
-    const CASES: u64 = 1500; // two events each
+    // Two events per case. HANDOFF_SOAK=N runs N times as many (and as many more kills).
+    let soak: u64 = std::env::var("HANDOFF_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let cases: u64 = 1500 * soak;
     const MIN_KILLS_WHILE_PUBLISHING: usize = 4;
+    const MIN_KILLS: usize = 10;
     let nats = NatsServer::start();
     let mut exchange = Exchange::start(&nats).await;
     let js = async_nats::jetstream::new(nats.connect().await);
@@ -24,7 +31,7 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
     let publisher = tokio::spawn(async move {
         let mut published = Vec::new();
         let mut last = 0;
-        for c in 0..CASES {
+        for c in 0..cases {
             let case = format!("crash-{c}");
             for e in [
                 incident(c * 2 + 1, &case),
@@ -44,7 +51,10 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
 
     let mut kills_while_publishing = 0;
     let mut positions_at_kill = Vec::new();
-    while publishing.load(Ordering::SeqCst) || kills_while_publishing < MIN_KILLS_WHILE_PUBLISHING {
+    while publishing.load(Ordering::SeqCst)
+        || kills_while_publishing < MIN_KILLS_WHILE_PUBLISHING
+        || positions_at_kill.len() < MIN_KILLS
+    {
         // Uneven intervals, so kills fall at different points of a batch.
         tokio::time::sleep(Duration::from_millis(
             90 + 53 * (positions_at_kill.len() as u64 % 5),
@@ -105,6 +115,27 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
         assert!(pair[1].stream_sequence > pair[0].stream_sequence);
     }
     assert_eq!(head.hash, log.last().expect("records").hash);
+    // And the auditors' tool agrees: the live log verifies against the signed checkpoint.
+    let (code, key) = run_handoff(&["key", "show", "--config"], &[&exchange.config_path()]);
+    assert_eq!(code, 0, "{key}");
+    let server = format!("https://localhost:{}", exchange.grpc_port());
+    let certs = exchange.certs_dir().display().to_string();
+    let (code, out) = run_handoff(
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            key.trim(),
+            "--server",
+            &server,
+            "--as",
+            handoff_e2e::AUDITOR,
+            "--certs",
+            &certs,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
     eprintln!(
         "{} events; {} SIGKILLs of the exchange ({kills_while_publishing} while publishing, at stream positions {positions_at_kill:?}); none lost or duplicated",
         published.len(),

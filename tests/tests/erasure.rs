@@ -5,13 +5,12 @@
 //! destroyed key is anywhere in the data dir. Then the subject access report.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{envelope, incident, publish, referral};
-use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME, handoff_binary};
+use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME, run_handoff};
 use handoff_keyring::{Kek, Keyring};
 
 const NAME: &str = "Xaver Unverwechselbar-Testmann";
@@ -46,20 +45,6 @@ fn erasure(n: u64, agency: &str, case: &str) -> Envelope {
             requested_by: "caseworker 17".into(),
         }),
     )
-}
-
-fn handoff(args: &[&str], extra: &[&Path]) -> (i32, String) {
-    let out = Command::new(handoff_binary())
-        .args(args)
-        .args(extra)
-        .output()
-        .expect("handoff runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -122,13 +107,13 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     publish(&js, &with_details(incident(3, "e2"), OTHER_NAME)).await;
     publish(&js, &with_details(incident(4, "e3"), "Third Person")).await;
     // Refused (unknown addressee), carrying the details: kept in the quarantine, sealed.
-    publish(
+    let last = publish(
         &js,
         &with_details(referral(5, "e1", "r2", "nobody-north"), NAME),
     )
     .await;
-    // The same event again: a duplicate, decided by comparing with the sealed original.
-    let last = publish(&js, &with_details(incident(1, "e1"), NAME)).await;
+    // The same event again: a duplicate (the broker's PubAck names the original's sequence).
+    publish(&js, &with_details(incident(1, "e1"), NAME)).await;
     let head = exchange
         .wait_for_position(last, Duration::from_secs(30))
         .await;
@@ -181,7 +166,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     wait_until_erased(&exchange, "e3").await;
 
     // The operator erases e1's subject, with a reason, through the stream.
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "admin",
             "erase",
@@ -254,9 +239,9 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     // The chain still verifies, live and as an export; the export holds only ciphertext.
     let server = format!("https://localhost:{}", exchange.grpc_port());
     let certs = exchange.certs_dir().display().to_string();
-    let (code, key) = handoff(&["key", "show", "--config"], &[&exchange.config_path()]);
+    let (code, key) = run_handoff(&["key", "show", "--config"], &[&exchange.config_path()]);
     assert_eq!(code, 0, "{key}");
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "verify",
@@ -274,7 +259,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     assert_eq!(code, 0, "{out}");
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("log.jsonl");
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit", "export", "--server", &server, "--as", AUDITOR, "--certs", &certs, "--out",
         ],
@@ -286,7 +271,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     assert!(!export.contains(NAME) && !export.contains(OTHER_NAME));
     // Replaying the export rebuilds projections equal to the live ones, erasures included.
     let replayed = dir.path().join("replayed");
-    let (code, out) = handoff(
+    let (code, out) = run_handoff(
         &[
             "audit",
             "replay",
@@ -370,7 +355,7 @@ async fn a_subject_report_lists_what_is_held_and_who_read_it_for_auditors_only()
     let server = format!("https://localhost:{}", exchange.grpc_port());
     let certs = exchange.certs_dir().display().to_string();
     let report = |agency: &str| {
-        handoff(
+        run_handoff(
             &[
                 "admin",
                 "subject-report",

@@ -111,6 +111,8 @@ pub fn inbox_prefix(agency: &str) -> String {
 
 /// How often a missing receipt is looked up.
 const LOOKUP_EVERY: Duration = Duration::from_millis(500);
+/// Longest wait for the broker to take a publish and acknowledge it, before publishing again.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 
 impl Publisher {
     /// A publisher for `agency` over an existing NATS connection.
@@ -167,39 +169,81 @@ impl Publisher {
             .subscribe(receipt_subject(&self.agency))
             .await
             .map_err(|e| nats("cannot subscribe to receipts", &e))?;
-        self.client
-            .flush()
+        tokio::time::timeout(self.timeout, self.client.flush())
             .await
+            .map_err(|_| nats("cannot reach NATS", &"timed out"))?
             .map_err(|e| nats("cannot reach NATS", &e))?;
 
-        // Publish everything first (pipelined), then collect PubAcks.
+        // Publish everything first (pipelined), then collect PubAcks; whatever the broker
+        // did not acknowledge (NATS restarting, a timeout) is published again with the
+        // same Nats-Msg-Id until it is, or until the timeout. Repeats are absorbed by the
+        // broker's duplicate window and the exchange's event-id index.
+        let mut acks: Vec<Option<async_nats::jetstream::publish::PublishAck>> =
+            vec![None; envelopes.len()];
         let mut pending = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let event = envelope.event.as_ref().ok_or_else(|| {
-                AdapterError::Invalid(vec![format!(
-                    "event {} carries no event",
-                    envelope.event_id
-                )])
-            })?;
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
-            let ack = self
-                .js
-                .publish_with_headers(
-                    event_subject(&self.agency, event),
-                    headers,
-                    envelope.encode_to_vec().into(),
-                )
-                .await
-                .map_err(|e| nats("publish failed", &e))?;
-            pending.push(ack);
+        for (i, envelope) in envelopes.iter().enumerate() {
+            let (subject, headers, body) = self.message(envelope)?;
+            match tokio::time::timeout(
+                ACK_WAIT,
+                self.js.publish_with_headers(subject, headers, body),
+            )
+            .await
+            {
+                Ok(Ok(ack)) => pending.push((i, ack)),
+                Ok(Err(e)) => tracing::debug!(error = %e, "publish failed; will retry"),
+                Err(_) => tracing::debug!("publish stalled; will retry"),
+            }
+        }
+        // Awaited together: when the broker goes away, every pending ack fails at once.
+        let results = futures::future::join_all(
+            pending
+                .into_iter()
+                .map(|(i, ack)| async move { (i, tokio::time::timeout(ACK_WAIT, ack).await) }),
+        )
+        .await;
+        for (i, result) in results {
+            match result {
+                Ok(Ok(ack)) => acks[i] = Some(ack),
+                Ok(Err(e)) => tracing::debug!(error = %e, "no PubAck; will retry"),
+                Err(_) => tracing::debug!("no PubAck in time; will retry"),
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
+        for (i, envelope) in envelopes.iter().enumerate() {
+            let mut pause = Duration::from_millis(100);
+            while acks[i].is_none() {
+                if Instant::now() >= deadline {
+                    return Err(nats(
+                        "the broker did not acknowledge a publish in time",
+                        &envelope.event_id,
+                    ));
+                }
+                let (subject, headers, body) = self.message(envelope)?;
+                let attempt = async {
+                    let ack = self
+                        .js
+                        .publish_with_headers(subject, headers, body)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    ack.await.map_err(|e| e.to_string())
+                };
+                let result = tokio::time::timeout(ACK_WAIT, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err("no PubAck in time".into()));
+                match result {
+                    Ok(ack) => acks[i] = Some(ack),
+                    Err(e) => {
+                        tracing::warn!(event_id = %envelope.event_id, error = %e, "publish not acknowledged; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
         }
         // event id -> (index, stream sequence, broker said duplicate)
         let mut waiting: HashMap<String, (usize, u64, bool)> = HashMap::new();
-        for (i, ack) in pending.into_iter().enumerate() {
-            let ack = ack
-                .await
-                .map_err(|e| nats("the broker did not acknowledge a publish", &e))?;
+        for (i, ack) in acks.into_iter().enumerate() {
+            let Some(ack) = ack else { continue };
             waiting.insert(
                 envelopes[i].event_id.clone(),
                 (i, ack.sequence, ack.duplicate),
@@ -235,6 +279,26 @@ impl Publisher {
             }
         }
         Ok(outcomes)
+    }
+
+    /// The subject, headers (Nats-Msg-Id = event id) and body an envelope is published with.
+    fn message(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<(String, async_nats::HeaderMap, bytes::Bytes), AdapterError> {
+        let event = envelope.event.as_ref().ok_or_else(|| {
+            AdapterError::Invalid(vec![format!(
+                "event {} carries no event",
+                envelope.event_id
+            )])
+        })?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
+        Ok((
+            event_subject(&self.agency, event),
+            headers,
+            envelope.encode_to_vec().into(),
+        ))
     }
 
     /// Asks the exchange for the receipt of an event this agency published earlier.
