@@ -126,11 +126,17 @@ pub fn handoff_binary() -> PathBuf {
     .clone()
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+/// Waits until `child` listens on `port`; if it dies first, fails with the end of its `log`.
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            panic!(
+                "{what} exited with {status} before listening; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -145,16 +151,23 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Where the authorization is (shared by the nodes of a cluster).
+    auth: PathBuf,
+    /// Extra config: the cluster block of a cluster node.
+    extra: String,
 }
 
 impl NatsServer {
     /// Starts one, configured as ops/nats/single.conf (sync_interval: always).
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        let auth = dir.path().join("auth");
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             dir,
+            auth,
+            extra: String::new(),
         };
         server.spawn();
         server
@@ -162,7 +175,7 @@ impl NatsServer {
 
     /// Where `handoff nats-auth` wrote auth.conf and the users' passwords.
     pub fn auth_dir(&self) -> PathBuf {
-        self.dir.path().join("auth")
+        self.auth.clone()
     }
 
     fn spawn(&mut self) {
@@ -183,12 +196,20 @@ impl NatsServer {
                 .expect("handoff nats-auth runs");
             assert!(status.success(), "handoff nats-auth failed");
         }
+        // nats-server resolves includes relative to the including file: keep a copy beside it.
+        std::fs::copy(
+            self.auth_dir().join("auth.conf"),
+            self.dir.path().join("auth.conf"),
+        )
+        .expect("copy auth.conf");
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\ninclude \"auth/auth.conf\"\n",
+                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}\ninclude {:?}\n",
                 self.port,
-                store.display().to_string()
+                store.display().to_string(),
+                self.extra,
+                "auth.conf"
             ),
         )
         .expect("write nats.conf");
@@ -200,7 +221,12 @@ impl NatsServer {
             .stderr(log)
             .spawn()
             .expect("nats-server starts");
-        wait_for_port(self.port, "nats-server", &mut child);
+        wait_for_port(
+            self.port,
+            "nats-server",
+            &mut child,
+            &self.dir.path().join("nats.log"),
+        );
         self.child = Some(child);
     }
 
@@ -259,6 +285,89 @@ impl Drop for NatsServer {
     }
 }
 
+/// A NATS cluster of real nats-servers with JetStream on loopback (free client and
+/// route ports), sharing one authorization, as ops/nats/cluster configures it.
+pub struct NatsCluster {
+    /// The nodes, in order.
+    pub nodes: Vec<NatsServer>,
+    _auth: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other and waits until they answer.
+    pub fn start(size: usize) -> NatsCluster {
+        let shared = tempfile::tempdir().expect("temp dir");
+        let auth = shared.path().join("auth");
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("    nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut nodes = Vec::with_capacity(size);
+        for (i, route_port) in route_ports.iter().enumerate() {
+            let mut node = NatsServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().expect("temp dir"),
+                auth: auth.clone(),
+                extra: String::new(),
+            };
+            node.extra = format!(
+                "server_name: handoff-nats-{}\ncluster {{\n  name: handoff\n  listen: 127.0.0.1:{route_port}\n  routes: [\n{routes}\n  ]\n}}\n",
+                i + 1
+            );
+            node.spawn();
+            nodes.push(node);
+        }
+        NatsCluster {
+            nodes,
+            _auth: shared,
+        }
+    }
+
+    /// Every node's client URL, comma-separated (as `[nats] url` takes them).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A connection as an agency's own NATS user, to any node.
+    pub async fn connect_as(&self, agency: &str) -> async_nats::Client {
+        let urls: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .map(|n| n.url().parse().expect("server address"))
+            .collect();
+        async_nats::ConnectOptions::new()
+            .user_and_password(agency.into(), self.nodes[0].password(agency))
+            .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
+            .connect(urls)
+            .await
+            .expect("connect to the cluster")
+    }
+
+    /// A connection as the exchange's NATS user, to any node.
+    pub async fn connect(&self) -> async_nats::Client {
+        let urls: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .map(|n| n.url().parse().expect("server address"))
+            .collect();
+        async_nats::ConnectOptions::new()
+            .user_and_password(
+                "handoff-exchange".into(),
+                self.nodes[0].password("handoff-exchange"),
+            )
+            .connect(urls)
+            .await
+            .expect("connect to the cluster")
+    }
+}
+
 /// The `handoff serve` process under test, with its own data dir and gRPC port.
 pub struct Exchange {
     child: Option<Child>,
@@ -277,17 +386,45 @@ pub struct ExchangeOptions {
     pub policy_replace: Vec<(String, String)>,
     /// Run with a controllable clock (`HANDOFF_CLOCK_FILE`), set with [`Exchange::set_clock`].
     pub clock: Option<String>,
+    /// Stream replicas (3 on a cluster); 0 = the default (1).
+    pub replicas: usize,
+}
+
+/// What an exchange under test connects to: one nats-server or a cluster.
+pub trait Broker {
+    /// Client URL(s), comma-separated.
+    fn url(&self) -> String;
+    /// Where the authorization and passwords are.
+    fn auth_dir(&self) -> PathBuf;
+}
+
+impl Broker for NatsServer {
+    fn url(&self) -> String {
+        NatsServer::url(self)
+    }
+    fn auth_dir(&self) -> PathBuf {
+        NatsServer::auth_dir(self)
+    }
+}
+
+impl Broker for NatsCluster {
+    fn url(&self) -> String {
+        NatsCluster::url(self)
+    }
+    fn auth_dir(&self) -> PathBuf {
+        self.nodes[0].auth_dir()
+    }
 }
 
 impl Exchange {
     /// Starts `handoff serve` against `nats` and waits until its overall gRPC health
     /// says SERVING (the query service is up and ingest is consuming the stream).
-    pub async fn start(nats: &NatsServer) -> Exchange {
+    pub async fn start(nats: &impl Broker) -> Exchange {
         Exchange::start_with(nats, ExchangeOptions::default()).await
     }
 
     /// Like [`Exchange::start`], with a changed policy or a controllable clock.
-    pub async fn start_with(nats: &NatsServer, options: ExchangeOptions) -> Exchange {
+    pub async fn start_with(nats: &impl Broker, options: ExchangeOptions) -> Exchange {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut exchange = Exchange {
             child: None,
@@ -333,6 +470,16 @@ impl Exchange {
 
     fn write_config(&self) {
         let mut text = registry_config(&self.nats_url, self.grpc_port, "data");
+        if self.options.replicas > 0 {
+            text = text.replacen(
+                "duplicate_window_secs = 120",
+                &format!(
+                    "duplicate_window_secs = 120\nreplicas = {}",
+                    self.options.replicas
+                ),
+                1,
+            );
+        }
         text.push_str(
             "\n[query.tls]\nca = \"certs/ca.pem\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key\"\n",
         );
@@ -411,7 +558,8 @@ impl Exchange {
             .stderr(log)
             .spawn()
             .expect("handoff serve starts");
-        wait_for_port(self.grpc_port, "handoff serve", &mut child);
+        let log_path = self.dir.path().join(format!("handoff-{}.log", self.starts));
+        wait_for_port(self.grpc_port, "handoff serve", &mut child, &log_path);
         self.child = Some(child);
         let mut health =
             tonic_health::pb::health_client::HealthClient::new(self.channel_as(AUDITOR).await);

@@ -405,6 +405,7 @@ async fn retention_erases_a_subject_when_the_clock_passes_the_rule() {
                 "check_every_secs = 1".into(),
             )],
             clock: Some("2000-01-01T00:00:00Z".into()),
+            ..Default::default()
         },
     )
     .await;

@@ -59,7 +59,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
             let client = config
                 .nats_options(None)?
                 .name("handoff-admin")
-                .connect(&config.nats.url)
+                .connect(config.nats_servers()?)
                 .await
                 .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
             let envelope = crate::erasure::request(

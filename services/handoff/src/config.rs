@@ -37,7 +37,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsSection {
-    /// e.g. `nats://127.0.0.1:4222`
+    /// e.g. `nats://127.0.0.1:4222`; a cluster's nodes comma-separated.
     pub url: String,
     /// JetStream stream name.
     #[serde(default = "default_stream")]
@@ -391,6 +391,20 @@ impl Config {
                 detail: "neither kek_file nor kek_env is set".into(),
             }),
         }
+    }
+
+    /// The NATS servers `[nats] url` lists (comma-separated for a cluster).
+    pub fn nats_servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+        self.nats
+            .url
+            .split(',')
+            .map(|u| {
+                u.trim().parse().map_err(|e| ConfigError::Invalid {
+                    path: self.base_dir.join("(config)"),
+                    message: format!("[nats] url {u:?}: {e}"),
+                })
+            })
+            .collect()
     }
 
     /// Ids of revoked agencies.

@@ -33,7 +33,7 @@ async fn publish(
     let nats = config
         .nats_options(Some(agency))?
         .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
-        .connect(&config.nats.url)
+        .connect(config.nats_servers()?)
         .await
         .with_context(|| format!("{agency} cannot connect to NATS at {}", config.nats.url))?;
     let publisher = Publisher::new(nats, agency).with_timeout(Duration::from_secs(20));

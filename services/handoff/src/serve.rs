@@ -55,7 +55,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .nats_options(None)?
         .name("handoff-exchange")
         .retry_on_initial_connect()
-        .connect(&config.nats.url)
+        .connect(config.nats_servers()?)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
 
