@@ -388,6 +388,10 @@ pub struct ExchangeOptions {
     pub clock: Option<String>,
     /// Stream replicas (3 on a cluster); 0 = the default (1).
     pub replicas: usize,
+    /// Start from this backup (`handoff admin restore`) instead of an empty data dir.
+    pub restore_from: Option<PathBuf>,
+    /// Use this key-encryption key (another node's: one KEK per deployment) instead of a new one.
+    pub kek_from: Option<PathBuf>,
 }
 
 /// What an exchange under test connects to: one nats-server or a cluster.
@@ -439,6 +443,13 @@ impl Exchange {
             exchange.set_clock(&now);
         }
         exchange.write_config();
+        if let Some(backup) = exchange.options.restore_from.clone() {
+            let (code, out) = run_handoff(
+                &["admin", "restore", "--config"],
+                &[&exchange.config_path(), Path::new("--from"), &backup],
+            );
+            assert_eq!(code, 0, "handoff admin restore: {out}");
+        }
         exchange.spawn().await;
         exchange
     }
@@ -511,13 +522,18 @@ impl Exchange {
             1,
         );
         std::fs::write(self.config_path(), text).expect("write handoff.toml");
-        let status = Command::new(handoff_binary())
-            .args(["kek", "--out"])
-            .arg(self.kek_path())
-            .stdout(Stdio::null())
-            .status()
-            .expect("handoff kek runs");
-        assert!(status.success(), "handoff kek failed");
+        if let Some(kek) = &self.options.kek_from {
+            std::fs::create_dir_all(self.dir.path().join("secrets")).expect("secrets dir");
+            std::fs::copy(kek, self.kek_path()).expect("copy kek");
+        } else {
+            let status = Command::new(handoff_binary())
+                .args(["kek", "--out"])
+                .arg(self.kek_path())
+                .stdout(Stdio::null())
+                .status()
+                .expect("handoff kek runs");
+            assert!(status.success(), "handoff kek failed");
+        }
         issue_certificates(&self.config_path(), &self.certs_dir());
     }
 

@@ -31,6 +31,24 @@ pub enum AdminCommand {
         #[arg(long, default_value = "data protection officer")]
         requested_by: String,
     },
+    /// Write a consistent backup of the running exchange's store and keyring to a new directory.
+    Backup {
+        /// The running exchange's config (its data dir holds the admin socket).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// A directory that does not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup into the (empty) data dir of a stopped or new exchange; `serve` then catches up.
+    Restore {
+        /// The config of the exchange to restore (its data dir and KEK).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Print everything held about a subject and who accessed it, as a DPO hands it out.
     SubjectReport {
         #[command(flatten)]
@@ -79,6 +97,26 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
                 }
                 _ => false,
             })
+        }
+        AdminCommand::Backup { config, out } => {
+            let config = crate::config::Config::load(&config)?;
+            let out = std::path::absolute(&out)
+                .with_context(|| format!("bad backup path {}", out.display()))?;
+            let answer = crate::admin_socket::request(
+                &config.data_dir(),
+                &format!("backup {}", out.display()),
+            )
+            .await?;
+            println!("{answer}");
+            Ok(answer.starts_with("ok"))
+        }
+        AdminCommand::Restore { config, from } => {
+            let config = crate::config::Config::load(&config)?;
+            println!(
+                "{}",
+                crate::admin_socket::restore(&from, &config.data_dir(), config.kek()?)?
+            );
+            Ok(true)
         }
         AdminCommand::SubjectReport {
             server,

@@ -2,6 +2,7 @@
 //! agency adapters, queries cases, and plays the demo scenario.
 
 mod admin;
+mod admin_socket;
 mod audit_cli;
 mod certs;
 mod config;
@@ -70,7 +71,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Data protection: erase a subject, report what is held about one.
+    /// Operations and data protection: backup, restore, erase a subject, report on one.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Export and verify the log (auditors).

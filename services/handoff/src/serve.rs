@@ -80,6 +80,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
 
+    let admin = tokio::spawn(crate::admin_socket::serve(
+        data_dir.clone(),
+        log.clone(),
+        keyring.clone(),
+        stop_rx.clone(),
+    ));
+
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.query.listen))?;
@@ -151,6 +158,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = ingest_task.await;
     }
     let _ = lookups.await;
+    if let Ok(Err(e)) = admin.await {
+        tracing::warn!(error = %format!("{e:#}"), "admin socket stopped with an error");
+    }
     if let Some(retention) = retention {
         let _ = retention.await;
     }

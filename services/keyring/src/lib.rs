@@ -474,6 +474,20 @@ impl Keyring {
         Ok(())
     }
 
+    /// Copies the key store into a new sled store at `<data_dir>/keys` (for a backup).
+    pub fn copy_to(&self, data_dir: &Path) -> Result<(), KeyringError> {
+        let db = self.db.read().unwrap_or_else(lock_poisoned);
+        let target = open_db(&data_dir.join(KEYS_DIR))?;
+        for item in db.iter() {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
+            if k.as_ref() != PENDING_REWRITE {
+                target.insert(k, v).map_err(|e| self.store_err(e))?;
+            }
+        }
+        target.flush().map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
     /// After erasures: rewrites the key store into fresh files so that no destroyed
     /// key survives in sled's old segments. Blocking; a no-op when none is pending.
     pub fn finish_erasures(&self) -> Result<(), KeyringError> {

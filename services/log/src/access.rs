@@ -70,6 +70,18 @@ impl AccessLog {
         })
     }
 
+    /// Copies the whole access log into `target`'s `access` tree, consistently (reads
+    /// wait for the copy).
+    pub(crate) fn copy_into(&self, target: &sled::Db) -> Result<u64, LogError> {
+        let head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let copy = target.open_tree("access")?;
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            copy.insert(k, v)?;
+        }
+        Ok(head.0)
+    }
+
     /// Appends a read and flushes it to disk. Call before answering the read.
     pub async fn record(&self, mut record: AccessRecord) -> Result<u64, LogError> {
         let seq = {

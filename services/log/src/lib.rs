@@ -27,5 +27,6 @@ mod store;
 pub use access::{AccessLog, access_hash};
 pub use chain::{GENESIS, Hash, hex, is_intact, record_hash};
 pub use store::{
-    Appended, CaseFilter, Head, Log, LogError, Logged, NewRecord, WriteBatch, attach_sealed_details,
+    Appended, CaseFilter, CommitPause, Head, Log, LogError, Logged, NewRecord, WriteBatch,
+    attach_sealed_details,
 };

@@ -119,7 +119,12 @@ pub struct Log {
     path: PathBuf,
     access: crate::access::AccessLog,
     committed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Held by every commit, and by a backup for as long as it copies.
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// While this lives, no batch is committed (see [`Log::pause_commits`]).
+pub struct CommitPause<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +169,7 @@ impl Log {
             path: dir.to_path_buf(),
             access,
             committed: Arc::new(tokio::sync::watch::channel(head.sequence).0),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
         };
         log.verify_tail(head)?;
         Ok(log)
@@ -486,6 +492,7 @@ impl Log {
     /// Applies a batch atomically and flushes it to disk. Only after this returns
     /// may the batch's messages be acknowledged or receipted.
     pub async fn commit(&self, batch: WriteBatch<'_>) -> Result<Head, LogError> {
+        let _gate = self.gate.lock().await;
         let WriteBatch {
             head, mut batch, ..
         } = batch;
@@ -497,6 +504,40 @@ impl Log {
         *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
         self.committed.send_replace(head.sequence);
         Ok(head)
+    }
+
+    /// Holds off commits until the pause is dropped: a backup takes the log and
+    /// everything that must match it (the keyring) at one point of the stream.
+    pub async fn pause_commits(&self) -> CommitPause<'_> {
+        CommitPause(self.gate.lock().await)
+    }
+
+    /// Copies the log and the access log into a new sled store at `dir` (which must
+    /// not exist), flushed. Call with commits paused; returns the head it copied.
+    pub fn copy_to(&self, _paused: &CommitPause<'_>, dir: &Path) -> Result<Head, LogError> {
+        if dir.exists() {
+            return Err(LogError::Open {
+                path: dir.to_path_buf(),
+                source: sled::Error::Unsupported(
+                    "the backup directory already exists; give a new one".into(),
+                ),
+            });
+        }
+        let target = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| LogError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let copy = target.open_tree("log")?;
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            copy.insert(k, v)?;
+        }
+        self.access.copy_into(&target)?;
+        target.flush()?;
+        Ok(self.head())
     }
 
     /// A digest of every projection (case views and inboxes), to compare two stores.
