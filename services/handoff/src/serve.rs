@@ -51,9 +51,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "log opened, chain tail verified"
     );
 
+    // Every reconnect bumps this, so ingest recreates its consumer at once instead of
+    // waiting for the old one's heartbeat to fail.
+    let (reconnected_tx, reconnected_rx) = watch::channel(0u64);
+    let reconnected_tx = std::sync::Arc::new(reconnected_tx);
     let client = config
         .nats_options(None)?
         .name("handoff-exchange")
+        .event_callback(move |event| {
+            let reconnected = reconnected_tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        reconnected.send_modify(|n| *n += 1);
+                    }
+                    other => tracing::warn!(event = %other, "NATS connection"),
+                }
+            }
+        })
         .retry_on_initial_connect()
         .connect(config.nats_servers()?)
         .await
@@ -70,7 +86,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         key.clone(),
         keyring.clone(),
-    );
+    )
+    .with_reconnects(reconnected_rx);
     let (consuming_tx, consuming_rx) = watch::channel(false);
     let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
     let lookups = tokio::spawn(serve_receipt_lookups(

@@ -62,6 +62,7 @@ pub struct Ingest {
     settings: IngestSettings,
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
     keyring: std::sync::Arc<handoff_keyring::Keyring>,
+    reconnects: Option<watch::Receiver<u64>>,
 }
 
 impl Ingest {
@@ -82,14 +83,22 @@ impl Ingest {
             settings,
             key,
             keyring,
+            reconnects: None,
         }
+    }
+
+    /// Recreates the consumer whenever this changes (the NATS client reconnected),
+    /// rather than waiting for the old consumer's heartbeat to fail.
+    pub fn with_reconnects(mut self, reconnects: watch::Receiver<u64>) -> Self {
+        self.reconnects = Some(reconnects);
+        self
     }
 
     /// Runs until shutdown. Returns an error only for faults it must not paper over
     /// (a log write that failed); lost NATS connections are retried. `consuming` is
     /// true while a consumer is reading the stream (the exchange's health).
     pub async fn run(
-        self,
+        mut self,
         mut shutdown: watch::Receiver<bool>,
         consuming: watch::Sender<bool>,
     ) -> Result<(), IngestError> {
@@ -140,15 +149,29 @@ impl Ingest {
             };
             tracing::info!(from_stream_sequence = start, "consuming");
             consuming.send_replace(true);
+            let mut reconnects = self.reconnects.take();
+            if let Some(r) = reconnects.as_mut() {
+                r.mark_unchanged();
+            }
             loop {
                 let chunk = tokio::select! {
                     chunk = messages.next() => chunk,
                     _ = shutdown.changed() => return Ok(()),
+                    Some(Ok(())) = async {
+                        match reconnects.as_mut() {
+                            Some(r) => Some(r.changed().await),
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        tracing::info!("NATS reconnected; recreating the consumer from the stored position");
+                        None
+                    }
                 };
                 let Some(chunk) = chunk else {
                     tracing::warn!(
                         "the stream of messages ended; resuming from the stored position"
                     );
+                    self.reconnects = reconnects;
                     break;
                 };
                 let mut ok = Vec::with_capacity(chunk.len());
@@ -165,6 +188,7 @@ impl Ingest {
                 }
                 self.apply(ok).await?;
                 if broken {
+                    self.reconnects = reconnects;
                     break;
                 }
             }
