@@ -392,6 +392,10 @@ pub struct ExchangeOptions {
     pub restore_from: Option<PathBuf>,
     /// Use this key-encryption key (another node's: one KEK per deployment) instead of a new one.
     pub kek_from: Option<PathBuf>,
+    /// Keep the store here (an absolute path, e.g. on a small file system) instead of the temp dir.
+    pub data_dir: Option<PathBuf>,
+    /// `[store] min_free_mb`, if not the default.
+    pub min_free_mb: Option<u64>,
 }
 
 /// What an exchange under test connects to: one nats-server or a cluster.
@@ -476,11 +480,19 @@ impl Exchange {
 
     /// The sled data dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn write_config(&self) {
         let mut text = registry_config(&self.nats_url, self.grpc_port, "data");
+        let mut store = format!("data_dir = {:?}", self.data_dir().display().to_string());
+        if let Some(mb) = self.options.min_free_mb {
+            store.push_str(&format!("\nmin_free_mb = {mb}"));
+        }
+        text = text.replacen("data_dir = \"data\"", &store, 1);
         if self.options.replicas > 0 {
             text = text.replacen(
                 "duplicate_window_secs = 120",

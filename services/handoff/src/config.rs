@@ -63,6 +63,10 @@ pub struct NatsSection {
 pub struct StoreSection {
     /// The sled data directory.
     pub data_dir: PathBuf,
+    /// Below this many MiB free on its file system, ingest stores and receipts nothing
+    /// until space returns (sled cannot recover from a failed write without a restart).
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
 }
 
 /// `[query]`
@@ -246,6 +250,9 @@ fn one() -> usize {
 }
 fn default_max_message() -> usize {
     1 << 20
+}
+fn default_min_free_mb() -> u64 {
+    64
 }
 fn default_batch() -> usize {
     512

@@ -83,6 +83,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         IngestSettings {
             stream: config.stream(),
             batch_max: config.ingest.batch_max,
+            min_free_bytes: config.store.min_free_mb.saturating_mul(1 << 20),
         },
         key.clone(),
         keyring.clone(),

@@ -52,6 +52,9 @@ pub struct IngestSettings {
     pub stream: StreamSettings,
     /// Most messages decided and committed in one batch (one flush).
     pub batch_max: usize,
+    /// Below this much free disk space ingest commits nothing (and so receipts
+    /// nothing) until space returns; health says NOT_SERVING meanwhile.
+    pub min_free_bytes: u64,
 }
 
 /// Consumes the stream into the log until `shutdown` turns true.
@@ -186,7 +189,9 @@ impl Ingest {
                         }
                     }
                 }
-                self.apply(ok).await?;
+                if !self.apply(ok, &consuming, &mut shutdown).await? {
+                    return Ok(()); // shut down while waiting for disk space
+                }
                 if broken {
                     self.reconnects = reconnects;
                     break;
@@ -195,10 +200,62 @@ impl Ingest {
         }
     }
 
+    /// Waits until the store has `min_free_bytes` free (true), or shutdown (false).
+    /// Meanwhile nothing is committed or receipted and health says NOT_SERVING.
+    async fn wait_for_space(
+        &self,
+        consuming: &watch::Sender<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut since: Option<std::time::Instant> = None;
+        let mut last_warning: Option<std::time::Instant> = None;
+        loop {
+            let free = match self.log.free_bytes() {
+                Ok(free) => free,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell the free disk space; committing anyway");
+                    return true;
+                }
+            };
+            if free >= self.settings.min_free_bytes {
+                if let Some(since) = since {
+                    tracing::info!(
+                        free_bytes = free,
+                        waited_secs = since.elapsed().as_secs(),
+                        "disk space is back; committing and consuming again"
+                    );
+                    consuming.send_replace(true);
+                }
+                return true;
+            }
+            since.get_or_insert_with(std::time::Instant::now);
+            consuming.send_replace(false);
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_warning = Some(std::time::Instant::now());
+                tracing::error!(
+                    data_dir = %self.log.dir().display(),
+                    free_bytes = free,
+                    required_bytes = self.settings.min_free_bytes,
+                    "disk space low: not storing or acknowledging anything until space is freed"
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+    }
+
     /// Decides a chunk of messages, commits them in one flushed batch, then sends receipts.
-    async fn apply(&self, messages: Vec<jetstream::Message>) -> Result<(), IngestError> {
+    /// False if it was shut down while waiting for disk space (nothing was committed).
+    async fn apply(
+        &self,
+        messages: Vec<jetstream::Message>,
+        consuming: &watch::Sender<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, IngestError> {
         if messages.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut batch = self.log.batch();
         let mut receipts: Vec<(String, Receipt)> = Vec::with_capacity(messages.len());
@@ -252,6 +309,9 @@ impl Ingest {
                 receipts.push((agency, receipt));
             }
         }
+        if !self.wait_for_space(consuming, shutdown).await {
+            return Ok(false);
+        }
         // New keys and destroyed ones are durable before any record that relies on them.
         self.keyring.flush().await?;
         let head = self.log.commit(batch).await?;
@@ -280,7 +340,7 @@ impl Ingest {
                 tracing::warn!(error = %e, %agency, "receipt not sent; the publisher can look it up");
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -506,6 +506,20 @@ impl Log {
         Ok(head)
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes free for the store on the file system of its directory.
+    pub fn free_bytes(&self) -> Result<u64, LogError> {
+        let stat = rustix::fs::statvfs(&self.path).map_err(|e| LogError::Open {
+            path: self.path.clone(),
+            source: sled::Error::Io(std::io::Error::from(e)),
+        })?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
     /// Holds off commits until the pause is dropped: a backup takes the log and
     /// everything that must match it (the keyring) at one point of the stream.
     pub async fn pause_commits(&self) -> CommitPause<'_> {

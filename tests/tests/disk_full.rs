@@ -1,0 +1,183 @@
+//! Disk full: when the store's file system runs low, the exchange stores and
+//! receipts nothing, says NOT_SERVING, logs the cause, and when space returns
+//! it resumes and loses nothing. The store lives on a small tmpfs this test
+//! mounts (it needs root, as CI's container has).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use handoff_contract::v1::*;
+use handoff_e2e::events::{incident, publish};
+use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer};
+use prost::Message;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// A tmpfs mounted for the test, unmounted (lazily: the exchange may still hold files) on drop.
+struct SmallDisk(PathBuf, #[allow(dead_code)] tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tmp");
+        let at = dir.path().join("disk");
+        std::fs::create_dir(&at).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a {megabytes} MiB tmpfs to fill it and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at, dir)
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .expect("df runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+async fn overall_health(exchange: &Exchange) -> i32 {
+    tonic_health::pb::health_client::HealthClient::new(exchange.channel_as(AUDITOR).await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .unwrap_or(-1)
+}
+
+async fn head(exchange: &Exchange) -> LogHead {
+    exchange
+        .client_as(AUDITOR)
+        .await
+        .get_log_head(LogHeadRequest {})
+        .await
+        .expect("head")
+        .into_inner()
+}
+
+async fn wait_for(what: &str, exchange: &Exchange, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "{what}: {}", exchange.last_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fill(disk: &SmallDisk, leave: u64) -> PathBuf {
+    let filler = disk.0.join("filler");
+    let size = disk.free_bytes().saturating_sub(leave);
+    let file = std::fs::File::create(&filler).expect("filler");
+    file.set_len(size).expect("size");
+    // set_len makes a sparse file; write it so tmpfs really holds the pages.
+    let mut f = std::io::BufWriter::new(file);
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut left = size;
+    use std::io::Write;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).expect("fill");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+    filler
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
+    let disk = SmallDisk::mount(64);
+    let nats = NatsServer::start();
+    let exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            data_dir: Some(disk.0.join("data")),
+            min_free_mb: Some(16),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = nats.connect().await;
+    let mut receipts = client
+        .subscribe("handoff.receipts.police-north")
+        .await
+        .expect("subscribe");
+    let js = async_nats::jetstream::new(client);
+    let mut last = 0;
+    for n in 1..=20u64 {
+        last = publish(&js, &incident(n, &format!("d{n}"))).await;
+    }
+    exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    for _ in 0..20 {
+        receipts.next().await.expect("receipt");
+    }
+
+    // The disk fills up (to 8 MiB free, under the 16 MiB the exchange needs).
+    let filler = fill(&disk, 8 << 20);
+    for n in 21..=70u64 {
+        last = publish(&js, &incident(n, &format!("d{n}"))).await;
+    }
+    wait_for(
+        "NOT_SERVING while the disk is full",
+        &exchange,
+        async || overall_health(&exchange).await == ServingStatus::NotServing as i32,
+    )
+    .await;
+    wait_for("the cause in the log", &exchange, async || {
+        exchange.last_log().contains("disk space low")
+    })
+    .await;
+    assert_eq!(
+        head(&exchange).await.sequence,
+        20,
+        "nothing stored while full"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), receipts.next())
+            .await
+            .is_err(),
+        "nothing receipted while full"
+    );
+
+    // Space returns: everything held back is stored, receipted, and ingest serves again.
+    std::fs::remove_file(&filler).expect("free space");
+    let head_after = exchange
+        .wait_for_position(last, Duration::from_secs(60))
+        .await;
+    assert_eq!(head_after.sequence, 70);
+    let mut accepted = 0;
+    while accepted < 50 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), receipts.next())
+            .await
+            .expect("a receipt")
+            .expect("subscription");
+        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        assert_eq!(r.status, receipt::Status::Accepted as i32);
+        accepted += 1;
+    }
+    wait_for("SERVING again", &exchange, async || {
+        overall_health(&exchange).await == ServingStatus::Serving as i32
+    })
+    .await;
+    assert!(exchange.last_log().contains("disk space is back"));
+}
