@@ -373,6 +373,7 @@ pub struct Exchange {
     child: Option<Child>,
     dir: tempfile::TempDir,
     grpc_port: u16,
+    metrics_port: u16,
     nats_url: String,
     nats_auth_dir: PathBuf,
     starts: u32,
@@ -438,6 +439,7 @@ impl Exchange {
             child: None,
             dir,
             grpc_port: free_port(),
+            metrics_port: free_port(),
             nats_url: nats.url(),
             nats_auth_dir: nats.auth_dir(),
             starts: 0,
@@ -461,6 +463,27 @@ impl Exchange {
     /// Sets the time the exchange's retention rule sees (RFC 3339); needs `clock` in the options.
     pub fn set_clock(&self, rfc3339: &str) {
         std::fs::write(self.dir.path().join("clock"), rfc3339).expect("write clock");
+    }
+
+    /// What `GET /metrics` answers now (Prometheus text format).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return String::new();
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    }
+
+    /// The value of one metric line (exact name and labels), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     /// The file holding the key-encryption key (outside the data dir).
@@ -488,6 +511,14 @@ impl Exchange {
 
     fn write_config(&self) {
         let mut text = registry_config(&self.nats_url, self.grpc_port, "data");
+        text = text.replacen(
+            "[policy]",
+            &format!(
+                "[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[policy]",
+                self.metrics_port
+            ),
+            1,
+        );
         let mut store = format!("data_dir = {:?}", self.data_dir().display().to_string());
         if let Some(mb) = self.options.min_free_mb {
             store.push_str(&format!("\nmin_free_mb = {mb}"));

@@ -152,6 +152,13 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
         20,
         "nothing stored while full"
     );
+    assert_eq!(exchange.metric("handoff_ingest_paused_low_disk"), Some(1.0));
+    assert_eq!(exchange.metric("handoff_ingest_consuming"), Some(0.0));
+    assert!(
+        exchange
+            .metric("handoff_store_free_bytes")
+            .is_some_and(|b| b < (16 << 20) as f64)
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(500), receipts.next())
             .await
@@ -180,4 +187,10 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
     })
     .await;
     assert!(exchange.last_log().contains("disk space is back"));
+    assert_eq!(exchange.metric("handoff_ingest_paused_low_disk"), Some(0.0));
+    assert_eq!(exchange.metric("handoff_log_head_sequence"), Some(70.0));
+    assert_eq!(
+        exchange.metric("handoff_ingest_messages_total{outcome=\"accepted\"}"),
+        Some(70.0)
+    );
 }

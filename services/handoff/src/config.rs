@@ -25,6 +25,9 @@ pub struct Config {
     pub policy: PolicySection,
     /// Where the key-encryption key comes from.
     pub keys: KeysSection,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Registered agencies.
     #[serde(rename = "agency", default)]
     pub agencies: Vec<AgencyEntry>,
@@ -101,6 +104,14 @@ pub struct KeysSection {
     pub kek_file: Option<PathBuf>,
     /// Or the name of an environment variable holding it.
     pub kek_env: Option<String>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `GET /metrics` answers in the Prometheus text format; none: no metrics.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[ingest]`

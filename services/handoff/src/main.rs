@@ -8,6 +8,7 @@ mod certs;
 mod config;
 mod demo;
 mod erasure;
+mod metrics;
 mod nats_auth;
 mod query_cli;
 mod serve;

@@ -76,6 +76,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ingest_metrics = handoff_ingest::IngestMetrics::default();
+    let metrics = match config.metrics.listen {
+        None => None,
+        Some(listen) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            ingest_metrics.register(&mut registry);
+            Some(tokio::spawn(crate::metrics::serve(
+                listen,
+                registry,
+                stop_rx.clone(),
+            )))
+        }
+    };
     let ingest = Ingest::new(
         log.clone(),
         registry,
@@ -88,7 +101,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         key.clone(),
         keyring.clone(),
     )
-    .with_reconnects(reconnected_rx);
+    .with_reconnects(reconnected_rx)
+    .with_metrics(ingest_metrics.clone());
     let (consuming_tx, consuming_rx) = watch::channel(false);
     let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
     let lookups = tokio::spawn(serve_receipt_lookups(
@@ -178,6 +192,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = lookups.await;
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %format!("{e:#}"), "admin socket stopped with an error");
+    }
+    if let Some(Ok(Err(e))) = match metrics {
+        Some(m) => Some(m.await),
+        None => None,
+    } {
+        tracing::warn!(error = %format!("{e:#}"), "metrics server stopped with an error");
     }
     if let Some(retention) = retention {
         let _ = retention.await;

@@ -8,6 +8,7 @@
 //! so a restart resumes exactly after the last committed message.
 
 mod decide;
+mod metrics;
 mod stream;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 
 pub use decide::{Decision, Incoming, decide};
+pub use metrics::IngestMetrics;
 pub use stream::{StreamSettings, ensure_stream};
 
 /// Why ingest stopped or could not start.
@@ -66,6 +68,7 @@ pub struct Ingest {
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
     keyring: std::sync::Arc<handoff_keyring::Keyring>,
     reconnects: Option<watch::Receiver<u64>>,
+    metrics: IngestMetrics,
 }
 
 impl Ingest {
@@ -87,7 +90,29 @@ impl Ingest {
             key,
             keyring,
             reconnects: None,
+            metrics: IngestMetrics::default(),
         }
+    }
+
+    /// Reports into these metrics.
+    pub fn with_metrics(mut self, metrics: IngestMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn report_head(&self, head: handoff_log::Head) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.metrics.head_sequence.set(gauge(head.sequence));
+        self.metrics
+            .stream_position
+            .set(gauge(head.stream_position));
+        self.metrics.quarantined.set(gauge(head.quarantined));
+    }
+
+    /// Health and the `consuming` gauge together.
+    fn set_consuming(&self, consuming: &watch::Sender<bool>, on: bool) {
+        consuming.send_replace(on);
+        self.metrics.consuming.set(i64::from(on));
     }
 
     /// Recreates the consumer whenever this changes (the NATS client reconnected),
@@ -105,6 +130,7 @@ impl Ingest {
         mut shutdown: watch::Receiver<bool>,
         consuming: watch::Sender<bool>,
     ) -> Result<(), IngestError> {
+        self.report_head(self.log.head());
         let js = jetstream::new(self.client.clone());
         let stream = loop {
             match ensure_stream(&js, &self.settings.stream).await {
@@ -119,7 +145,7 @@ impl Ingest {
             }
         };
         loop {
-            consuming.send_replace(false);
+            self.set_consuming(&consuming, false);
             if *shutdown.borrow() {
                 return Ok(());
             }
@@ -151,7 +177,7 @@ impl Ingest {
                 }
             };
             tracing::info!(from_stream_sequence = start, "consuming");
-            consuming.send_replace(true);
+            self.set_consuming(&consuming, true);
             let mut reconnects = self.reconnects.take();
             if let Some(r) = reconnects.as_mut() {
                 r.mark_unchanged();
@@ -217,19 +243,24 @@ impl Ingest {
                     return true;
                 }
             };
+            self.metrics
+                .store_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
             if free >= self.settings.min_free_bytes {
+                self.metrics.paused_low_disk.set(0);
                 if let Some(since) = since {
                     tracing::info!(
                         free_bytes = free,
                         waited_secs = since.elapsed().as_secs(),
                         "disk space is back; committing and consuming again"
                     );
-                    consuming.send_replace(true);
+                    self.set_consuming(consuming, true);
                 }
                 return true;
             }
             since.get_or_insert_with(std::time::Instant::now);
-            consuming.send_replace(false);
+            self.metrics.paused_low_disk.set(1);
+            self.set_consuming(consuming, false);
             if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_warning = Some(std::time::Instant::now());
                 tracing::error!(
@@ -318,6 +349,10 @@ impl Ingest {
         if erasures > 0 {
             self.keyring.finish_erasures()?;
         }
+        self.metrics.count("accepted", accepted);
+        self.metrics.count("duplicate", duplicates);
+        self.metrics.count("rejected", rejected);
+        self.report_head(head);
         tracing::info!(
             messages = messages.len(),
             accepted,
