@@ -657,6 +657,13 @@ impl Exchange {
         }
     }
 
+    /// Whether the process has exited (and how), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Starts it again on the same data dir and port.
     pub async fn restart(&mut self) {
         self.kill();

@@ -194,3 +194,85 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
         Some(70.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
+    let disk = SmallDisk::mount(64);
+    let nats = NatsServer::start();
+    // No reserve: the store's own writes hit the full disk.
+    let mut exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            data_dir: Some(disk.0.join("data")),
+            min_free_mb: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = nats.connect().await;
+    let mut receipts = client
+        .subscribe("handoff.receipts.police-north")
+        .await
+        .expect("subscribe");
+    let js = async_nats::jetstream::new(client);
+    let mut last = 0;
+    for n in 1..=10u64 {
+        last = publish(&js, &incident(n, &format!("w{n}"))).await;
+    }
+    exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    for _ in 0..10 {
+        receipts.next().await.expect("receipt");
+    }
+
+    let filler = fill(&disk, 0);
+    for n in 11..=40u64 {
+        // Big enough that the store must write more than the disk has.
+        let mut e = incident(n, &format!("w{n}"));
+        if let Some(envelope::Event::IncidentReported(i)) = e.event.as_mut() {
+            i.narrative = "x".repeat(20_000);
+        }
+        last = publish(&js, &e).await;
+    }
+    // sled cannot go on after a failed write: the exchange stops, saying why.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = exchange.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exchange kept running on a full disk: {}",
+            exchange.last_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = exchange.last_log();
+    assert!(log.contains("No space left on device"), "{log}");
+    // Nothing it could not store was receipted.
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(300), receipts.next()).await
+    {
+        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        assert!(r.sequence <= 10, "receipted what it could not store: {r:?}");
+    }
+
+    // Space back, restarted (as a supervisor would): it resumes from what it stored.
+    std::fs::remove_file(&filler).expect("free space");
+    exchange.restart().await;
+    let head = exchange
+        .wait_for_position(last, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        (head.sequence, head.quarantined),
+        (40, 0),
+        "every event once, nothing lost"
+    );
+    let ids = exchange.logged_event_ids().await;
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        40
+    );
+}
