@@ -17,7 +17,13 @@ use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsCluster, POLICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures() {
-    const EVENTS: u64 = 600;
+    // HANDOFF_SOAK=N publishes N times as many events.
+    let soak: u64 = std::env::var("HANDOFF_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let events: u64 = 600 * soak;
     const BATCH: u64 = 50;
     let mut cluster = NatsCluster::start(3);
     let options = ExchangeOptions {
@@ -33,7 +39,7 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
     let progress = done.clone();
     let publishing = tokio::spawn(async move {
         let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-        for n in 0..EVENTS / BATCH {
+        for n in 0..events / BATCH {
             let mut todo: Vec<_> = (n * BATCH..(n + 1) * BATCH)
                 .map(|i| {
                     let mut e = incident(i + 1, &format!("cl-{i}"));
@@ -70,7 +76,7 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
     });
 
     // A third of the way in: one NATS node and exchange B die; two thirds: both come back.
-    let batches = (EVENTS / BATCH) as usize;
+    let batches = (events / BATCH) as usize;
     while done.load(Ordering::SeqCst) < batches / 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -85,7 +91,7 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         .await
         .expect("publishing finishes")
         .expect("publisher");
-    assert_eq!(outcomes.len() as u64, EVENTS, "one outcome per event");
+    assert_eq!(outcomes.len() as u64, events, "one outcome per event");
 
     let js = async_nats::jetstream::new(cluster.connect().await);
     let last = js
@@ -99,8 +105,8 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         .last_sequence;
     let head_a = a.wait_for_position(last, Duration::from_secs(120)).await;
     let head_b = b.wait_for_position(last, Duration::from_secs(120)).await;
-    assert_eq!(head_a.sequence, EVENTS, "every event once on A");
-    assert_eq!(head_b.sequence, EVENTS, "every event once on B");
+    assert_eq!(head_a.sequence, events, "every event once on A");
+    assert_eq!(head_b.sequence, events, "every event once on B");
     assert_eq!(head_a.hash, head_b.hash, "the same head hash on both nodes");
     let mut ca_client = a.client_as(AUDITOR).await;
     let mut cb_client = b.client_as(AUDITOR).await;
@@ -120,7 +126,7 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         "each node signs with its own key"
     );
     eprintln!(
-        "{EVENTS} events over a 3-node cluster; NATS node 2 and exchange B killed at batch {} of {batches} and restarted at {}; both logs at sequence {} with head {}",
+        "{events} events over a 3-node cluster; NATS node 2 and exchange B killed at batch {} of {batches} and restarted at {}; both logs at sequence {} with head {}",
         batches / 3,
         2 * batches / 3,
         ca.sequence,

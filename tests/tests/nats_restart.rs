@@ -14,7 +14,13 @@ use handoff_e2e::{Exchange, NatsServer, POLICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
-    const EVENTS: u64 = 1000;
+    // HANDOFF_SOAK=N publishes N times as many events.
+    let soak: u64 = std::env::var("HANDOFF_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let events: u64 = 1000 * soak;
     const BATCH: u64 = 50;
     const RESTARTS: usize = 3;
     let mut nats = NatsServer::start();
@@ -27,7 +33,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     let publishing = tokio::spawn(async move {
         let mut published = Vec::new();
         let mut retried = 0usize;
-        for b in 0..EVENTS / BATCH {
+        for b in 0..events / BATCH {
             let batch: Vec<_> = (b * BATCH..(b + 1) * BATCH)
                 .map(|n| incident(n + 1, &format!("nr-{n}")))
                 .collect();
@@ -62,7 +68,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         (published, retried)
     });
 
-    let total_batches = (EVENTS / BATCH) as usize;
+    let total_batches = (events / BATCH) as usize;
     for r in 0..RESTARTS {
         let at = (r + 1) * total_batches / (RESTARTS + 1);
         while batches_done.load(Ordering::SeqCst) < at {
@@ -92,9 +98,9 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         .wait_for_position(last, Duration::from_secs(120))
         .await;
     let ids = exchange.logged_event_ids().await;
-    assert_eq!(head.sequence, EVENTS, "every event exactly once");
+    assert_eq!(head.sequence, events, "every event exactly once");
     assert_eq!(head.quarantined, 0);
-    assert_eq!(ids.len() as u64, EVENTS);
+    assert_eq!(ids.len() as u64, events);
     assert_eq!(
         ids.iter().collect::<HashSet<_>>(),
         published.iter().collect::<HashSet<_>>()
@@ -108,6 +114,6 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         );
     }
     eprintln!(
-        "{EVENTS} events; {RESTARTS} SIGKILLs and restarts of nats-server; {retried} events published again after an unconfirmed batch; stream holds {last} messages; the log holds each event once"
+        "{events} events; {RESTARTS} SIGKILLs and restarts of nats-server; {retried} events published again after an unconfirmed batch; stream holds {last} messages; the log holds each event once"
     );
 }
