@@ -799,6 +799,16 @@ pub fn registry_config(nats_url: &str, grpc_port: u16, data_dir: &str) -> String
     text
 }
 
+/// `HANDOFF_SOAK` (default 1): how many times more events and faults the fault
+/// tests run when asked for a longer soak.
+pub fn soak() -> u64 {
+    std::env::var("HANDOFF_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Runs the `handoff` binary with `args` then `extra` paths; returns its exit code
 /// and what it printed (stdout, then stderr).
 pub fn run_handoff(args: &[&str], extra: &[&Path]) -> (i32, String) {

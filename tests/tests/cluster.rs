@@ -17,13 +17,7 @@ use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsCluster, POLICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures() {
-    // HANDOFF_SOAK=N publishes N times as many events.
-    let soak: u64 = std::env::var("HANDOFF_SOAK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let events: u64 = 600 * soak;
+    let events: u64 = 600 * handoff_e2e::soak(); // HANDOFF_SOAK=N: N times as many
     const BATCH: u64 = 50;
     let mut cluster = NatsCluster::start(3);
     let options = ExchangeOptions {

@@ -14,12 +14,7 @@ use handoff_e2e::{CENTRE, Exchange, NatsServer, run_handoff};
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
     // Two events per case. HANDOFF_SOAK=N runs N times as many (and as many more kills).
-    let soak: u64 = std::env::var("HANDOFF_SOAK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let cases: u64 = 1500 * soak;
+    let cases: u64 = 1500 * handoff_e2e::soak();
     const MIN_KILLS_WHILE_PUBLISHING: usize = 4;
     const MIN_KILLS: usize = 10;
     let nats = NatsServer::start();

@@ -102,15 +102,24 @@ fn fill(disk: &SmallDisk, leave: u64) -> PathBuf {
     filler
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
+/// An exchange storing on `disk` with `min_free_mb` in reserve, a subscription to the
+/// police's receipts, and `first` events already stored and receipted.
+struct OnSmallDisk {
+    disk: SmallDisk,
+    _nats: NatsServer,
+    exchange: Exchange,
+    receipts: async_nats::Subscriber,
+    js: async_nats::jetstream::Context,
+}
+
+async fn on_small_disk(min_free_mb: u64, first: u64, case: &str) -> OnSmallDisk {
     let disk = SmallDisk::mount(64);
     let nats = NatsServer::start();
     let exchange = Exchange::start_with(
         &nats,
         ExchangeOptions {
             data_dir: Some(disk.0.join("data")),
-            min_free_mb: Some(16),
+            min_free_mb: Some(min_free_mb),
             ..Default::default()
         },
     )
@@ -122,15 +131,34 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
         .expect("subscribe");
     let js = async_nats::jetstream::new(client);
     let mut last = 0;
-    for n in 1..=20u64 {
-        last = publish(&js, &incident(n, &format!("d{n}"))).await;
+    for n in 1..=first {
+        last = publish(&js, &incident(n, &format!("{case}{n}"))).await;
     }
     exchange
         .wait_for_position(last, Duration::from_secs(30))
         .await;
-    for _ in 0..20 {
+    for _ in 0..first {
         receipts.next().await.expect("receipt");
     }
+    OnSmallDisk {
+        disk,
+        _nats: nats,
+        exchange,
+        receipts,
+        js,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
+    let OnSmallDisk {
+        disk,
+        _nats,
+        exchange,
+        mut receipts,
+        js,
+    } = on_small_disk(16, 20, "d").await;
+    let mut last = 0;
 
     // The disk fills up (to 8 MiB free, under the 16 MiB the exchange needs).
     let filler = fill(&disk, 8 << 20);
@@ -197,34 +225,15 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
-    let disk = SmallDisk::mount(64);
-    let nats = NatsServer::start();
     // No reserve: the store's own writes hit the full disk.
-    let mut exchange = Exchange::start_with(
-        &nats,
-        ExchangeOptions {
-            data_dir: Some(disk.0.join("data")),
-            min_free_mb: Some(0),
-            ..Default::default()
-        },
-    )
-    .await;
-    let client = nats.connect().await;
-    let mut receipts = client
-        .subscribe("handoff.receipts.police-north")
-        .await
-        .expect("subscribe");
-    let js = async_nats::jetstream::new(client);
+    let OnSmallDisk {
+        disk,
+        _nats,
+        mut exchange,
+        mut receipts,
+        js,
+    } = on_small_disk(0, 10, "w").await;
     let mut last = 0;
-    for n in 1..=10u64 {
-        last = publish(&js, &incident(n, &format!("w{n}"))).await;
-    }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
-    for _ in 0..10 {
-        receipts.next().await.expect("receipt");
-    }
 
     let filler = fill(&disk, 0);
     for n in 11..=40u64 {

@@ -14,13 +14,7 @@ use handoff_e2e::{Exchange, NatsServer, POLICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
-    // HANDOFF_SOAK=N publishes N times as many events.
-    let soak: u64 = std::env::var("HANDOFF_SOAK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let events: u64 = 1000 * soak;
+    let events: u64 = 1000 * handoff_e2e::soak(); // HANDOFF_SOAK=N: N times as many
     const BATCH: u64 = 50;
     const RESTARTS: usize = 3;
     let mut nats = NatsServer::start();

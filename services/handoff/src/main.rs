@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             let kek = handoff_keyring::Kek::generate()?;
-            write_secret(&out, &kek.to_hex())?;
+            certs::write_private(&out, &format!("{}\n", kek.to_hex()))?;
             println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -262,21 +262,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(&config).await.map(|()| ExitCode::SUCCESS)
         }
     }
-}
-
-/// Writes a secret readable by its owner only.
-fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{text}")?;
-    file.sync_all()?;
-    Ok(())
 }
 
 async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {

@@ -135,13 +135,7 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (or creates) the log in `dir` and verifies the tail of the hash chain.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| LogError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let db = open_sled(dir)?;
         let tree = db.open_tree("log")?;
         match tree.get(keys::META_FORMAT)? {
             None if tree.is_empty() => {
@@ -537,13 +531,7 @@ impl Log {
                 ),
             });
         }
-        let target = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| LogError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let target = open_sled(dir)?;
         let copy = target.open_tree("log")?;
         for item in self.tree.iter() {
             let (k, v) = item?;
@@ -569,6 +557,16 @@ impl Log {
         }
         Ok(h.finalize().into())
     }
+}
+
+fn open_sled(dir: &Path) -> Result<sled::Db, LogError> {
+    sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|source| LogError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The 16 bytes of a UUID in its text form.
