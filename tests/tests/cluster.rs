@@ -5,6 +5,9 @@
 //! sequence, and the publisher gets one outcome per event.
 
 use std::collections::HashMap;
+
+use futures::StreamExt;
+use prost::Message;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -99,6 +102,34 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         .last_sequence;
     let head_a = a.wait_for_position(last, Duration::from_secs(120)).await;
     let head_b = b.wait_for_position(last, Duration::from_secs(120)).await;
+    // Both nodes sent receipts; the stream kept at most one per message, and that is
+    // what a publisher reads.
+    let mut stream = js
+        .get_stream(handoff_contract::names::RECEIPTS_STREAM)
+        .await
+        .expect("receipts stream");
+    let kept = stream.info().await.expect("info").state.messages;
+    let mut all = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .expect("consumer")
+        .messages()
+        .await
+        .expect("messages");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..kept {
+        let msg = all.next().await.expect("a receipt").expect("readable");
+        let r = handoff_contract::v1::Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        assert!(
+            seen.insert(r.event_id.clone()),
+            "two receipts for {}",
+            r.event_id
+        );
+    }
+    assert!(
+        kept <= events && kept > 0,
+        "{kept} receipts kept for {events} events"
+    );
     assert_eq!(head_a.sequence, events, "every event once on A");
     assert_eq!(head_b.sequence, events, "every event once on B");
     assert_eq!(head_a.hash, head_b.hash, "the same head hash on both nodes");
@@ -120,7 +151,7 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         "each node signs with its own key"
     );
     eprintln!(
-        "{events} events over a 3-node cluster; NATS node 2 and exchange B killed at batch {} of {batches} and restarted at {}; both logs at sequence {} with head {}",
+        "{events} events over a 3-node cluster; NATS node 2 and exchange B killed at batch {} of {batches} and restarted at {}; both logs at sequence {} with head {}; {kept} receipts kept, none twice",
         batches / 3,
         2 * batches / 3,
         ca.sequence,

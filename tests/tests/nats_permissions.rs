@@ -36,6 +36,33 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
         .await
         .expect("subscribe call");
 
+    // Nor may they read the centre's receipts from the receipts stream: a consumer
+    // filtered on another agency's subject, on all of them, or unnamed, is refused.
+    let police_js = async_nats::jetstream::new(police_nats.clone());
+    let receipts = police_js
+        .get_stream_no_info(handoff_contract::names::RECEIPTS_STREAM)
+        .await
+        .expect("stream handle");
+    for (name, filter) in [
+        (Some("snoop1"), "handoff.receipts.ic-north"),
+        (Some("snoop2"), "handoff.receipts.>"),
+        (None, "handoff.receipts.ic-north"),
+    ] {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            receipts.create_consumer(async_nats::jetstream::consumer::pull::Config {
+                name: name.map(str::to_string),
+                filter_subject: filter.to_string(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        assert!(
+            !matches!(attempt, Ok(Ok(_))),
+            "the police opened a consumer on {filter}"
+        );
+    }
+
     // The centre's own events work as usual, through its own user.
     let own = Publisher::new(centre_nats, CENTRE);
     let outcomes = own

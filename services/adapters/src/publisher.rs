@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use futures::StreamExt;
-use handoff_contract::names::{event_subject, receipt_lookup_subject, receipt_subject};
+use handoff_contract::names::{
+    RECEIPTS_STREAM, event_subject, receipt_lookup_subject, receipt_subject,
+};
 use handoff_contract::v1::{Envelope, Receipt, RejectionReason, receipt::Status};
 use prost::Message;
 
@@ -164,11 +167,11 @@ impl Publisher {
     pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, AdapterError> {
         let nats =
             |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
-        let mut receipts = self
-            .client
-            .subscribe(receipt_subject(&self.agency))
-            .await
-            .map_err(|e| nats("cannot subscribe to receipts", &e))?;
+        let mut receipts = Some(
+            tokio::time::timeout(self.timeout, self.receipts())
+                .await
+                .map_err(|_| nats("cannot reach NATS", &"timed out"))??,
+        );
         tokio::time::timeout(self.timeout, self.client.flush())
             .await
             .map_err(|_| nats("cannot reach NATS", &"timed out"))?
@@ -254,14 +257,33 @@ impl Publisher {
         let started = Instant::now();
         let mut last_lookup = Instant::now();
         while !waiting.is_empty() && started.elapsed() < self.timeout {
-            match tokio::time::timeout(LOOKUP_EVERY, receipts.next()).await {
-                Ok(Some(msg)) => {
-                    if let Ok(r) = Receipt::decode(msg.payload.as_ref()) {
-                        accept(&mut waiting, &mut outcomes, &r);
+            let mut ended = false;
+            let received = match receipts.as_mut() {
+                Some(stream) => match tokio::time::timeout(LOOKUP_EVERY, stream.next()).await {
+                    Ok(Some(Ok(msg))) => Some(msg),
+                    Ok(Some(Err(e))) => {
+                        // The consumer recovers by itself; look-ups cover what it missed.
+                        tracing::debug!(error = %e, "receipt consumer interrupted");
+                        None
                     }
+                    Ok(None) => {
+                        ended = true;
+                        None
+                    }
+                    Err(_) => None,
+                },
+                None => {
+                    tokio::time::sleep(LOOKUP_EVERY).await;
+                    None
                 }
-                Ok(None) => return Err(AdapterError::Nats("receipt subscription closed".into())),
-                Err(_) => {}
+            };
+            if ended {
+                receipts = None;
+            }
+            if let Some(msg) = received
+                && let Ok(r) = Receipt::decode(msg.payload.as_ref())
+            {
+                accept(&mut waiting, &mut outcomes, &r);
             }
             if last_lookup.elapsed() >= LOOKUP_EVERY {
                 last_lookup = Instant::now();
@@ -279,6 +301,36 @@ impl Publisher {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Receipts for this agency from now on, read from the receipts stream, where each
+    /// message has one receipt however many exchange nodes sent it. The consumer may
+    /// only filter on the agency's own subject (see `handoff nats-auth`) and goes away
+    /// by itself a minute after its last use.
+    async fn receipts(&self) -> Result<pull::Stream, AdapterError> {
+        let nats =
+            |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
+        let stream = self
+            .js
+            .get_stream_no_info(RECEIPTS_STREAM)
+            .await
+            .map_err(|e| nats("no receipts stream (is the exchange running?)", &e))?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                name: Some(uuid::Uuid::now_v7().simple().to_string()),
+                filter_subject: receipt_subject(&self.agency),
+                deliver_policy: DeliverPolicy::New,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("cannot read receipts", &e))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| nats("cannot read receipts", &e))
     }
 
     /// The subject, headers (Nats-Msg-Id = event id) and body an envelope is published with.

@@ -63,6 +63,17 @@ pub fn event_subject(agency: &str, event: &Event) -> String {
     format!("handoff.events.{agency}.{}", event_type(event))
 }
 
+/// The JetStream stream that keeps receipts (`handoff.receipts.>`) for a day. Every
+/// exchange node sends every receipt with `Nats-Msg-Id` = [`receipt_msg_id`], so the
+/// stream keeps one per message and a publisher reading it gets one, whichever node
+/// sent it.
+pub const RECEIPTS_STREAM: &str = "HANDOFF_RECEIPTS";
+
+/// The message id a receipt is sent with: the same on every node for the same message.
+pub fn receipt_msg_id(stream_sequence: u64, event_id: &str) -> String {
+    format!("receipt:{stream_sequence}:{event_id}")
+}
+
 /// NATS subject the exchange sends an agency's receipts on.
 pub fn receipt_subject(agency: &str) -> String {
     format!("handoff.receipts.{agency}")

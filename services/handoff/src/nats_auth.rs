@@ -4,7 +4,10 @@
 //! (`handoff.events.<agency>.>`) and receipt look-ups, and subscribe only to
 //! its own receipts and its own reply inbox (`_INBOX_<agency>.>`, the prefix
 //! the adapters use), so it can neither publish as another agency nor read
-//! another's receipts. The exchange's user may do everything. Passwords are
+//! another's receipts. From the receipts stream it may create consumers only
+//! with its own receipts subject as filter (the server checks the filter in
+//! the create subject against the consumer's), and pull from them; consumer
+//! names are random and listing them is not allowed. The exchange's user may do everything. Passwords are
 //! random, written once to `<out>/<user>.password` (mode 0600) and kept.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use crate::config::Config;
 pub const EXCHANGE_USER: &str = "handoff-exchange";
 
 use handoff_adapters::publisher::inbox_prefix;
+use handoff_contract::names::RECEIPTS_STREAM;
 
 fn password(out: &Path, user: &str) -> anyhow::Result<String> {
     let path = out.join(format!("{user}.password"));
@@ -53,7 +57,7 @@ pub fn write(config: &Config, out: &Path) -> anyhow::Result<PathBuf> {
     for agency in config.agencies.iter().filter(|a| !a.revoked) {
         let id = &agency.id;
         text.push_str(&format!(
-            "    {{ user: {id:?}, password: {:?}, permissions: {{\n        publish: {{ allow: [\"handoff.events.{id}.>\", \"handoff.lookup.{id}\"] }}\n        subscribe: {{ allow: [\"handoff.receipts.{id}\", \"{}.>\"] }}\n    }} }}\n",
+            "    {{ user: {id:?}, password: {:?}, permissions: {{\n        publish: {{ allow: [\"handoff.events.{id}.>\", \"handoff.lookup.{id}\", \"$JS.API.CONSUMER.CREATE.{RECEIPTS_STREAM}.*.handoff.receipts.{id}\", \"$JS.API.CONSUMER.MSG.NEXT.{RECEIPTS_STREAM}.*\"] }}\n        subscribe: {{ allow: [\"handoff.receipts.{id}\", \"{}.>\"] }}\n    }} }}\n",
             password(out, id)?,
             inbox_prefix(id)
         ));

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use handoff_contract::names::receipt_subject;
+use handoff_contract::names::{receipt_msg_id, receipt_subject};
 use handoff_contract::v1::Receipt;
 use handoff_domain::Registry;
 use handoff_log::{Log, LogError, hex};
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 pub use decide::{Decision, Incoming, decide};
 pub use metrics::IngestMetrics;
-pub use stream::{StreamSettings, ensure_stream};
+pub use stream::{RECEIPTS_KEPT, StreamSettings, ensure_receipts_stream, ensure_stream};
 
 /// Why ingest stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,11 @@ impl Ingest {
         self.report_head(self.log.head());
         let js = jetstream::new(self.client.clone());
         let stream = loop {
-            match ensure_stream(&js, &self.settings.stream).await {
+            let both = async {
+                ensure_receipts_stream(&js, &self.settings.stream).await?;
+                ensure_stream(&js, &self.settings.stream).await
+            };
+            match both.await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot set up the stream yet; retrying in 1s");
@@ -367,9 +371,18 @@ impl Ingest {
         // Receipts only after the flush: a receipt is the publisher's proof of delivery.
         for (agency, mut receipt) in receipts {
             self.key.sign_receipt(&mut receipt);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                receipt_msg_id(receipt.stream_sequence, &receipt.event_id).as_str(),
+            );
             if let Err(e) = self
                 .client
-                .publish(receipt_subject(&agency), receipt.encode_to_vec().into())
+                .publish_with_headers(
+                    receipt_subject(&agency),
+                    headers,
+                    receipt.encode_to_vec().into(),
+                )
                 .await
             {
                 tracing::warn!(error = %e, %agency, "receipt not sent; the publisher can look it up");

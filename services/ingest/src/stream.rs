@@ -22,6 +22,36 @@ pub struct StreamSettings {
 /// Subjects the stream captures: `handoff.events.<agency>.<event type>`.
 pub const EVENT_SUBJECTS: &str = "handoff.events.>";
 
+/// How long receipts are kept and deduplicated: a node that catches up within this
+/// time sends nothing a publisher sees twice.
+pub const RECEIPTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// Creates the receipts stream if it does not exist (see `names::RECEIPTS_STREAM`).
+pub async fn ensure_receipts_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, IngestError> {
+    let name = handoff_contract::names::RECEIPTS_STREAM;
+    let config = stream::Config {
+        name: name.to_string(),
+        subjects: vec!["handoff.receipts.>".to_string()],
+        storage: stream::StorageType::File,
+        // A cache for publishers (the log answers look-ups): old receipts may go.
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: RECEIPTS_KEPT,
+        duplicate_window: RECEIPTS_KEPT,
+        num_replicas: settings.replicas.max(1),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| IngestError::Stream {
+            stream: name.to_string(),
+            detail: e.to_string(),
+        })
+}
+
 /// Creates the stream if it does not exist; an existing stream is used as it is.
 pub async fn ensure_stream(
     js: &jetstream::Context,
