@@ -310,27 +310,37 @@ impl Publisher {
     async fn receipts(&self) -> Result<pull::Stream, AdapterError> {
         let nats =
             |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
-        let stream = self
-            .js
-            .get_stream_no_info(RECEIPTS_STREAM)
-            .await
-            .map_err(|e| nats("no receipts stream (is the exchange running?)", &e))?;
-        let consumer: jetstream::consumer::PullConsumer = stream
-            .create_consumer(pull::Config {
-                name: Some(uuid::Uuid::now_v7().simple().to_string()),
-                filter_subject: receipt_subject(&self.agency),
-                deliver_policy: DeliverPolicy::New,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(60),
-                memory_storage: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats("cannot read receipts", &e))?;
-        consumer
-            .messages()
-            .await
-            .map_err(|e| nats("cannot read receipts", &e))
+        // The exchange creates the stream when it starts; wait for it a little.
+        let started = Instant::now();
+        loop {
+            let attempt = async {
+                let stream = self
+                    .js
+                    .get_stream_no_info(RECEIPTS_STREAM)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let consumer: jetstream::consumer::PullConsumer = stream
+                    .create_consumer(pull::Config {
+                        name: Some(uuid::Uuid::now_v7().simple().to_string()),
+                        filter_subject: receipt_subject(&self.agency),
+                        deliver_policy: DeliverPolicy::New,
+                        ack_policy: AckPolicy::None,
+                        inactive_threshold: Duration::from_secs(60),
+                        memory_storage: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                consumer.messages().await.map_err(|e| e.to_string())
+            };
+            match attempt.await {
+                Ok(messages) => return Ok(messages),
+                Err(e) if started.elapsed() >= self.timeout => {
+                    return Err(nats("cannot read receipts (is the exchange running?)", &e));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// The subject, headers (Nats-Msg-Id = event id) and body an envelope is published with.
