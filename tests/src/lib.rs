@@ -397,6 +397,26 @@ pub struct ExchangeOptions {
     pub data_dir: Option<PathBuf>,
     /// `[store] min_free_mb`, if not the default.
     pub min_free_mb: Option<u64>,
+    /// Run the exchange as an unprivileged user (`nobody` when the tests run as root),
+    /// so file permissions bind it as they would in production.
+    pub unprivileged: bool,
+}
+
+/// The uid and gid an unprivileged exchange runs as, if the tests run as root.
+fn unprivileged_identity() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").expect("/proc/self");
+    (me.uid() == 0).then_some((65534, 65534))
+}
+
+/// Hands `path` and everything under it to `owner`.
+fn chown_tree(path: &Path, (uid, gid): (u32, u32)) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).expect("read dir") {
+            chown_tree(&entry.expect("entry").path(), (uid, gid));
+        }
+    }
 }
 
 /// What an exchange under test connects to: one nats-server or a cluster.
@@ -564,6 +584,17 @@ impl Exchange {
             ),
             1,
         );
+        if self.options.unprivileged {
+            // The broker's secrets dir is root's; give the exchange its own copy.
+            let own = self.dir.path().join("secrets/nats.password");
+            std::fs::create_dir_all(self.dir.path().join("secrets")).expect("secrets dir");
+            std::fs::copy(&password, &own).expect("copy password");
+            text = text.replacen(
+                &format!("{:?}", password.display().to_string()),
+                &format!("{:?}", own.display().to_string()),
+                1,
+            );
+        }
         std::fs::write(self.config_path(), text).expect("write handoff.toml");
         if let Some(kek) = &self.options.kek_from {
             std::fs::create_dir_all(self.dir.path().join("secrets")).expect("secrets dir");
@@ -602,7 +633,16 @@ impl Exchange {
         let log =
             std::fs::File::create(self.dir.path().join(format!("handoff-{}.log", self.starts)))
                 .expect("exchange log");
-        let mut child = Command::new(handoff_binary())
+        let mut command = Command::new(handoff_binary());
+        if let Some(identity) = unprivileged_identity().filter(|_| self.options.unprivileged) {
+            use std::os::unix::process::CommandExt;
+            chown_tree(self.dir.path(), identity);
+            if self.options.data_dir.is_some() && self.data_dir().exists() {
+                chown_tree(&self.data_dir(), identity);
+            }
+            command.uid(identity.0).gid(identity.1);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())

@@ -1,7 +1,9 @@
-//! Disk full: when the store's file system runs low, the exchange stores and
-//! receipts nothing, says NOT_SERVING, logs the cause, and when space returns
-//! it resumes and loses nothing. The store lives on a small tmpfs this test
-//! mounts (it needs root, as CI's container has).
+//! Disk full or unwritable: when the store's file system runs low, or the
+//! exchange may no longer write in its data dir, it stores and receipts
+//! nothing, says NOT_SERVING, logs the cause and reports it in the metrics;
+//! when space or permission returns it resumes and loses nothing. The full-disk
+//! tests store on a small tmpfs they mount (they need root, as CI's container
+//! has); the unwritable test runs the exchange as an unprivileged user.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -214,7 +216,11 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
         overall_health(&exchange).await == ServingStatus::Serving as i32
     })
     .await;
-    assert!(exchange.last_log().contains("disk space is back"));
+    assert!(
+        exchange
+            .last_log()
+            .contains("committing and consuming again")
+    );
     assert_eq!(exchange.metric("handoff_ingest_paused_low_disk"), Some(0.0));
     assert_eq!(exchange.metric("handoff_log_head_sequence"), Some(70.0));
     assert_eq!(
@@ -283,5 +289,100 @@ async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
     assert_eq!(
         ids.iter().collect::<std::collections::HashSet<_>>().len(),
         40
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let nats = NatsServer::start();
+    let exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            unprivileged: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = nats.connect().await;
+    let mut receipts = client
+        .subscribe("handoff.receipts.police-north")
+        .await
+        .expect("subscribe");
+    let js = async_nats::jetstream::new(client);
+    let mut last = 0;
+    for n in 1..=10u64 {
+        last = publish(&js, &incident(n, &format!("u{n}"))).await;
+    }
+    exchange
+        .wait_for_position(last, Duration::from_secs(30))
+        .await;
+    for _ in 0..10 {
+        receipts.next().await.expect("receipt");
+    }
+
+    // An operator's mistake: the data dir becomes read-only for the exchange.
+    let data = exchange.data_dir();
+    let mode = |m: u32| {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    mode(0o555);
+    wait_for(
+        "NOT_SERVING while the data dir is unwritable",
+        &exchange,
+        async || overall_health(&exchange).await == ServingStatus::NotServing as i32,
+    )
+    .await;
+    for n in 11..=30u64 {
+        last = publish(&js, &incident(n, &format!("u{n}"))).await;
+    }
+    wait_for("the cause in the log", &exchange, async || {
+        exchange.last_log().contains("data dir not writable")
+    })
+    .await;
+    assert_eq!(
+        exchange.metric("handoff_ingest_paused_store_unwritable"),
+        Some(1.0)
+    );
+    assert_eq!(exchange.metric("handoff_ingest_consuming"), Some(0.0));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), receipts.next())
+            .await
+            .is_err(),
+        "nothing receipted while unwritable"
+    );
+    assert_eq!(head(&exchange).await.sequence, 10, "nothing stored");
+
+    // Fixed: everything held back is stored once and receipted, without a restart.
+    mode(0o755);
+    let head_after = exchange
+        .wait_for_position(last, Duration::from_secs(60))
+        .await;
+    assert_eq!((head_after.sequence, head_after.quarantined), (30, 0));
+    for _ in 0..20 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), receipts.next())
+            .await
+            .expect("a receipt")
+            .expect("subscription");
+        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        assert_eq!(r.status, receipt::Status::Accepted as i32);
+    }
+    wait_for("SERVING again", &exchange, async || {
+        overall_health(&exchange).await == ServingStatus::Serving as i32
+    })
+    .await;
+    assert_eq!(
+        exchange.metric("handoff_ingest_paused_store_unwritable"),
+        Some(0.0)
+    );
+    assert!(
+        exchange
+            .last_log()
+            .contains("committing and consuming again")
+    );
+    let ids = exchange.logged_event_ids().await;
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        30
     );
 }

@@ -47,6 +47,17 @@ pub enum IngestError {
     },
 }
 
+/// Why the store cannot take a batch now.
+enum StoreProblem {
+    /// Less free space than `min_free_bytes`.
+    LowDisk { free: u64 },
+    /// This process may not write in `dir`.
+    Unwritable {
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
+}
+
 /// Settings of the ingest loop.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -186,10 +197,20 @@ impl Ingest {
             if let Some(r) = reconnects.as_mut() {
                 r.mark_unchanged();
             }
+            // While idle, still look at the store now and then, so health and metrics
+            // tell of an unwritable or full data dir before the next message arrives.
+            let mut store_check = tokio::time::interval(Duration::from_secs(2));
+            store_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let chunk = tokio::select! {
                     chunk = messages.next() => chunk,
                     _ = shutdown.changed() => return Ok(()),
+                    _ = store_check.tick() => {
+                        if !self.wait_until_storable(&consuming, &mut shutdown).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     Some(Ok(())) = async {
                         match reconnects.as_mut() {
                             Some(r) => Some(r.changed().await),
@@ -230,9 +251,35 @@ impl Ingest {
         }
     }
 
-    /// Waits until the store has `min_free_bytes` free (true), or shutdown (false).
-    /// Meanwhile nothing is committed or receipted and health says NOT_SERVING.
-    async fn wait_for_space(
+    /// Why the store cannot take a batch now, if it cannot: too little free space,
+    /// or a directory this process may not write (permissions, a read-only mount).
+    fn store_problem(&self) -> Option<StoreProblem> {
+        for dir in [self.log.dir(), self.keyring.dir()] {
+            if let Err(error) = handoff_log::check_writable(dir) {
+                return Some(StoreProblem::Unwritable {
+                    dir: dir.to_path_buf(),
+                    error,
+                });
+            }
+        }
+        match self.log.free_bytes() {
+            Ok(free) => {
+                self.metrics
+                    .store_free_bytes
+                    .set(i64::try_from(free).unwrap_or(i64::MAX));
+                (free < self.settings.min_free_bytes).then_some(StoreProblem::LowDisk { free })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell the free disk space; committing anyway");
+                None
+            }
+        }
+    }
+
+    /// Waits until the store can take a batch (true), or shutdown (false).
+    /// Meanwhile nothing is committed or receipted, health says NOT_SERVING
+    /// and the metrics and the log say why.
+    async fn wait_until_storable(
         &self,
         consuming: &watch::Sender<bool>,
         shutdown: &mut watch::Receiver<bool>,
@@ -240,39 +287,42 @@ impl Ingest {
         let mut since: Option<std::time::Instant> = None;
         let mut last_warning: Option<std::time::Instant> = None;
         loop {
-            let free = match self.log.free_bytes() {
-                Ok(free) => free,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot tell the free disk space; committing anyway");
-                    return true;
-                }
-            };
-            self.metrics
-                .store_free_bytes
-                .set(i64::try_from(free).unwrap_or(i64::MAX));
-            if free >= self.settings.min_free_bytes {
-                self.metrics.paused_low_disk.set(0);
+            let problem = self.store_problem();
+            self.metrics.paused_low_disk.set(i64::from(matches!(
+                problem,
+                Some(StoreProblem::LowDisk { .. })
+            )));
+            self.metrics.paused_unwritable.set(i64::from(matches!(
+                problem,
+                Some(StoreProblem::Unwritable { .. })
+            )));
+            let Some(problem) = problem else {
                 if let Some(since) = since {
                     tracing::info!(
-                        free_bytes = free,
                         waited_secs = since.elapsed().as_secs(),
-                        "disk space is back; committing and consuming again"
+                        "the store is writable and has space again; committing and consuming again"
                     );
                     self.set_consuming(consuming, true);
                 }
                 return true;
-            }
+            };
             since.get_or_insert_with(std::time::Instant::now);
-            self.metrics.paused_low_disk.set(1);
             self.set_consuming(consuming, false);
             if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_warning = Some(std::time::Instant::now());
-                tracing::error!(
-                    data_dir = %self.log.dir().display(),
-                    free_bytes = free,
-                    required_bytes = self.settings.min_free_bytes,
-                    "disk space low: not storing or acknowledging anything until space is freed"
-                );
+                match problem {
+                    StoreProblem::LowDisk { free } => tracing::error!(
+                        data_dir = %self.log.dir().display(),
+                        free_bytes = free,
+                        required_bytes = self.settings.min_free_bytes,
+                        "disk space low: not storing or acknowledging anything until space is freed"
+                    ),
+                    StoreProblem::Unwritable { dir, error } => tracing::error!(
+                        dir = %dir.display(),
+                        %error,
+                        "data dir not writable: not storing or acknowledging anything until the exchange may write there again (check its owner, mode and mount)"
+                    ),
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -282,7 +332,7 @@ impl Ingest {
     }
 
     /// Decides a chunk of messages, commits them in one flushed batch, then sends receipts.
-    /// False if it was shut down while waiting for disk space (nothing was committed).
+    /// False if it was shut down while waiting for the store (nothing was committed).
     async fn apply(
         &self,
         messages: Vec<jetstream::Message>,
@@ -344,7 +394,7 @@ impl Ingest {
                 receipts.push((agency, receipt));
             }
         }
-        if !self.wait_for_space(consuming, shutdown).await {
+        if !self.wait_until_storable(consuming, shutdown).await {
             return Ok(false);
         }
         // New keys and destroyed ones are durable before any record that relies on them.

@@ -12,6 +12,8 @@ pub struct IngestMetrics {
     pub consuming: Gauge,
     /// 1 while ingest holds a batch back because the disk is short of space.
     pub paused_low_disk: Gauge,
+    /// 1 while ingest holds a batch back because it may not write in the data dir.
+    pub paused_unwritable: Gauge,
     /// Free bytes on the store's file system, at the last check.
     pub store_free_bytes: Gauge,
     /// The log's head sequence.
@@ -37,6 +39,11 @@ impl IngestMetrics {
             "ingest_paused_low_disk",
             "1 while ingest stores and receipts nothing because the disk is short of space",
             self.paused_low_disk.clone(),
+        );
+        r.register(
+            "ingest_paused_store_unwritable",
+            "1 while ingest stores and receipts nothing because it may not write in the data dir",
+            self.paused_unwritable.clone(),
         );
         r.register(
             "store_free_bytes",

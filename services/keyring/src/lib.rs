@@ -474,6 +474,11 @@ impl Keyring {
         Ok(())
     }
 
+    /// The key store's directory (`<data_dir>/keys`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Copies the key store into a new sled store at `<data_dir>/keys` (for a backup).
     pub fn copy_to(&self, data_dir: &Path) -> Result<(), KeyringError> {
         let db = self.db.read().unwrap_or_else(lock_poisoned);

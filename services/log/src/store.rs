@@ -514,6 +514,12 @@ impl Log {
         Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
+    /// Whether this process may create and write files in the store's directory
+    /// (permissions, read-only mounts), without writing anything.
+    pub fn check_writable(&self) -> Result<(), std::io::Error> {
+        check_writable(&self.path)
+    }
+
     /// Holds off commits until the pause is dropped: a backup takes the log and
     /// everything that must match it (the keyring) at one point of the stream.
     pub async fn pause_commits(&self) -> CommitPause<'_> {
@@ -777,4 +783,17 @@ impl WriteBatch<'_> {
     pub fn advance(&mut self, stream_sequence: u64) {
         self.head.stream_position = self.head.stream_position.max(stream_sequence);
     }
+}
+
+/// Whether this process (by its effective identity) may write in `dir`: checked
+/// before a commit so a read-only or locked-down data dir pauses ingest instead
+/// of failing a write half-way.
+pub fn check_writable(dir: &Path) -> Result<(), std::io::Error> {
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    )
+    .map_err(std::io::Error::from)
 }
