@@ -45,7 +45,7 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the repo")
@@ -98,11 +98,15 @@ pub fn handoff_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>/handoff
+        // target/<profile>/deps/<test> (a test) or target/<profile>/<tool> (the load tool)
+        // -> target/<profile>/handoff
         let profile_dir = exe
             .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
+            .map(|dir| match dir.file_name() {
+                Some(name) if name == "deps" => dir.parent().unwrap_or(dir),
+                _ => dir,
+            })
+            .expect("the executable lives in target/<profile>");
         let binary = profile_dir.join("handoff");
         let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
         let root = repo_root();
@@ -155,11 +159,19 @@ pub struct NatsServer {
     auth: PathBuf,
     /// Extra config: the cluster block of a cluster node.
     extra: String,
+    /// `sync_interval: always` (fsync every message), as ops/nats/single.conf; else
+    /// JetStream's default (fsync every 2 minutes, durability from replicas).
+    sync_always: bool,
 }
 
 impl NatsServer {
     /// Starts one, configured as ops/nats/single.conf (sync_interval: always).
     pub fn start() -> NatsServer {
+        NatsServer::start_syncing(true)
+    }
+
+    /// Starts one that fsyncs every message (`sync_always`) or at JetStream's default interval.
+    pub fn start_syncing(sync_always: bool) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let auth = dir.path().join("auth");
         let mut server = NatsServer {
@@ -168,6 +180,7 @@ impl NatsServer {
             dir,
             auth,
             extra: String::new(),
+            sync_always,
         };
         server.spawn();
         server
@@ -205,9 +218,10 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n{}\ninclude {:?}\n",
+                "listen: 127.0.0.1:{}\nmax_payload: 2MB\njetstream {{\n  store_dir: {:?}\n{}}}\n{}\ninclude {:?}\n",
                 self.port,
                 store.display().to_string(),
+                if self.sync_always { "  sync_interval: always\n" } else { "" },
                 self.extra,
                 "auth.conf"
             ),
@@ -312,6 +326,7 @@ impl NatsCluster {
                 dir: tempfile::tempdir().expect("temp dir"),
                 auth: auth.clone(),
                 extra: String::new(),
+                sync_always: true,
             };
             node.extra = format!(
                 "server_name: handoff-nats-{}\ncluster {{\n  name: handoff\n  listen: 127.0.0.1:{route_port}\n  routes: [\n{routes}\n  ]\n}}\n",
@@ -400,6 +415,10 @@ pub struct ExchangeOptions {
     /// Run the exchange as an unprivileged user (`nobody` when the tests run as root),
     /// so file permissions bind it as they would in production.
     pub unprivileged: bool,
+    /// `HANDOFF_LOG` (tracing filter), if not the tests' chatty default.
+    pub log_filter: Option<String>,
+    /// `[ingest] batch_max`, if not the tests' 256.
+    pub batch_max: Option<usize>,
 }
 
 /// The uid and gid an unprivileged exchange runs as, if the tests run as root.
@@ -539,6 +558,9 @@ impl Exchange {
             ),
             1,
         );
+        if let Some(n) = self.options.batch_max {
+            text = text.replacen("batch_max = 256", &format!("batch_max = {n}"), 1);
+        }
         let mut store = format!("data_dir = {:?}", self.data_dir().display().to_string());
         if let Some(mb) = self.options.min_free_mb {
             store.push_str(&format!("\nmin_free_mb = {mb}"));
@@ -646,7 +668,13 @@ impl Exchange {
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
-            .env("HANDOFF_LOG", "info,handoff_ingest=debug")
+            .env(
+                "HANDOFF_LOG",
+                self.options
+                    .log_filter
+                    .as_deref()
+                    .unwrap_or("info,handoff_ingest=debug"),
+            )
             .envs(
                 self.options
                     .clock
@@ -695,6 +723,11 @@ impl Exchange {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process has exited (and how), without waiting.

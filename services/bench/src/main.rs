@@ -1,0 +1,470 @@
+//! `handoff-bench`: drives a deterministic workload through the real path
+//! (publish over NATS -> ingest -> sled -> projections -> gRPC) and measures
+//! baselines in the same run, so figures can be read as ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use handoff_bench::measure::{Percentiles, Prepared, disk_usage, publish_acknowledged, rss_bytes};
+use handoff_bench::workload;
+use handoff_contract::v1::{GetCaseRequest, Receipt};
+use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer, run_handoff};
+use prost::Message;
+
+/// Measure Handoff end to end against baselines from the same run.
+#[derive(Parser)]
+struct Args {
+    /// Events in the bulk ingest (and in the raw JetStream baseline).
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Cases in progress at once in the workload.
+    #[arg(long, default_value_t = 256)]
+    concurrent_cases: usize,
+    /// Publish acknowledgements outstanding at once.
+    #[arg(long, default_value_t = 4096)]
+    window: usize,
+    /// Events per second of the steady-load latency run.
+    #[arg(long, default_value_t = 1000)]
+    steady_rate: u64,
+    /// Seconds of the steady-load latency run.
+    #[arg(long, default_value_t = 10)]
+    steady_secs: u64,
+    /// GetCase calls (and as many empty health RPCs) for query latency.
+    #[arg(long, default_value_t = 5000)]
+    queries: usize,
+    /// Messages per ingest batch (`[ingest] batch_max`).
+    #[arg(long, default_value_t = 512)]
+    batch_max: usize,
+    /// nats-server fsyncs at JetStream's default interval instead of every message
+    /// (`sync_interval: always`, as ops/nats/single.conf ships).
+    #[arg(long)]
+    nats_default_sync: bool,
+    /// Also measure Message DB on PostgreSQL (installs both; see ops/bench/messagedb-baseline).
+    #[arg(long)]
+    message_db: bool,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Default, serde::Serialize)]
+struct Figures {
+    events: u64,
+    seed: u64,
+    nats_sync_always: bool,
+    raw_jetstream_events_per_sec: f64,
+    handoff_ingest_events_per_sec: f64,
+    handoff_publish_acked_events_per_sec: f64,
+    message_db_events_per_sec: Option<f64>,
+    publish_to_queryable: Option<Percentiles>,
+    steady_rate: u64,
+    get_case: Option<Percentiles>,
+    empty_rpc: Option<Percentiles>,
+    rss_bytes: u64,
+    disk_bytes: u64,
+    disk_bytes_per_event: f64,
+    cold_start_ms: f64,
+    export_bytes: u64,
+    sha256_mb_per_sec: f64,
+    verify_mb_per_sec: f64,
+    replay_secs: f64,
+}
+
+fn prepare(events: impl Iterator<Item = handoff_contract::v1::Envelope>) -> Vec<Prepared> {
+    events
+        .map(|e| Prepared {
+            subject: handoff_e2e::events::subject(&e),
+            msg_id: e.event_id.clone(),
+            body: e.encode_to_vec().into(),
+        })
+        .collect()
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut f = Figures {
+        events: args.events,
+        seed: args.seed,
+        nats_sync_always: !args.nats_default_sync,
+        steady_rate: args.steady_rate,
+        ..Figures::default()
+    };
+    eprintln!("generating {} events (seed {})", args.events, args.seed);
+    let bulk = prepare(workload::events(
+        args.seed,
+        args.events,
+        args.concurrent_cases,
+    ));
+    let case_ids: Vec<String> = workload::events(args.seed, args.events, args.concurrent_cases)
+        .map(|e| e.case_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    let nats = NatsServer::start_syncing(!args.nats_default_sync);
+    let client = nats.connect().await;
+    let js = async_nats::jetstream::new(client.clone());
+
+    // Baseline 1: the transport's own ceiling, the same payloads into a file-backed stream.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .context("create the raw baseline stream")?;
+    eprintln!("baseline: raw JetStream publishes");
+    let (took, _) = publish_acknowledged(
+        &js,
+        &bulk,
+        |m| m.subject.replacen("handoff.events.", "bench.raw.", 1),
+        args.window,
+    )
+    .await?;
+    f.raw_jetstream_events_per_sec = rate(args.events, took);
+    js.delete_stream("BENCH_RAW").await.ok();
+
+    let mut exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            log_filter: Some("warn".into()),
+            batch_max: Some(args.batch_max),
+            ..Default::default()
+        },
+    )
+    .await;
+    let pid = exchange.pid().context("the exchange runs")?;
+
+    // Handoff: publish -> ingest -> sled -> projections, until the log holds the last one.
+    eprintln!("handoff: bulk ingest");
+    let started = Instant::now();
+    let (acked, last) =
+        publish_acknowledged(&js, &bulk, |m| m.subject.clone(), args.window).await?;
+    f.handoff_publish_acked_events_per_sec = rate(args.events, acked);
+    let head = exchange
+        .wait_for_position(last, Duration::from_secs(3600))
+        .await;
+    f.handoff_ingest_events_per_sec = rate(args.events, started.elapsed());
+    anyhow::ensure!(
+        head.sequence == args.events && head.quarantined == 0,
+        "the log holds {} records and {} quarantined, not {} records",
+        head.sequence,
+        head.quarantined,
+        args.events
+    );
+    f.rss_bytes = rss_bytes(pid).unwrap_or_default();
+    f.disk_bytes = disk_usage(&exchange.data_dir());
+    f.disk_bytes_per_event = f.disk_bytes as f64 / args.events as f64;
+
+    f.publish_to_queryable = Some(steady_latency(&args, &js, &client).await?);
+    let (get_case, empty) = query_latency(&exchange, &case_ids, args.queries).await?;
+    f.get_case = Some(get_case);
+    f.empty_rpc = Some(empty);
+
+    // Cold start to SERVING on the loaded store, without a rebuild.
+    exchange.kill();
+    let started = Instant::now();
+    exchange.restart().await;
+    f.cold_start_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    audit_figures(&exchange, &mut f)?;
+    drop(exchange);
+    drop(nats);
+
+    if args.message_db {
+        // Its rate is flat in the event count (a lock per commit), so a slice is enough.
+        f.message_db_events_per_sec = Some(message_db(args.events.min(20_000) / 8 * 8)?);
+    }
+    report(&f);
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, serde_json::to_string_pretty(&f)?)?;
+        eprintln!("figures written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Publishes new cases at a steady rate and times each event from publish to its
+/// receipt. A receipt is sent only after the batch is flushed and its projections
+/// updated, so it is an upper bound on publish-to-queryable.
+async fn steady_latency(
+    args: &Args,
+    js: &async_nats::jetstream::Context,
+    client: &async_nats::Client,
+) -> anyhow::Result<Percentiles> {
+    let total = args.steady_rate * args.steady_secs;
+    eprintln!(
+        "handoff: {} events at {} events/s for latency",
+        total, args.steady_rate
+    );
+    let messages = prepare(workload::events(args.seed + 1_000_003, total, 64));
+    let sent: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let mut receipts = client.subscribe("handoff.receipts.>").await?;
+    let collector = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total as usize);
+            while (latencies.len() as u64) < total {
+                let Ok(Some(msg)) =
+                    tokio::time::timeout(Duration::from_secs(30), receipts.next()).await
+                else {
+                    break;
+                };
+                let now = Instant::now();
+                let Ok(receipt) = Receipt::decode(msg.payload.as_ref()) else {
+                    continue;
+                };
+                let at = sent
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.remove(&receipt.event_id));
+                if let Some(at) = at {
+                    latencies.push(now - at);
+                }
+            }
+            latencies
+        })
+    };
+    let start = tokio::time::Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for (i, m) in messages.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / args.steady_rate as f64);
+        // Drain acknowledgements while waiting for the next slot.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => break,
+                Some(ack) = acks.next(), if !acks.is_empty() => { ack?; }
+            }
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", m.msg_id.as_str());
+        if let Ok(mut s) = sent.lock() {
+            s.insert(m.msg_id.clone(), Instant::now());
+        }
+        let ack = js
+            .publish_with_headers(m.subject.clone(), headers, m.body.clone())
+            .await?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let mut latencies = collector.await?;
+    anyhow::ensure!(
+        latencies.len() as u64 == total,
+        "only {} of {} receipts arrived",
+        latencies.len(),
+        total
+    );
+    Ok(Percentiles::of(&mut latencies))
+}
+
+/// GetCase against an empty RPC (gRPC health Check) on the same server, channel and
+/// certificate, alternating so both see the same noise.
+async fn query_latency(
+    exchange: &Exchange,
+    case_ids: &[String],
+    n: usize,
+) -> anyhow::Result<(Percentiles, Percentiles)> {
+    eprintln!("handoff: {n} GetCase and {n} empty RPCs");
+    let channel = exchange.channel_as(handoff_e2e::POLICE).await;
+    let mut cases = handoff_contract::v1::cases_client::CasesClient::new(channel.clone());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut rng = workload::Rng::new(42);
+    let (mut get, mut empty) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let case_id = rng.pick(case_ids).clone();
+        let t = Instant::now();
+        cases
+            .get_case(GetCaseRequest {
+                case_id,
+                purpose: "benchmark".into(),
+            })
+            .await
+            .context("GetCase as the referring police")?;
+        get.push(t.elapsed());
+        let t = Instant::now();
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await?;
+        empty.push(t.elapsed());
+    }
+    Ok((Percentiles::of(&mut get), Percentiles::of(&mut empty)))
+}
+
+/// Exports the log, then times `audit verify` against SHA-256 over the same bytes,
+/// and `audit replay` (every projection rebuilt from the export).
+fn audit_figures(exchange: &Exchange, f: &mut Figures) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let file = dir.join("log.jsonl");
+    let server = format!("https://localhost:{}", exchange.grpc_port());
+    let certs = exchange.certs_dir().display().to_string();
+    eprintln!("audit: export, verify, replay");
+    let (code, out) = run_handoff(
+        &[
+            "audit", "export", "--server", &server, "--as", AUDITOR, "--certs", &certs, "--out",
+        ],
+        &[&file],
+    );
+    anyhow::ensure!(code == 0, "audit export: {out}");
+    let (code, key) = run_handoff(&["key", "show", "--config"], &[&exchange.config_path()]);
+    anyhow::ensure!(code == 0, "key show: {key}");
+    let key = key.trim();
+    f.export_bytes = std::fs::metadata(&file)?.len();
+    let mb = f.export_bytes as f64 / 1e6;
+
+    let t = Instant::now();
+    let digest = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut reader = std::fs::File::open(&file)?;
+        std::io::copy(&mut reader, &mut hasher)?;
+        hasher.finalize()
+    };
+    f.sha256_mb_per_sec = mb / t.elapsed().as_secs_f64();
+    std::hint::black_box(digest);
+
+    let t = Instant::now();
+    let (code, out) = run_handoff(&["audit", "verify", "--public-key", key], &[&file]);
+    anyhow::ensure!(code == 0, "audit verify: {out}");
+    f.verify_mb_per_sec = mb / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let (code, out) = run_handoff(
+        &["audit", "replay", "--public-key", key, "--config"],
+        &[
+            &exchange.config_path(),
+            Path::new("--data-dir"),
+            &dir.join("replayed"),
+            &file,
+        ],
+    );
+    anyhow::ensure!(code == 0, "audit replay: {out}");
+    f.replay_secs = t.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("handoff-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Runs ops/bench/messagedb-baseline and reads its events/s.
+fn message_db(events: u64) -> anyhow::Result<f64> {
+    eprintln!("baseline: Message DB on PostgreSQL");
+    let script = handoff_e2e::repo_root().join("ops/bench/messagedb-baseline");
+    let out = Command::new(&script)
+        .args(["--events", &events.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    anyhow::ensure!(out.status.success(), "{} failed", script.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no output")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    v["events_per_sec"]
+        .as_f64()
+        .context("no events_per_sec in the baseline's output")
+}
+
+fn report(f: &Figures) {
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    println!(
+        "\nHandoff benchmark: {} events, seed {}, nats-server {}",
+        f.events,
+        f.seed,
+        if f.nats_sync_always {
+            "fsyncing every message"
+        } else {
+            "fsyncing at its default interval"
+        }
+    );
+    println!(
+        "{:<44} {:>14} {:>14} {:>8}",
+        "measure", "handoff", "baseline", "ratio"
+    );
+    let row = |name: &str, h: f64, b: f64, unit: &str| {
+        println!(
+            "{:<44} {:>10.0} {unit:<3} {:>10.0} {unit:<3} {:>8.2}",
+            name,
+            h,
+            b,
+            ratio(h, b)
+        );
+    };
+    row(
+        "ingest vs raw JetStream (events/s)",
+        f.handoff_ingest_events_per_sec,
+        f.raw_jetstream_events_per_sec,
+        "/s",
+    );
+    if let Some(mdb) = f.message_db_events_per_sec {
+        row(
+            "ingest vs Message DB (events/s)",
+            f.handoff_ingest_events_per_sec,
+            mdb,
+            "/s",
+        );
+    }
+    row(
+        "audit verify vs SHA-256 (MB/s)",
+        f.verify_mb_per_sec,
+        f.sha256_mb_per_sec,
+        "MB",
+    );
+    if let (Some(g), Some(e)) = (f.get_case, f.empty_rpc) {
+        println!(
+            "{:<44} {:>10.3} ms  {:>10.3} ms  {:>8.2}",
+            "GetCase p99 vs empty RPC p99",
+            g.p99_ms,
+            e.p99_ms,
+            ratio(g.p99_ms, e.p99_ms)
+        );
+        println!(
+            "{:<44} {:>10.3} ms  {:>10.3} ms  {:>8.2}",
+            "GetCase p50 vs empty RPC p50",
+            g.p50_ms,
+            e.p50_ms,
+            ratio(g.p50_ms, e.p50_ms)
+        );
+    }
+    if let Some(l) = f.publish_to_queryable {
+        println!(
+            "publish to queryable at {}/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} events)",
+            f.steady_rate, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.samples
+        );
+    }
+    println!(
+        "publish acknowledged (into the exchange's stream): {:.0} events/s",
+        f.handoff_publish_acked_events_per_sec
+    );
+    println!(
+        "RSS {:.1} MB, disk {:.1} MB ({:.0} bytes/event), cold start to SERVING {:.0} ms, replay (verify + rebuild) {:.2} s, export {:.1} MB",
+        f.rss_bytes as f64 / 1e6,
+        f.disk_bytes as f64 / 1e6,
+        f.disk_bytes_per_event,
+        f.cold_start_ms,
+        f.replay_secs,
+        f.export_bytes as f64 / 1e6
+    );
+}
