@@ -186,6 +186,11 @@ impl NatsServer {
         server
     }
 
+    /// The nats-server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where `handoff nats-auth` wrote auth.conf and the users' passwords.
     pub fn auth_dir(&self) -> PathBuf {
         self.auth.clone()

@@ -13,6 +13,7 @@
 //! `hash = SHA-256(prev_hash ‖ sequence ‖ stream_sequence ‖ recorded_at_unix_ms ‖ len(envelope) ‖ envelope)`
 //! with integers as 8-byte big-endian; the first record's `prev_hash` is 32 zero bytes.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Write};
 
 use base64::Engine;
@@ -53,12 +54,13 @@ struct LineRef<'a> {
     sequence: u64,
     stream_sequence: u64,
     recorded_at_unix_ms: i64,
+    // Borrowed unless the text holds JSON escapes.
     #[serde(borrow)]
-    envelope: &'a str,
+    envelope: Cow<'a, str>,
     #[serde(borrow)]
-    prev_hash: &'a str,
+    prev_hash: Cow<'a, str>,
     #[serde(borrow)]
-    hash: &'a str,
+    hash: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,7 +68,7 @@ struct CheckpointLine {
     checkpoint: CheckpointJson,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct CheckpointJson {
     sequence: u64,
     head_hash: String,
@@ -217,103 +219,402 @@ fn record_hash(prev: &[u8], seq: u64, stream_seq: u64, at: i64, envelope: &[u8])
     h.finalize().into()
 }
 
+/// Bytes read per round; the lines of a round are checked on two threads.
+const VERIFY_BLOCK: usize = 4 << 20;
+
+/// One line of an export, checked on its own: whether a record's contents match its
+/// hash needs nothing from other lines, so this part runs in parallel.
+enum Checked {
+    Blank,
+    Record {
+        sequence: u64,
+        /// Its hashes and envelope decoded (else it was altered, whatever else).
+        readable: bool,
+        /// Its contents match its stated hash.
+        intact: bool,
+        prev: [u8; 32],
+        hash: [u8; 32],
+    },
+    Checkpoint(CheckpointJson),
+    Unreadable(String),
+}
+
+/// A record line's fields, as text still encoded (base64, hex).
+struct RecordText<'a> {
+    sequence: u64,
+    stream_sequence: u64,
+    recorded_at_unix_ms: i64,
+    envelope: &'a [u8],
+    prev_hash: &'a [u8],
+    hash: &'a [u8],
+}
+
+/// Reads a record line laid out exactly as [`ExportWriter`] writes it, without a
+/// general JSON parser (which costs more than hashing the line). Anything else
+/// (other key order, spacing, leading zeros) gives `None`; a field with escapes or
+/// other bytes does not decode in `check_record`. Either way the line then goes to
+/// serde_json, so both read every line the same way.
+fn record_as_written(line: &[u8]) -> Option<RecordText<'_>> {
+    fn unsigned(s: &[u8]) -> Option<(u64, &[u8])> {
+        let end = s
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(s.len());
+        let digits = &s[..end];
+        if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        Some((n, &s[end..]))
+    }
+    fn signed(s: &[u8]) -> Option<(i64, &[u8])> {
+        let (negative, s) = match s.strip_prefix(b"-") {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (n, rest) = unsigned(s)?;
+        let n = i64::try_from(n).ok()?;
+        Some((if negative { -n } else { n }, rest))
+    }
+    const HASH: usize = 64;
+    let rest = line.strip_prefix(b"{\"sequence\":")?;
+    let (sequence, rest) = unsigned(rest)?;
+    let (stream_sequence, rest) = unsigned(rest.strip_prefix(b",\"stream_sequence\":")?)?;
+    let (recorded_at_unix_ms, rest) = signed(rest.strip_prefix(b",\"recorded_at_unix_ms\":")?)?;
+    let rest = rest.strip_prefix(b",\"envelope\":\"")?;
+    // From the end: the fixed-width hashes, after the optional sealed details; the
+    // envelope is what lies between (not searched through: it is the long part).
+    let mut body = rest.strip_suffix(b"\"}")?;
+    if let Some(open) = memchr::memrchr(b'"', body)
+        && let Some(before) = body[..open].strip_suffix(b"\",\"sealed_details\":")
+    {
+        let sealed = &body[open + 1..];
+        // Not decoded by `verify`: take here only what serde_json reads the same.
+        if !sealed
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+        {
+            return None;
+        }
+        body = before;
+    }
+    let hash_at = body.len().checked_sub(HASH)?;
+    let (body, hash) = body.split_at(hash_at);
+    let body = body.strip_suffix(b"\",\"hash\":\"")?;
+    let prev_at = body.len().checked_sub(HASH)?;
+    let (body, prev_hash) = body.split_at(prev_at);
+    let envelope = body.strip_suffix(b"\",\"prev_hash\":\"")?;
+    Some(RecordText {
+        sequence,
+        stream_sequence,
+        recorded_at_unix_ms,
+        envelope,
+        prev_hash,
+        hash,
+    })
+}
+
+fn hash32(text: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    handoff_contract::hex::decode_into(text, &mut out).then_some(out)
+}
+
+fn check_line(line: &[u8], envelope: &mut Vec<u8>) -> Checked {
+    // Records first: all lines but one are records, almost always as written.
+    if let Some(r) = record_as_written(line) {
+        let checked = check_record(&r, envelope);
+        // Unreadable as written (escapes, say): the general parser has the last word.
+        if !matches!(
+            checked,
+            Checked::Record {
+                readable: false,
+                ..
+            }
+        ) {
+            return checked;
+        }
+    }
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Checked::Unreadable("stream did not contain valid UTF-8".into());
+    };
+    if line.trim().is_empty() {
+        return Checked::Blank;
+    }
+    let r = match serde_json::from_str::<LineRef>(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return match serde_json::from_str::<CheckpointLine>(line) {
+                Ok(c) => Checked::Checkpoint(c.checkpoint),
+                Err(_) => Checked::Unreadable(e.to_string()),
+            };
+        }
+    };
+    check_record(
+        &RecordText {
+            sequence: r.sequence,
+            stream_sequence: r.stream_sequence,
+            recorded_at_unix_ms: r.recorded_at_unix_ms,
+            envelope: r.envelope.as_bytes(),
+            prev_hash: r.prev_hash.as_bytes(),
+            hash: r.hash.as_bytes(),
+        },
+        envelope,
+    )
+}
+
+/// Checks one record line's contents against its stated hash.
+fn check_record(r: &RecordText<'_>, envelope: &mut Vec<u8>) -> Checked {
+    envelope.clear();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode_vec(r.envelope, envelope)
+        .is_ok();
+    match (hash32(r.prev_hash), hash32(r.hash)) {
+        (Some(prev), Some(hash)) if decoded => Checked::Record {
+            sequence: r.sequence,
+            readable: true,
+            intact: record_hash(
+                &prev,
+                r.sequence,
+                r.stream_sequence,
+                r.recorded_at_unix_ms,
+                envelope,
+            ) == hash,
+            prev,
+            hash,
+        },
+        _ => Checked::Record {
+            sequence: r.sequence,
+            readable: false,
+            intact: false,
+            prev: [0; 32],
+            hash: [0; 32],
+        },
+    }
+}
+
+/// The lines of a block of whole lines (`\n` or `\r\n` ended; the last may lack it).
+fn lines_of(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let block = block.strip_suffix(b"\n").unwrap_or(block);
+    memchr::memchr_iter(b'\n', block)
+        .chain(std::iter::once(block.len()))
+        .scan(0usize, move |start, end| {
+            let line = &block[*start..end];
+            *start = end + 1;
+            Some(line.strip_suffix(b"\r").unwrap_or(line))
+        })
+}
+
+/// Checks a block's lines on two threads, in order.
+fn check_block(block: &[u8]) -> Vec<Checked> {
+    let check = |part: &[u8]| {
+        let mut envelope = Vec::new();
+        lines_of(part)
+            .map(|l| check_line(l, &mut envelope))
+            .collect::<Vec<_>>()
+    };
+    // Split at the line end nearest the middle.
+    let middle = memchr::memchr(b'\n', &block[block.len() / 2..]).map(|i| block.len() / 2 + i);
+    match middle {
+        Some(m) if m + 1 < block.len() => {
+            let (a, b) = block.split_at(m + 1);
+            std::thread::scope(|s| {
+                let second = s.spawn(|| check(b));
+                let mut out = check(a);
+                // A panic in the other half is a bug in this function, not in the input.
+                out.extend(second.join().unwrap_or_default());
+                out
+            })
+        }
+        _ => check(block),
+    }
+}
+
+/// Reads `input` in blocks of whole lines and hands them over in order; an empty
+/// block means the end.
+fn read_blocks(
+    mut input: impl std::io::Read,
+    blocks: std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+) {
+    use std::io::Read as _;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = std::mem::take(&mut carry);
+        let start = block.len();
+        block.reserve(VERIFY_BLOCK);
+        // read_to_end fills without zeroing the buffer first.
+        if let Err(e) = (&mut input)
+            .take(VERIFY_BLOCK as u64)
+            .read_to_end(&mut block)
+        {
+            let _ = blocks.send(Err(e));
+            return;
+        }
+        let at_end = block.len() - start < VERIFY_BLOCK;
+        if !at_end {
+            match memchr::memrchr(b'\n', &block) {
+                Some(i) => carry = block.split_off(i + 1),
+                None => {
+                    // One line longer than a block: keep reading it.
+                    carry = block;
+                    continue;
+                }
+            }
+        }
+        // The verifier stops listening once it has a finding.
+        if !block.is_empty() && blocks.send(Ok(block)).is_err() {
+            return;
+        }
+        if at_end {
+            let _ = blocks.send(Ok(Vec::new()));
+            return;
+        }
+    }
+}
+
 /// Verifies an export offline against the exchange's public key: every record's hash,
 /// dense sequences, the chain's links, and the signed checkpoint of the head.
-pub fn verify(input: impl BufRead, public_key: &[u8]) -> Result<Verified, Finding> {
-    let mut lines = input.lines();
+pub fn verify(mut input: impl BufRead + Send, public_key: &[u8]) -> Result<Verified, Finding> {
     let bad = |what: String| Finding::NotAnExport(what);
-    let header: Header = lines
-        .next()
-        .ok_or_else(|| bad("empty file".into()))?
-        .map_err(|e| bad(e.to_string()))
-        .and_then(|l| serde_json::from_str(&l).map_err(|e| bad(format!("header: {e}"))))?;
+    let mut first = String::new();
+    input
+        .read_line(&mut first)
+        .map_err(|e| bad(e.to_string()))?;
+    if first.is_empty() {
+        return Err(bad("empty file".into()));
+    }
+    let header: Header =
+        serde_json::from_str(first.trim_end()).map_err(|e| bad(format!("header: {e}")))?;
     if header.format != FORMAT || header.version != 1 {
         return Err(bad(format!(
             "format {} version {}",
             header.format, header.version
         )));
     }
-    let mut expected = header.from.max(1);
-    let mut prev_hash: Option<Vec<u8>> = if expected == 1 {
-        Some(vec![0u8; 32])
-    } else {
-        None
-    };
+    let expected = header.from.max(1);
+    let prev_hash: Option<[u8; 32]> = (expected == 1).then_some([0u8; 32]);
+    // One thread reads blocks ahead while two check the current one.
+    let (tx, blocks) = std::sync::mpsc::sync_channel(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || read_blocks(input, tx));
+        check_rounds(blocks, expected, prev_hash)
+    })
+    .and_then(|(checkpoint, expected, prev_hash, records)| {
+        finish(
+            header.from,
+            checkpoint,
+            expected,
+            prev_hash,
+            records,
+            public_key,
+        )
+    })
+}
+
+/// What the in-order pass over the records ends with: the checkpoint line, the next
+/// expected sequence, the last hash and how many records it checked.
+type Pass = (Option<CheckpointJson>, u64, Option<[u8; 32]>, u64);
+
+/// The in-order checks of sequence and chain, over rounds of lines checked in parallel.
+fn check_rounds(
+    rounds: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    mut expected: u64,
+    mut prev_hash: Option<[u8; 32]>,
+) -> Result<Pass, Finding> {
+    let bad = |what: String| Finding::NotAnExport(what);
     let mut checkpoint: Option<CheckpointJson> = None;
     let mut records = 0u64;
-    let mut index = 1usize;
-    let mut envelope = Vec::new();
-    while let Some(line) = lines.next() {
-        index += 1;
-        let i = index - 2;
-        let line = line.map_err(|e| bad(e.to_string()))?;
-        if line.trim().is_empty() {
-            continue;
+    let mut line_no = 1usize;
+    loop {
+        let round = rounds
+            .recv()
+            .map_err(|_| bad("the reader stopped".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        if round.is_empty() {
+            break;
         }
-        if checkpoint.is_some() {
-            return Err(bad(format!("line {} follows the checkpoint", i + 2)));
-        }
-        // Records first: all lines but one are records.
-        let r: LineRef = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(e) => match serde_json::from_str::<CheckpointLine>(&line) {
-                Ok(c) => {
-                    checkpoint = Some(c.checkpoint);
+        let checked = check_block(&round);
+        for (i, c) in checked.iter().enumerate() {
+            line_no += 1;
+            if matches!(c, Checked::Blank) {
+                continue;
+            }
+            if checkpoint.is_some() {
+                return Err(bad(format!("line {line_no} follows the checkpoint")));
+            }
+            let (sequence, readable, intact, prev, hash) = match c {
+                Checked::Blank => continue,
+                Checked::Checkpoint(cp) => {
+                    checkpoint = Some(cp.clone());
                     continue;
                 }
-                Err(_) => return Err(bad(format!("line {}: {e}", i + 2))),
-            },
-        };
-        envelope.clear();
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(r.envelope, &mut envelope)
-            .map_err(|_| Finding::Altered(r.sequence))?;
-        let (stored_prev, stored_hash) = match (unhex(r.prev_hash), unhex(r.hash)) {
-            (Some(p), Some(h)) => (p, h),
-            _ => return Err(Finding::Altered(r.sequence)),
-        };
-        // Order and density first: they name what happened most precisely.
-        if r.sequence < expected {
-            return Err(if r.sequence + 1 == expected {
-                Finding::Inserted(r.sequence)
-            } else {
-                Finding::Reordered(r.sequence)
-            });
+                Checked::Unreadable(e) => return Err(bad(format!("line {line_no}: {e}"))),
+                Checked::Record {
+                    sequence,
+                    readable,
+                    intact,
+                    prev,
+                    hash,
+                } => (*sequence, *readable, *intact, prev, hash),
+            };
+            if !readable {
+                return Err(Finding::Altered(sequence));
+            }
+            // Order and density first: they name what happened most precisely.
+            if sequence < expected {
+                return Err(if sequence + 1 == expected {
+                    Finding::Inserted(sequence)
+                } else {
+                    Finding::Reordered(sequence)
+                });
+            }
+            if sequence > expected {
+                // Missing here: later in the file means reordered, nowhere means removed.
+                let later_here = checked[i + 1..].iter().any(
+                    |c| matches!(c, Checked::Record { sequence, .. } if *sequence == expected),
+                );
+                let later = later_here
+                    || rounds
+                        .iter()
+                        .map_while(Result::ok)
+                        .take_while(|r| !r.is_empty())
+                        .any(|block| {
+                            lines_of(&block)
+                                .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
+                                .any(|l| l.sequence == expected)
+                        });
+                return Err(if later {
+                    Finding::Reordered(expected)
+                } else {
+                    Finding::Removed(expected)
+                });
+            }
+            if !intact {
+                return Err(Finding::Altered(sequence));
+            }
+            if let Some(p) = &prev_hash
+                && p != prev
+            {
+                return Err(Finding::Unlinked(sequence));
+            }
+            prev_hash = Some(*hash);
+            expected += 1;
+            records += 1;
         }
-        if r.sequence > expected {
-            // Missing here: later in the file means reordered, nowhere means removed.
-            let later = lines
-                .by_ref()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
-                .any(|l| l.sequence == expected);
-            return Err(if later {
-                Finding::Reordered(expected)
-            } else {
-                Finding::Removed(expected)
-            });
-        }
-        if record_hash(
-            &stored_prev,
-            r.sequence,
-            r.stream_sequence,
-            r.recorded_at_unix_ms,
-            &envelope,
-        )
-        .as_slice()
-            != stored_hash.as_slice()
-        {
-            return Err(Finding::Altered(r.sequence));
-        }
-        if let Some(prev) = &prev_hash
-            && prev != &stored_prev
-        {
-            return Err(Finding::Unlinked(r.sequence));
-        }
-        prev_hash = Some(stored_hash);
-        expected += 1;
-        records += 1;
     }
+    Ok((checkpoint, expected, prev_hash, records))
+}
+
+/// The checks after the last record: the checkpoint names the head and is signed.
+fn finish(
+    from: u64,
+    checkpoint: Option<CheckpointJson>,
+    expected: u64,
+    prev_hash: Option<[u8; 32]>,
+    records: u64,
+    public_key: &[u8],
+) -> Result<Verified, Finding> {
     let c = checkpoint
         .ok_or_else(|| Finding::Checkpoint("the export has no checkpoint (truncated?)".into()))?;
     let last = expected - 1;
@@ -334,14 +635,14 @@ pub fn verify(input: impl BufRead, public_key: &[u8]) -> Result<Verified, Findin
         public_key: unhex(&c.public_key).unwrap_or_default(),
         signature: unhex(&c.signature).unwrap_or_default(),
     };
-    if Some(&cp.head_hash) != prev_hash.as_ref() {
+    if prev_hash.map(|h| h.to_vec()).as_ref() != Some(&cp.head_hash) {
         return Err(Finding::Checkpoint(format!(
             "head hash differs from record {last}'s hash"
         )));
     }
     verify_checkpoint(&cp, public_key).map_err(|e| Finding::Checkpoint(e.to_string()))?;
     Ok(Verified {
-        from: header.from.max(1),
+        from: from.max(1),
         to: last,
         records,
     })
@@ -398,6 +699,67 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let key = ExchangeKey::load_or_create(dir.path()).expect("key");
         (dir, key)
+    }
+
+    #[test]
+    fn the_fast_reader_reads_written_lines_as_serde_does_and_leaves_the_rest_to_it() {
+        let (_dir, key) = key();
+        let text = export(&chain(3), &key);
+        let line = text.lines().nth(1).expect("a record line");
+        let fast = record_as_written(line.as_bytes()).expect("read as written");
+        let general: LineRef = serde_json::from_str(line).expect("json");
+        assert_eq!(
+            (
+                fast.sequence,
+                fast.stream_sequence,
+                fast.recorded_at_unix_ms
+            ),
+            (
+                general.sequence,
+                general.stream_sequence,
+                general.recorded_at_unix_ms
+            )
+        );
+        assert_eq!(
+            (fast.envelope, fast.prev_hash, fast.hash),
+            (
+                general.envelope.as_bytes(),
+                general.prev_hash.as_bytes(),
+                general.hash.as_bytes()
+            )
+        );
+        // Same record, other layouts: left to serde_json, and the export still verifies.
+        let spaced = line.replacen("\"sequence\":", "\"sequence\": ", 1);
+        let reordered = {
+            let mut v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let hash = v["hash"].take();
+            let object = v.as_object_mut().expect("object");
+            object.remove("hash");
+            let mut out = serde_json::Map::new();
+            out.insert("hash".into(), hash);
+            out.extend(object.clone());
+            serde_json::to_string(&out).expect("json")
+        };
+        let leading_zero = line.replacen("\"sequence\":1,", "\"sequence\":01,", 1);
+        for (other, verifies) in [(spaced, true), (reordered, true), (leading_zero, false)] {
+            assert!(record_as_written(other.as_bytes()).is_none(), "{other}");
+            let edited = text.replacen(line, &other, 1);
+            assert_eq!(
+                verify(edited.as_bytes(), &key.public_key()).is_ok(),
+                verifies,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_escaped_character_is_read_as_json_reads_it() {
+        let (_dir, key) = key();
+        let text = export(&chain(3), &key);
+        assert!(text.contains("\"envelope\":\"ZXZlbnQgMQ=="), "{text}");
+        // The same record with one base64 character written as a JSON escape.
+        let escaped = text.replacen("\"envelope\":\"Z", "\"envelope\":\"\\u005a", 1);
+        assert!(verify(escaped.as_bytes(), &key.public_key()).is_ok());
     }
 
     #[test]

@@ -33,7 +33,7 @@ const STREAM_EVENTS: u64 = 1_000;
 /// Whole cases per iteration of the fold and policy benchmarks.
 const CASES: u64 = 100;
 /// Records in the export the verifier reads.
-const EXPORT_RECORDS: u64 = 10_000;
+const EXPORT_RECORDS: u64 = 100_000;
 /// Ingest's default `batch_max`: the most messages committed in one flush.
 const INGEST_BATCH_MAX: usize = 512;
 

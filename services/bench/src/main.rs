@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
-use handoff_bench::measure::{Percentiles, Prepared, disk_usage, publish_acknowledged, rss_bytes};
+use handoff_bench::measure::{
+    Percentiles, Prepared, cpu_time, disk_usage, fdatasync_latency, publish_acknowledged, rss_bytes,
+};
 use handoff_bench::workload;
 use handoff_contract::v1::{GetCaseRequest, Receipt};
 use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer, run_handoff};
@@ -50,6 +52,10 @@ struct Args {
     /// Also measure Message DB on PostgreSQL (installs both; see ops/bench/messagedb-baseline).
     #[arg(long)]
     message_db: bool,
+    /// Keep a copy of the exchange's directory (config and data dir) here, to profile
+    /// `handoff admin rebuild` or queries on a loaded store afterwards.
+    #[arg(long)]
+    keep: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -69,6 +75,12 @@ struct Figures {
     steady_rate: u64,
     get_case: Option<Percentiles>,
     empty_rpc: Option<Percentiles>,
+    /// 512-byte write + fdatasync on the data dir's disk: the floor of a durably recorded read.
+    fdatasync: Option<Percentiles>,
+    cases: usize,
+    /// CPU time per event during the bulk ingest: the exchange, and nats-server beside it.
+    handoff_cpu_us_per_event: f64,
+    nats_cpu_us_per_event: f64,
     rss_bytes: u64,
     disk_bytes: u64,
     disk_bytes_per_event: f64,
@@ -77,6 +89,8 @@ struct Figures {
     sha256_mb_per_sec: f64,
     verify_mb_per_sec: f64,
     replay_secs: f64,
+    /// `handoff admin rebuild` of the stopped exchange's data dir, in place.
+    rebuild_secs: f64,
 }
 
 fn prepare(events: impl Iterator<Item = handoff_contract::v1::Envelope>) -> Vec<Prepared> {
@@ -155,6 +169,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Handoff: publish -> ingest -> sled -> projections, until the log holds the last one.
     eprintln!("handoff: bulk ingest");
+    let nats_pid = nats.pid().context("nats-server runs")?;
+    let cpu_before = (cpu_time(pid), cpu_time(nats_pid));
     let started = Instant::now();
     let (acked, last) =
         publish_acknowledged(&js, &bulk, |m| m.subject.clone(), args.window).await?;
@@ -163,6 +179,12 @@ async fn main() -> anyhow::Result<()> {
         .wait_for_position(last, Duration::from_secs(3600))
         .await;
     f.handoff_ingest_events_per_sec = rate(args.events, started.elapsed());
+    let per_event = |after: Option<Duration>, before: Option<Duration>| match (after, before) {
+        (Some(a), Some(b)) => (a - b).as_secs_f64() * 1e6 / args.events as f64,
+        _ => f64::NAN,
+    };
+    f.handoff_cpu_us_per_event = per_event(cpu_time(pid), cpu_before.0);
+    f.nats_cpu_us_per_event = per_event(cpu_time(nats_pid), cpu_before.1);
     anyhow::ensure!(
         head.sequence == args.events && head.quarantined == 0,
         "the log holds {} records and {} quarantined, not {} records",
@@ -178,6 +200,8 @@ async fn main() -> anyhow::Result<()> {
     let (get_case, empty) = query_latency(&exchange, &case_ids, args.queries).await?;
     f.get_case = Some(get_case);
     f.empty_rpc = Some(empty);
+    f.fdatasync = Some(fdatasync_latency(&exchange.data_dir(), args.queries)?);
+    f.cases = case_ids.len();
 
     // Cold start to SERVING on the loaded store, without a rebuild.
     exchange.kill();
@@ -186,6 +210,33 @@ async fn main() -> anyhow::Result<()> {
     f.cold_start_ms = started.elapsed().as_secs_f64() * 1e3;
 
     audit_figures(&exchange, &mut f)?;
+
+    // Every projection dropped and rebuilt from the log, in place, the exchange stopped.
+    exchange.kill();
+    eprintln!("rebuild: every projection from the log");
+    let t = Instant::now();
+    let (code, out) = run_handoff(
+        &["admin", "rebuild", "--config"],
+        &[&exchange.config_path()],
+    );
+    anyhow::ensure!(code == 0, "admin rebuild: {out}");
+    f.rebuild_secs = t.elapsed().as_secs_f64();
+    eprint!("{out}");
+    if let Some(keep) = &args.keep {
+        let from = exchange.config_path();
+        let from = from.parent().context("the exchange's dir")?;
+        let status = Command::new("cp").arg("-a").arg(from).arg(keep).status()?;
+        anyhow::ensure!(
+            status.success(),
+            "cp -a {} {}",
+            from.display(),
+            keep.display()
+        );
+        eprintln!(
+            "exchange dir kept in {} (its config names the old data dir)",
+            keep.display()
+        );
+    }
     drop(exchange);
     drop(nats);
 
@@ -450,6 +501,12 @@ fn report(f: &Figures) {
             ratio(g.p50_ms, e.p50_ms)
         );
     }
+    if let Some(d) = f.fdatasync {
+        println!(
+            "disk floor, 512 B + fdatasync: p50 {:.3} ms, p99 {:.3} ms (every GetCase records the read durably first)",
+            d.p50_ms, d.p99_ms
+        );
+    }
     if let Some(l) = f.publish_to_queryable {
         println!(
             "publish to queryable at {}/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} events)",
@@ -457,15 +514,20 @@ fn report(f: &Figures) {
         );
     }
     println!(
-        "publish acknowledged (into the exchange's stream): {:.0} events/s",
-        f.handoff_publish_acked_events_per_sec
+        "publish acknowledged (into the exchange's stream): {:.0} events/s; CPU per event during ingest: exchange {:.1} µs, nats-server {:.1} µs",
+        f.handoff_publish_acked_events_per_sec, f.handoff_cpu_us_per_event, f.nats_cpu_us_per_event
     );
     println!(
-        "RSS {:.1} MB, disk {:.1} MB ({:.0} bytes/event), cold start to SERVING {:.0} ms, replay (verify + rebuild) {:.2} s, export {:.1} MB",
+        "{} cases; RSS {:.1} MB, disk {:.1} MB ({:.0} bytes/event), cold start to SERVING {:.0} ms",
+        f.cases,
         f.rss_bytes as f64 / 1e6,
         f.disk_bytes as f64 / 1e6,
         f.disk_bytes_per_event,
         f.cold_start_ms,
+    );
+    println!(
+        "rebuild of every projection in place {:.2} s; audit replay from the export (verify + rebuild into a fresh dir) {:.2} s; export {:.1} MB",
+        f.rebuild_secs,
         f.replay_secs,
         f.export_bytes as f64 / 1e6
     );

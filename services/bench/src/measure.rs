@@ -100,6 +100,17 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Bytes the files under `dir` occupy on disk (allocated blocks, as `du` counts).
 pub fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -114,6 +125,26 @@ pub fn disk_usage(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The disk's durable-write floor: `n` times, 512 bytes written and `fdatasync`ed in
+/// a file in `dir`. A read recorded durably before it is answered costs at least this.
+pub fn fdatasync_latency(dir: &Path, n: usize) -> std::io::Result<Percentiles> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("fdatasync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5au8; 512];
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        file.seek(SeekFrom::Start((i % 64) as u64 * 4096))?;
+        file.write_all(&block)?;
+        let t = Instant::now();
+        file.sync_data()?;
+        samples.push(t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(Percentiles::of(&mut samples))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use handoff_contract::v1::{
     PendingHandoff, ReferralStep, StepState,
 };
 use prost_types::Timestamp;
+use std::borrow::Cow;
 
 use crate::agency::Registry;
 use crate::rejection::Rejection;
@@ -47,6 +48,25 @@ pub fn evolve(
     registry: &Registry,
     at: Position,
 ) -> Result<CaseView, Rejection> {
+    evolve_from(current.map(Cow::Borrowed), envelope, registry, at)
+}
+
+/// [`evolve`] taking the case by value: no copy of it is made (a rebuild folds this way).
+pub fn evolve_owned(
+    current: Option<CaseView>,
+    envelope: &Envelope,
+    registry: &Registry,
+    at: Position,
+) -> Result<CaseView, Rejection> {
+    evolve_from(current.map(Cow::Owned), envelope, registry, at)
+}
+
+fn evolve_from(
+    current: Option<Cow<'_, CaseView>>,
+    envelope: &Envelope,
+    registry: &Registry,
+    at: Position,
+) -> Result<CaseView, Rejection> {
     validate_envelope(envelope)?;
     let event = envelope
         .event
@@ -63,7 +83,7 @@ pub fn evolve(
             event_type: kind_name,
         });
     }
-    let actual_version = current.map_or(0, |v| v.version);
+    let actual_version = current.as_ref().map_or(0, |v| v.version);
     if let Some(expected) = envelope.expected_version
         && expected != actual_version
     {
@@ -82,7 +102,7 @@ pub fn evolve(
                     v.case_id, v.subject_pseudonym, envelope.subject_pseudonym
                 )));
             }
-            v.clone()
+            v.into_owned()
         }
         None => {
             if !matches!(

@@ -15,6 +15,6 @@ pub mod validate;
 pub mod visibility;
 
 pub use agency::{Agency, AgencyKind, Registry};
-pub use case::{Position, evolve, status_name};
+pub use case::{Position, evolve, evolve_owned, status_name};
 pub use rejection::Rejection;
 pub use visibility::{Visibility, visibility};

@@ -70,6 +70,9 @@ pub struct StoreSection {
     /// until space returns (sled cannot recover from a failed write without a restart).
     #[serde(default = "default_min_free_mb")]
     pub min_free_mb: u64,
+    /// sled's page cache in MiB: the larger part of the exchange's memory.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
 }
 
 /// `[query]`
@@ -262,6 +265,10 @@ fn one() -> usize {
 fn default_max_message() -> usize {
     1 << 20
 }
+fn default_cache_mb() -> u64 {
+    handoff_log::DEFAULT_CACHE_BYTES >> 20
+}
+
 fn default_min_free_mb() -> u64 {
     64
 }

@@ -34,7 +34,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let log = Log::open(&data_dir)?;
+    let log = Log::open_with(
+        &data_dir,
+        &handoff_log::StoreOptions {
+            cache_bytes: config.store.cache_mb << 20,
+            ..Default::default()
+        },
+    )?;
     let key = std::sync::Arc::new(handoff_audit::ExchangeKey::load_or_create(&data_dir)?);
     tracing::info!(public_key = %key.public_hex(), "exchange signing key loaded");
     let keyring = std::sync::Arc::new(

@@ -138,8 +138,31 @@ impl Ingest {
     /// true while a consumer is reading the stream (the exchange's health).
     pub async fn run(
         mut self,
+        shutdown: watch::Receiver<bool>,
+        consuming: watch::Sender<bool>,
+    ) -> Result<(), IngestError> {
+        // Receipts are signed and sent by their own task, so that signing one batch's
+        // receipts overlaps deciding the next; they still leave only after the flush.
+        let (outbox, receipts) = tokio::sync::mpsc::channel(16);
+        let sender = tokio::spawn(send_receipts(
+            self.client.clone(),
+            self.key.clone(),
+            receipts,
+        ));
+        let result = self.consume(shutdown, consuming, &outbox).await;
+        drop(outbox);
+        // What was committed is receipted before ingest ends.
+        if let Err(e) = sender.await {
+            tracing::warn!(error = %e, "the receipt sender failed; publishers can look receipts up");
+        }
+        result
+    }
+
+    async fn consume(
+        &mut self,
         mut shutdown: watch::Receiver<bool>,
         consuming: watch::Sender<bool>,
+        outbox: &Outbox,
     ) -> Result<(), IngestError> {
         self.report_head(self.log.head());
         let js = jetstream::new(self.client.clone());
@@ -240,7 +263,7 @@ impl Ingest {
                         }
                     }
                 }
-                if !self.apply(ok, &consuming, &mut shutdown).await? {
+                if !self.apply(ok, &consuming, &mut shutdown, outbox).await? {
                     return Ok(()); // shut down while waiting for disk space
                 }
                 if broken {
@@ -338,6 +361,7 @@ impl Ingest {
         messages: Vec<jetstream::Message>,
         consuming: &watch::Sender<bool>,
         shutdown: &mut watch::Receiver<bool>,
+        outbox: &Outbox,
     ) -> Result<bool, IngestError> {
         if messages.is_empty() {
             return Ok(true);
@@ -419,15 +443,31 @@ impl Ingest {
             "batch committed"
         );
         // Receipts only after the flush: a receipt is the publisher's proof of delivery.
+        if !receipts.is_empty() && outbox.send(receipts).await.is_err() {
+            tracing::warn!("the receipt sender has stopped; publishers can look receipts up");
+        }
+        Ok(true)
+    }
+}
+
+/// Committed batches' receipts, in commit order, to the receipt sender.
+type Outbox = tokio::sync::mpsc::Sender<Vec<(String, Receipt)>>;
+
+/// Signs and publishes each committed batch's receipts, in order, until ingest ends.
+async fn send_receipts(
+    client: async_nats::Client,
+    key: std::sync::Arc<handoff_audit::ExchangeKey>,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<(String, Receipt)>>,
+) {
+    while let Some(receipts) = batches.recv().await {
         for (agency, mut receipt) in receipts {
-            self.key.sign_receipt(&mut receipt);
+            key.sign_receipt(&mut receipt);
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(
                 "Nats-Msg-Id",
                 receipt_msg_id(receipt.stream_sequence, &receipt.event_id).as_str(),
             );
-            if let Err(e) = self
-                .client
+            if let Err(e) = client
                 .publish_with_headers(
                     receipt_subject(&agency),
                     headers,
@@ -438,7 +478,6 @@ impl Ingest {
                 tracing::warn!(error = %e, %agency, "receipt not sent; the publisher can look it up");
             }
         }
-        Ok(true)
     }
 }
 

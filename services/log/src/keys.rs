@@ -12,6 +12,8 @@ pub const META_HEAD: &[u8] = b"mhead";
 pub const META_POSITION: &[u8] = b"mposition";
 pub const META_QUARANTINED: &[u8] = b"mquarantined";
 pub const META_FORMAT: &[u8] = b"mformat";
+/// Present while projections are being rebuilt; the store is not served meanwhile.
+pub const META_REBUILDING: &[u8] = b"mrebuilding";
 
 /// Format of this key layout; a store written by another format is refused, not repaired.
 pub const FORMAT: u64 = 1;

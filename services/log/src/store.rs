@@ -45,6 +45,14 @@ pub enum LogError {
         /// What is wrong.
         detail: String,
     },
+    /// A rebuild of the projections was cut off: they are incomplete.
+    #[error(
+        "the projections in {path} are incomplete: a rebuild was cut off. Run `handoff admin rebuild` again before serving"
+    )]
+    RebuildUnfinished {
+        /// The data dir.
+        path: PathBuf,
+    },
     /// The store was written by an incompatible version of Handoff.
     #[error("the log store at {path} has format {found}, this build reads format {expected}")]
     Format {
@@ -135,7 +143,12 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (or creates) the log in `dir` and verifies the tail of the hash chain.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        let db = open_sled(dir)?;
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the log in `dir` with these options.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Log, LogError> {
+        let db = open_sled(dir, options.cache_bytes)?;
         let tree = db.open_tree("log")?;
         match tree.get(keys::META_FORMAT)? {
             None if tree.is_empty() => {
@@ -153,6 +166,11 @@ impl Log {
                     });
                 }
             }
+        }
+        if !options.rebuilding && tree.contains_key(keys::META_REBUILDING)? {
+            return Err(LogError::RebuildUnfinished {
+                path: dir.to_path_buf(),
+            });
         }
         let head = Self::read_head(&tree)?;
         let access = crate::access::AccessLog::open(&db)?;
@@ -537,7 +555,7 @@ impl Log {
                 ),
             });
         }
-        let target = open_sled(dir)?;
+        let target = open_sled(dir, DEFAULT_CACHE_BYTES)?;
         let copy = target.open_tree("log")?;
         for item in self.tree.iter() {
             let (k, v) = item?;
@@ -565,9 +583,32 @@ impl Log {
     }
 }
 
-fn open_sled(dir: &Path) -> Result<sled::Db, LogError> {
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// sled's page cache, bytes (sled's own default, 1 GiB, would dominate the
+    /// exchange's memory; reads of views and records stay fast with far less).
+    pub cache_bytes: u64,
+    /// Open a store whose projection rebuild was cut off (only to rebuild it).
+    pub rebuilding: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            rebuilding: false,
+        }
+    }
+}
+
+/// sled's page cache unless configured otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, LogError> {
     sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_bytes)
         .open()
         .map_err(|source| LogError::Open {
             path: dir.to_path_buf(),
@@ -796,4 +837,402 @@ pub fn check_writable(dir: &Path) -> Result<(), std::io::Error> {
         rustix::fs::AtFlags::EACCESS,
     )
     .map_err(std::io::Error::from)
+}
+
+/// Records handed from the reading thread to the folding one at a time.
+const REBUILD_CHUNK: usize = 1024;
+
+/// A record read, checked and decoded for the fold.
+struct Decoded {
+    record: LogRecord,
+    envelope: handoff_contract::v1::Envelope,
+    id: [u8; 16],
+}
+
+/// Which folding thread takes a case (stable within one rebuild).
+fn folder_of(case_id: &str, folders: usize) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    (BuildHasherDefault::<DefaultHasher>::default().hash_one(case_id) % folders as u64) as usize
+}
+
+/// What [`Log::rebuild_projections`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Records folded.
+    pub records: u64,
+    /// Case views it derived.
+    pub cases: u64,
+    /// Inbox items it derived.
+    pub inbox_items: u64,
+    /// Stored entries it had to write or remove because they differed from the log.
+    pub corrected: u64,
+}
+
+impl Log {
+    /// Derives every projection and index from the records alone (case views,
+    /// inboxes, the case-record and event-id indexes), checking each record's hash
+    /// and the chain as it goes, and makes the store hold exactly that: entries
+    /// that differ are rewritten, missing ones written, extra ones removed. On an
+    /// intact store nothing is written; a dropped or damaged projection comes back
+    /// byte-identical. Run with the exchange stopped (sled's lock makes sure); a
+    /// marker makes [`Log::open`] refuse a store whose rebuild was cut off.
+    pub fn rebuild_projections(&self, registry: &Registry) -> Result<Rebuilt, LogError> {
+        self.tree.insert(keys::META_REBUILDING, &[] as &[u8])?;
+        self.db.flush()?;
+
+        // One thread reads, hash-checks and decodes the records in order; two fold
+        // them, each taking the cases whose id hashes to it (a case's events stay in
+        // order, cases are independent).
+        let (records, prev, parts) = std::thread::scope(|scope| {
+            let mut senders = Vec::new();
+            let mut folders = Vec::new();
+            for _ in 0..FOLDERS {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(8);
+                senders.push(tx);
+                folders.push(scope.spawn(move || fold_part(rx, registry)));
+            }
+            let read = self.read_for_rebuild(&senders);
+            drop(senders);
+            let mut parts = Vec::new();
+            for folder in folders {
+                // A panic in a folder is a bug, not bad data: say so rather than hide it.
+                parts.push(
+                    folder
+                        .join()
+                        .unwrap_or_else(|_| Err(corrupt("records", "a folding thread failed"))),
+                );
+            }
+            read.map(|(records, prev)| (records, prev, parts))
+        })?;
+        let mut views: HashMap<String, CaseView> = HashMap::new();
+        let mut events: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut case_records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for part in parts {
+            let part = part?;
+            views.extend(part.views);
+            events.extend(part.events);
+            case_records.extend(part.case_records);
+        }
+        let head = self.head();
+        if records != head.sequence || (records > 0 && prev != head.hash) {
+            return Err(corrupt("head", "the records do not end at the stored head"));
+        }
+        // Each keyspace is reconciled on its own; two at a time.
+        let (a, b) = std::thread::scope(|scope| {
+            let records = scope.spawn(|| self.reconcile(keys::CASE_RECORDS, case_records));
+            let a = self.reconcile(keys::EVENT, events);
+            let b = records
+                .join()
+                .unwrap_or_else(|_| Err(corrupt("case index", "the rebuilding thread failed")));
+            (a, b)
+        });
+        let mut corrected = a? + b?;
+        let mut inbox = Vec::new();
+        let mut view_entries = Vec::with_capacity(views.len());
+        for view in views.values() {
+            for item in handoff_domain::inbox::items(view) {
+                inbox.push((
+                    keys::inbox(&item.to_agency, &item.case_id, &item.item_id),
+                    item.encode_to_vec(),
+                ));
+            }
+            view_entries.push((keys::view(&view.case_id), view.encode_to_vec()));
+        }
+        let inbox_items = inbox.len() as u64;
+        let (a, b) = std::thread::scope(|scope| {
+            let inboxes = scope.spawn(|| self.reconcile(keys::INBOX, inbox));
+            let a = self.reconcile(keys::VIEW, view_entries);
+            let b = inboxes
+                .join()
+                .unwrap_or_else(|_| Err(corrupt("inboxes", "the rebuilding thread failed")));
+            (a, b)
+        });
+        corrected += a? + b?;
+        self.tree.remove(keys::META_REBUILDING)?;
+        self.db.flush()?;
+        Ok(Rebuilt {
+            records,
+            cases: views.len() as u64,
+            inbox_items,
+            corrected,
+        })
+    }
+
+    /// Reads every record in order, checks its hash and link, decodes it and hands it
+    /// to the folder of its case; returns the last sequence and its hash.
+    fn read_for_rebuild(
+        &self,
+        folders: &[std::sync::mpsc::SyncSender<Vec<Decoded>>],
+    ) -> Result<(u64, Hash), LogError> {
+        let mut chunks: Vec<Vec<Decoded>> = folders.iter().map(|_| Vec::new()).collect();
+        let mut last = 0u64;
+        let mut prev = GENESIS;
+        let hand_over = |to: usize, chunk: Vec<Decoded>| {
+            folders[to]
+                .send(chunk)
+                .map_err(|_| corrupt("records", "a folding thread stopped"))
+        };
+        for item in self.tree.range(keys::record(1)..=keys::record(u64::MAX)) {
+            let (k, v) = item?;
+            let seq = u64_at(&k, 1).unwrap_or(0);
+            let rec: LogRecord = decode(|| format!("record {seq}"), &v)?;
+            if rec.sequence != seq || seq != last + 1 || !is_intact(&rec) || rec.prev_hash != prev {
+                return Err(corrupt(
+                    format!("record {seq}"),
+                    "does not match its hash or does not link to the record before it",
+                ));
+            }
+            prev.copy_from_slice(&rec.hash);
+            last = seq;
+            let envelope = handoff_contract::v1::Envelope::decode(rec.envelope.as_slice())
+                .map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+            let id = uuid_bytes(&envelope.event_id)
+                .map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+            let to = folder_of(&envelope.case_id, folders.len());
+            chunks[to].push(Decoded {
+                record: rec,
+                envelope,
+                id,
+            });
+            if chunks[to].len() == REBUILD_CHUNK {
+                hand_over(to, std::mem::take(&mut chunks[to]))?;
+            }
+        }
+        for (to, chunk) in chunks.into_iter().enumerate() {
+            hand_over(to, chunk)?;
+        }
+        Ok((last, prev))
+    }
+
+    /// Makes the entries under `prefix` exactly `expected`, writing only differences;
+    /// returns how many entries it wrote or removed.
+    fn reconcile(
+        &self,
+        prefix: u8,
+        mut expected: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<u64, LogError> {
+        expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut changes = sled::Batch::default();
+        let mut corrected = 0u64;
+        let mut want = expected.into_iter().peekable();
+        let mut change = |batch: &mut sled::Batch, key: Vec<u8>, value: Option<Vec<u8>>| {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+            corrected += 1;
+        };
+        // One ordered pass over what is stored, merged with what should be.
+        let mut stored = self.tree.scan_prefix([prefix]);
+        let mut have = stored.next().transpose()?;
+        loop {
+            match (have.as_ref(), want.peek()) {
+                (None, None) => break,
+                (Some((k, _)), None) => {
+                    change(&mut changes, k.to_vec(), None);
+                    have = stored.next().transpose()?;
+                }
+                (None, Some(_)) => {
+                    let (k, v) = want.next().unwrap_or_default();
+                    change(&mut changes, k, Some(v));
+                }
+                (Some((hk, hv)), Some((wk, wv))) => match hk.as_ref().cmp(wk.as_slice()) {
+                    std::cmp::Ordering::Less => {
+                        change(&mut changes, hk.to_vec(), None);
+                        have = stored.next().transpose()?;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        let (k, v) = want.next().unwrap_or_default();
+                        change(&mut changes, k, Some(v));
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if hv.as_ref() != wv.as_slice() {
+                            let (k, v) = want.next().unwrap_or_default();
+                            change(&mut changes, k, Some(v));
+                        } else {
+                            want.next();
+                        }
+                        have = stored.next().transpose()?;
+                    }
+                },
+            }
+        }
+        drop(stored);
+        self.tree.apply_batch(changes)?;
+        Ok(corrected)
+    }
+}
+
+/// Threads folding cases in a rebuild.
+const FOLDERS: usize = 2;
+
+/// What one folding thread derived.
+#[derive(Default)]
+struct Folded {
+    views: HashMap<String, CaseView>,
+    events: Vec<(Vec<u8>, Vec<u8>)>,
+    case_records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Folds the records it is given (all of a case's, in order) into views and indexes.
+fn fold_part(
+    rx: std::sync::mpsc::Receiver<Vec<Decoded>>,
+    registry: &Registry,
+) -> Result<Folded, LogError> {
+    let mut out = Folded::default();
+    for chunk in rx {
+        for Decoded {
+            record: rec,
+            envelope,
+            id,
+        } in chunk
+        {
+            let seq = rec.sequence;
+            // A subject-wide erasure from the exchange itself belongs to no case.
+            let version = if envelope.source_agency == handoff_contract::names::EXCHANGE_SOURCE {
+                0
+            } else {
+                let at = Position {
+                    sequence: seq,
+                    recorded_at_ms: rec.recorded_at_unix_ms,
+                };
+                let current = out.views.remove(&envelope.case_id);
+                let mut view = handoff_domain::evolve_owned(current, &envelope, registry, at)
+                    .map_err(|r| {
+                        corrupt(
+                            format!("record {seq}"),
+                            format!(
+                                "the fold no longer accepts it ({r}); was the agency registry changed?"
+                            ),
+                        )
+                    })?;
+                attach_sealed_details(&mut view, rec.sealed_details.as_ref());
+                let version = view.version;
+                out.case_records
+                    .push((keys::case_record(&view.case_id, seq), Vec::new()));
+                out.views.insert(envelope.case_id, view);
+                version
+            };
+            let mut index_value = seq.to_be_bytes().to_vec();
+            index_value.extend_from_slice(&version.to_be_bytes());
+            out.events.push((keys::event(&id).to_vec(), index_value));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(n: u64, case: &str) -> handoff_contract::v1::Envelope {
+        use handoff_contract::v1::{Envelope, IncidentReported, envelope::Event};
+        Envelope {
+            event_id: uuid::Builder::from_unix_timestamp_millis(
+                1_700_000_000_000 + n,
+                &[n as u8; 10],
+            )
+            .into_uuid()
+            .to_string(),
+            source_agency: "police".into(),
+            case_id: case.into(),
+            subject_pseudonym: format!("subj-{case}"),
+            occurred_at: Some(handoff_contract::time::from_unix_ms(1_700_000_000_000)),
+            schema_version: 1,
+            event: Some(Event::IncidentReported(IncidentReported::default())),
+            ..Envelope::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_puts_back_dropped_altered_and_extra_projection_entries_exactly() {
+        let registry = Registry::new([handoff_domain::Agency {
+            id: "police".into(),
+            name: "P".into(),
+            kind: handoff_domain::AgencyKind::Police,
+        }])
+        .expect("registry");
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = Log::open(dir.path()).expect("open");
+        let mut batch = log.batch();
+        let mut first_id = String::new();
+        for n in 1..=9u64 {
+            let e = incident(n, &format!("c{}", n % 3));
+            if first_id.is_empty() {
+                first_id = e.event_id.clone();
+            }
+            let current = batch.case(&e.case_id).expect("read");
+            let at = Position {
+                sequence: batch.next_sequence(),
+                recorded_at_ms: 1_700_000_000_000,
+            };
+            let view = evolve(current.as_ref(), &e, &registry, at).expect("accepted");
+            batch
+                .append(
+                    NewRecord {
+                        stream_sequence: n,
+                        recorded_at_unix_ms: at.recorded_at_ms,
+                        envelope: &e.encode_to_vec(),
+                        event_id: &e.event_id,
+                        sealed_details: None,
+                    },
+                    current.as_ref(),
+                    Some(view),
+                )
+                .expect("append");
+        }
+        log.commit(batch).await.expect("commit");
+        let exact = log.projection_digest().expect("digest");
+
+        // Damage three projection entries: one dropped, one altered, one extra.
+        log.tree.remove(keys::view("c1")).expect("drop a view");
+        let id = uuid_bytes(&first_id).expect("uuid");
+        log.tree
+            .insert(keys::event(&id), &b"garbage"[..])
+            .expect("alter an index entry");
+        log.tree
+            .insert(keys::case_record("ghost", 99), &[] as &[u8])
+            .expect("add an entry");
+        assert_ne!(log.projection_digest().expect("digest"), exact);
+
+        let rebuilt = log.rebuild_projections(&registry).expect("rebuild");
+        assert_eq!(
+            (rebuilt.records, rebuilt.cases, rebuilt.corrected),
+            (9, 3, 3)
+        );
+        assert_eq!(log.projection_digest().expect("digest"), exact);
+        let again = log.rebuild_projections(&registry).expect("rebuild");
+        assert_eq!(again.corrected, 0);
+    }
+
+    #[test]
+    fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let log = Log::open(dir.path()).expect("open");
+            // As if a rebuild had started and the process died.
+            log.tree
+                .insert(keys::META_REBUILDING, &[] as &[u8])
+                .expect("marker");
+            log.db.flush().expect("flush");
+        }
+        match Log::open(dir.path()) {
+            Err(LogError::RebuildUnfinished { .. }) => {}
+            other => panic!("expected RebuildUnfinished, got {other:?}"),
+        }
+        let log = Log::open_with(
+            dir.path(),
+            &StoreOptions {
+                rebuilding: true,
+                ..Default::default()
+            },
+        )
+        .expect("open to rebuild");
+        let rebuilt = log
+            .rebuild_projections(&Registry::default())
+            .expect("rebuild");
+        assert_eq!(rebuilt.records, 0);
+        drop(log);
+        Log::open(dir.path()).expect("served again after the rebuild");
+    }
 }
