@@ -905,8 +905,8 @@ impl Log {
             read.map(|(records, prev)| (records, prev, parts))
         })?;
         let mut views: HashMap<String, CaseView> = HashMap::new();
-        let mut events: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut case_records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut events: Entries = Vec::new();
+        let mut case_records: Entries = Vec::new();
         for part in parts {
             let part = part?;
             views.extend(part.views);
@@ -918,15 +918,8 @@ impl Log {
             return Err(corrupt("head", "the records do not end at the stored head"));
         }
         // Each keyspace is reconciled on its own; two at a time.
-        let (a, b) = std::thread::scope(|scope| {
-            let records = scope.spawn(|| self.reconcile(keys::CASE_RECORDS, case_records));
-            let a = self.reconcile(keys::EVENT, events);
-            let b = records
-                .join()
-                .unwrap_or_else(|_| Err(corrupt("case index", "the rebuilding thread failed")));
-            (a, b)
-        });
-        let mut corrected = a? + b?;
+        let mut corrected =
+            self.reconcile_both((keys::EVENT, events), (keys::CASE_RECORDS, case_records))?;
         let mut inbox = Vec::new();
         let mut view_entries = Vec::with_capacity(views.len());
         for view in views.values() {
@@ -939,15 +932,7 @@ impl Log {
             view_entries.push((keys::view(&view.case_id), view.encode_to_vec()));
         }
         let inbox_items = inbox.len() as u64;
-        let (a, b) = std::thread::scope(|scope| {
-            let inboxes = scope.spawn(|| self.reconcile(keys::INBOX, inbox));
-            let a = self.reconcile(keys::VIEW, view_entries);
-            let b = inboxes
-                .join()
-                .unwrap_or_else(|_| Err(corrupt("inboxes", "the rebuilding thread failed")));
-            (a, b)
-        });
-        corrected += a? + b?;
+        corrected += self.reconcile_both((keys::VIEW, view_entries), (keys::INBOX, inbox))?;
         self.tree.remove(keys::META_REBUILDING)?;
         self.db.flush()?;
         Ok(Rebuilt {
@@ -1004,13 +989,26 @@ impl Log {
         Ok((last, prev))
     }
 
+    /// [`Log::reconcile`] of two keyspaces at once.
+    fn reconcile_both(
+        &self,
+        (a, a_entries): (u8, Entries),
+        (b, b_entries): (u8, Entries),
+    ) -> Result<u64, LogError> {
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| self.reconcile(b, b_entries));
+            let first = self.reconcile(a, a_entries);
+            // A panic there is a bug, not bad data: say so rather than hide it.
+            let second = second
+                .join()
+                .unwrap_or_else(|_| Err(corrupt("projections", "a rebuilding thread failed")));
+            Ok(first? + second?)
+        })
+    }
+
     /// Makes the entries under `prefix` exactly `expected`, writing only differences;
     /// returns how many entries it wrote or removed.
-    fn reconcile(
-        &self,
-        prefix: u8,
-        mut expected: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<u64, LogError> {
+    fn reconcile(&self, prefix: u8, mut expected: Entries) -> Result<u64, LogError> {
         expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut changes = sled::Batch::default();
         let mut corrected = 0u64;
@@ -1063,6 +1061,9 @@ impl Log {
     }
 }
 
+/// Keys and values of one keyspace, as a rebuild derives them.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Threads folding cases in a rebuild.
 const FOLDERS: usize = 2;
 
@@ -1070,8 +1071,8 @@ const FOLDERS: usize = 2;
 #[derive(Default)]
 struct Folded {
     views: HashMap<String, CaseView>,
-    events: Vec<(Vec<u8>, Vec<u8>)>,
-    case_records: Vec<(Vec<u8>, Vec<u8>)>,
+    events: Entries,
+    case_records: Entries,
 }
 
 /// Folds the records it is given (all of a case's, in order) into views and indexes.
