@@ -30,6 +30,13 @@ pub fn event(id: &[u8; 16]) -> [u8; 17] {
     k
 }
 
+/// The event index's value: the event's log sequence and its case's version after it.
+pub fn event_value(sequence: u64, case_version: u64) -> Vec<u8> {
+    let mut v = sequence.to_be_bytes().to_vec();
+    v.extend_from_slice(&case_version.to_be_bytes());
+    v
+}
+
 pub fn case_records_prefix(case_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(case_id.len() + 2);
     k.push(CASE_RECORDS);

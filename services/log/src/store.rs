@@ -756,9 +756,8 @@ impl WriteBatch<'_> {
             .insert(&keys::record(sequence), record.encode_to_vec());
         let version = view.as_ref().map_or(0, |v| v.version);
         let case_id = view.as_ref().map(|v| v.case_id.clone()).unwrap_or_default();
-        let mut index_value = sequence.to_be_bytes().to_vec();
-        index_value.extend_from_slice(&version.to_be_bytes());
-        self.batch.insert(&keys::event(&id), index_value);
+        self.batch
+            .insert(&keys::event(&id), keys::event_value(sequence, version));
         let staged = Receipt {
             event_id: event_id.to_string(),
             status: Status::Duplicate as i32,
@@ -957,14 +956,14 @@ impl Log {
                 .send(chunk)
                 .map_err(|_| corrupt("records", "a folding thread stopped"))
         };
-        for item in self.tree.range(keys::record(1)..=keys::record(u64::MAX)) {
-            let (k, v) = item?;
-            let seq = u64_at(&k, 1).unwrap_or(0);
-            let rec: LogRecord = decode(|| format!("record {seq}"), &v)?;
-            if rec.sequence != seq || seq != last + 1 || !is_intact(&rec) || rec.prev_hash != prev {
+        // `records` checks each record against its hash; the links are checked here.
+        for rec in self.records(1, 0) {
+            let rec = rec?;
+            let seq = rec.sequence;
+            if seq != last + 1 || rec.prev_hash != prev {
                 return Err(corrupt(
                     format!("record {seq}"),
-                    "does not match its hash or does not link to the record before it",
+                    "does not link to the record before it (removed or reordered?)",
                 ));
             }
             prev.copy_from_slice(&rec.hash);
@@ -1114,126 +1113,9 @@ fn fold_part(
                 out.views.insert(envelope.case_id, view);
                 version
             };
-            let mut index_value = seq.to_be_bytes().to_vec();
-            index_value.extend_from_slice(&version.to_be_bytes());
-            out.events.push((keys::event(&id).to_vec(), index_value));
+            out.events
+                .push((keys::event(&id).to_vec(), keys::event_value(seq, version)));
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn incident(n: u64, case: &str) -> handoff_contract::v1::Envelope {
-        use handoff_contract::v1::{Envelope, IncidentReported, envelope::Event};
-        Envelope {
-            event_id: uuid::Builder::from_unix_timestamp_millis(
-                1_700_000_000_000 + n,
-                &[n as u8; 10],
-            )
-            .into_uuid()
-            .to_string(),
-            source_agency: "police".into(),
-            case_id: case.into(),
-            subject_pseudonym: format!("subj-{case}"),
-            occurred_at: Some(handoff_contract::time::from_unix_ms(1_700_000_000_000)),
-            schema_version: 1,
-            event: Some(Event::IncidentReported(IncidentReported::default())),
-            ..Envelope::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_rebuild_puts_back_dropped_altered_and_extra_projection_entries_exactly() {
-        let registry = Registry::new([handoff_domain::Agency {
-            id: "police".into(),
-            name: "P".into(),
-            kind: handoff_domain::AgencyKind::Police,
-        }])
-        .expect("registry");
-        let dir = tempfile::tempdir().expect("tmp");
-        let log = Log::open(dir.path()).expect("open");
-        let mut batch = log.batch();
-        let mut first_id = String::new();
-        for n in 1..=9u64 {
-            let e = incident(n, &format!("c{}", n % 3));
-            if first_id.is_empty() {
-                first_id = e.event_id.clone();
-            }
-            let current = batch.case(&e.case_id).expect("read");
-            let at = Position {
-                sequence: batch.next_sequence(),
-                recorded_at_ms: 1_700_000_000_000,
-            };
-            let view = evolve(current.as_ref(), &e, &registry, at).expect("accepted");
-            batch
-                .append(
-                    NewRecord {
-                        stream_sequence: n,
-                        recorded_at_unix_ms: at.recorded_at_ms,
-                        envelope: &e.encode_to_vec(),
-                        event_id: &e.event_id,
-                        sealed_details: None,
-                    },
-                    current.as_ref(),
-                    Some(view),
-                )
-                .expect("append");
-        }
-        log.commit(batch).await.expect("commit");
-        let exact = log.projection_digest().expect("digest");
-
-        // Damage three projection entries: one dropped, one altered, one extra.
-        log.tree.remove(keys::view("c1")).expect("drop a view");
-        let id = uuid_bytes(&first_id).expect("uuid");
-        log.tree
-            .insert(keys::event(&id), &b"garbage"[..])
-            .expect("alter an index entry");
-        log.tree
-            .insert(keys::case_record("ghost", 99), &[] as &[u8])
-            .expect("add an entry");
-        assert_ne!(log.projection_digest().expect("digest"), exact);
-
-        let rebuilt = log.rebuild_projections(&registry).expect("rebuild");
-        assert_eq!(
-            (rebuilt.records, rebuilt.cases, rebuilt.corrected),
-            (9, 3, 3)
-        );
-        assert_eq!(log.projection_digest().expect("digest"), exact);
-        let again = log.rebuild_projections(&registry).expect("rebuild");
-        assert_eq!(again.corrected, 0);
-    }
-
-    #[test]
-    fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
-        let dir = tempfile::tempdir().expect("tmp");
-        {
-            let log = Log::open(dir.path()).expect("open");
-            // As if a rebuild had started and the process died.
-            log.tree
-                .insert(keys::META_REBUILDING, &[] as &[u8])
-                .expect("marker");
-            log.db.flush().expect("flush");
-        }
-        match Log::open(dir.path()) {
-            Err(LogError::RebuildUnfinished { .. }) => {}
-            other => panic!("expected RebuildUnfinished, got {other:?}"),
-        }
-        let log = Log::open_with(
-            dir.path(),
-            &StoreOptions {
-                rebuilding: true,
-                ..Default::default()
-            },
-        )
-        .expect("open to rebuild");
-        let rebuilt = log
-            .rebuild_projections(&Registry::default())
-            .expect("rebuild");
-        assert_eq!(rebuilt.records, 0);
-        drop(log);
-        Log::open(dir.path()).expect("served again after the rebuild");
-    }
 }

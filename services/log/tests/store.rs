@@ -4,7 +4,7 @@
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
-use handoff_log::{CaseFilter, Log, LogError, NewRecord, is_intact};
+use handoff_log::{CaseFilter, Log, LogError, NewRecord, StoreOptions, is_intact};
 use prost::Message;
 
 fn registry() -> Registry {
@@ -222,19 +222,92 @@ async fn a_damaged_record_is_reported_not_repaired() {
         .await;
     }
     // Tamper through sled itself (the on-disk format is sled's): rewrite record 1's envelope.
-    {
-        let db = sled::open(dir.path()).expect("sled");
-        let tree = db.open_tree("log").expect("tree");
-        let mut key = vec![b'r'];
-        key.extend_from_slice(&1u64.to_be_bytes());
+    tamper(dir.path(), |tree| {
+        let key = key(b'r', &1u64.to_be_bytes());
         let mut rec = LogRecord::decode(tree.get(&key).expect("get").expect("present").as_ref())
             .expect("decode");
         rec.envelope[0] ^= 0xff;
         tree.insert(key, rec.encode_to_vec()).expect("insert");
-        db.flush().expect("flush");
-    }
+    });
     match Log::open(dir.path()) {
         Err(LogError::Corrupt { what, .. }) => assert_eq!(what, "record 1"),
         other => panic!("expected a corruption error, got {other:?}"),
     }
+}
+
+/// Rewrites entries of the log tree through sled itself, the exchange stopped.
+fn tamper(dir: &std::path::Path, edit: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(dir).expect("sled");
+    edit(&db.open_tree("log").expect("tree"));
+    db.flush().expect("flush");
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(rest);
+    k
+}
+
+#[tokio::test]
+async fn a_rebuild_puts_back_dropped_altered_and_extra_projection_entries_exactly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events: Vec<Envelope> = (1..=9)
+        .map(|n| envelope(n, &format!("c{}", n % 3), incident()))
+        .collect();
+    let exact = {
+        let log = Log::open(dir.path()).expect("open");
+        append_all(&log, &events, 1).await;
+        log.projection_digest().expect("digest")
+    };
+    // Damage three projection entries (layout in lib.rs): one dropped, one altered, one extra.
+    tamper(dir.path(), |tree| {
+        tree.remove(key(b'v', b"c1")).expect("drop a view");
+        let id = uuid::Uuid::parse_str(&events[0].event_id).expect("uuid");
+        tree.insert(key(b'e', id.as_bytes()), &b"garbage"[..])
+            .expect("alter an index entry");
+        let mut ghost = key(b'c', b"ghost\0");
+        ghost.extend_from_slice(&99u64.to_be_bytes());
+        tree.insert(ghost, &[] as &[u8]).expect("add an entry");
+    });
+    let log = Log::open(dir.path()).expect("open");
+    assert_ne!(log.projection_digest().expect("digest"), exact);
+
+    let rebuilt = log.rebuild_projections(&registry()).expect("rebuild");
+    assert_eq!(
+        (rebuilt.records, rebuilt.cases, rebuilt.corrected),
+        (9, 3, 3)
+    );
+    assert_eq!(log.projection_digest().expect("digest"), exact);
+    let again = log.rebuild_projections(&registry()).expect("rebuild");
+    assert_eq!(again.corrected, 0);
+}
+
+#[tokio::test]
+async fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let log = Log::open(dir.path()).expect("open");
+        append_all(&log, &[envelope(1, "c", incident())], 1).await;
+    }
+    // As if a rebuild had started and the process died.
+    tamper(dir.path(), |tree| {
+        tree.insert(&b"mrebuilding"[..], &[] as &[u8])
+            .expect("marker");
+    });
+    match Log::open(dir.path()) {
+        Err(LogError::RebuildUnfinished { .. }) => {}
+        other => panic!("expected RebuildUnfinished, got {other:?}"),
+    }
+    let log = Log::open_with(
+        dir.path(),
+        &StoreOptions {
+            rebuilding: true,
+            ..Default::default()
+        },
+    )
+    .expect("open to rebuild");
+    let rebuilt = log.rebuild_projections(&registry()).expect("rebuild");
+    assert_eq!((rebuilt.records, rebuilt.corrected), (1, 0));
+    drop(log);
+    Log::open(dir.path()).expect("served again after the rebuild");
 }
