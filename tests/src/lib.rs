@@ -730,6 +730,20 @@ impl Exchange {
         }
     }
 
+    /// Stops the process as an operator does (SIGTERM) and waits until it has exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !sent {
+            let _ = child.kill();
+        }
+        child.wait().ok()
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -133,8 +133,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
             let log = handoff_log::Log::open_with(
                 &data_dir,
                 &handoff_log::StoreOptions {
-                    // Offline: a larger cache keeps pages read by the fold for the comparisons.
-                    cache_bytes: (config.store.cache_mb << 20).max(1 << 30),
+                    cache_bytes: config.store.cache_mb << 20,
                     rebuilding: true,
                 },
             )

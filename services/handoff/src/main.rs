@@ -172,6 +172,11 @@ fn init_tracing(default: &str, serving: bool) {
         .init();
 }
 
+/// glibc's allocator serialises threads on its arena locks and returns memory
+/// slowly; ingest, the rebuild and verify allocate on several threads at once.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -212,5 +212,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "query service stopped with an error");
     }
     let _ = client.flush().await;
+    drop(log);
+    if outcome.is_ok() {
+        let started = std::time::Instant::now();
+        match handoff_log::settle(&data_dir) {
+            Ok(()) => tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "store settled, so the next start reads its snapshot"
+            ),
+            Err(e) => tracing::warn!(error = %e, "store not settled; the next start reads it back"),
+        }
+    }
     outcome
 }

@@ -31,9 +31,10 @@ pub fn event(id: &[u8; 16]) -> [u8; 17] {
 }
 
 /// The event index's value: the event's log sequence and its case's version after it.
-pub fn event_value(sequence: u64, case_version: u64) -> Vec<u8> {
-    let mut v = sequence.to_be_bytes().to_vec();
-    v.extend_from_slice(&case_version.to_be_bytes());
+pub fn event_value(sequence: u64, case_version: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&sequence.to_be_bytes());
+    v[8..].copy_from_slice(&case_version.to_be_bytes());
     v
 }
 

@@ -28,5 +28,5 @@ pub use access::{AccessLog, access_hash};
 pub use chain::{GENESIS, Hash, hex, is_intact, record_hash};
 pub use store::{
     Appended, CaseFilter, CommitPause, DEFAULT_CACHE_BYTES, Head, Log, LogError, Logged, NewRecord,
-    Rebuilt, StoreOptions, WriteBatch, attach_sealed_details, check_writable,
+    Rebuilt, StoreOptions, WriteBatch, attach_sealed_details, check_writable, settle,
 };

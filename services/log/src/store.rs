@@ -605,6 +605,16 @@ impl Default for StoreOptions {
 /// sled's page cache unless configured otherwise.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
+/// Opens a stopped store once and closes it, so that the next start is quick.
+///
+/// sled 0.34 records where its pages stand (its snapshot) only while opening a store;
+/// a start otherwise reads back every segment written since the previous start,
+/// seconds per million events. Called after a clean stop, it moves that read to the
+/// stop. Fails if the store is still open in this process.
+pub fn settle(dir: &Path) -> Result<(), LogError> {
+    open_sled(dir, 64 << 20).map(drop)
+}
+
 fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, LogError> {
     sled::Config::new()
         .path(dir)
@@ -757,7 +767,7 @@ impl WriteBatch<'_> {
         let version = view.as_ref().map_or(0, |v| v.version);
         let case_id = view.as_ref().map(|v| v.case_id.clone()).unwrap_or_default();
         self.batch
-            .insert(&keys::event(&id), keys::event_value(sequence, version));
+            .insert(&keys::event(&id), &keys::event_value(sequence, version));
         let staged = Receipt {
             event_id: event_id.to_string(),
             status: Status::Duplicate as i32,
@@ -838,8 +848,51 @@ pub fn check_writable(dir: &Path) -> Result<(), std::io::Error> {
     .map_err(std::io::Error::from)
 }
 
-/// Records handed from the reading thread to the folding one at a time.
-const REBUILD_CHUNK: usize = 1024;
+/// Records a rebuild's reader takes at a time.
+const REBUILD_CHUNK: u64 = 1024;
+
+/// Threads reading records in a rebuild.
+const READERS: usize = 2;
+
+/// How a chunk of records begins and ends, for checking that the chunks join up.
+struct Link {
+    /// Its first sequence.
+    from: u64,
+    /// Its first record's previous hash (none: the chunk is empty).
+    first_prev: Option<Hash>,
+    /// Its last sequence (`from - 1` if empty).
+    last: u64,
+    last_hash: Hash,
+}
+
+/// Takes the chunks' links in order from the readers in turn and checks they form
+/// one chain from the genesis; returns the last sequence and its hash.
+fn check_links(
+    links: &[std::sync::mpsc::Receiver<Link>],
+    chunks: u64,
+) -> Result<(u64, Hash), LogError> {
+    let mut last = 0u64;
+    let mut prev = GENESIS;
+    for chunk in 0..chunks {
+        // A reader that stopped early has an error of its own, reported before this.
+        let Ok(link) = links[chunk as usize % links.len()].recv() else {
+            return Err(corrupt("records", "a rebuilding thread stopped"));
+        };
+        match link.first_prev {
+            Some(first_prev) if link.from == last + 1 && first_prev == prev => {
+                last = link.last;
+                prev = link.last_hash;
+            }
+            _ => {
+                return Err(corrupt(
+                    format!("record {}", last + 1),
+                    "missing, or the records around it do not link up (removed or reordered?)",
+                ));
+            }
+        }
+    }
+    Ok((last, prev))
+}
 
 /// A record read, checked and decoded for the fold.
 struct Decoded {
@@ -879,120 +932,195 @@ impl Log {
         self.tree.insert(keys::META_REBUILDING, &[] as &[u8])?;
         self.db.flush()?;
 
-        // One thread reads, hash-checks and decodes the records in order; two fold
-        // them, each taking the cases whose id hashes to it (a case's events stay in
-        // order, cases are independent).
-        let (records, prev, parts) = std::thread::scope(|scope| {
-            let mut senders = Vec::new();
-            let mut folders = Vec::new();
-            for _ in 0..FOLDERS {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(8);
-                senders.push(tx);
-                folders.push(scope.spawn(move || fold_part(rx, registry)));
-            }
-            let read = self.read_for_rebuild(&senders);
-            drop(senders);
-            let mut parts = Vec::new();
-            for folder in folders {
-                // A panic in a folder is a bug, not bad data: say so rather than hide it.
-                parts.push(
-                    folder
-                        .join()
-                        .unwrap_or_else(|_| Err(corrupt("records", "a folding thread failed"))),
-                );
-            }
-            read.map(|(records, prev)| (records, prev, parts))
-        })?;
-        let mut views: HashMap<String, CaseView> = HashMap::new();
-        let mut events: Entries = Vec::new();
-        let mut case_records: Entries = Vec::new();
+        // Two threads read, hash-check and decode the records, chunk by chunk in turn
+        // (sled's reads are the larger cost); two fold them, each taking the cases
+        // whose id hashes to it and reading the chunks in order, so a case's events
+        // stay in order (cases are independent). This thread checks that the chunks
+        // join up into one chain.
+        let last_stored = self
+            .tree
+            .scan_prefix([keys::RECORD])
+            .next_back()
+            .transpose()?
+            .and_then(|(k, _)| u64_at(&k, 1))
+            .unwrap_or(0);
+        let chunks = last_stored.div_ceil(REBUILD_CHUNK);
+        let (chain, parts) =
+            std::thread::scope(|scope| {
+                let mut to_folders: Vec<Vec<_>> = (0..READERS).map(|_| Vec::new()).collect();
+                let mut folders = Vec::new();
+                for _ in 0..FOLDERS {
+                    let mut from_readers = Vec::new();
+                    for senders in &mut to_folders {
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
+                        senders.push(tx);
+                        from_readers.push(rx);
+                    }
+                    folders.push(scope.spawn(move || fold_part(from_readers, registry)));
+                }
+                let mut links = Vec::new();
+                let mut readers = Vec::new();
+                for (reader, to_folders) in to_folders.into_iter().enumerate() {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Link>(16);
+                    links.push(rx);
+                    readers.push(scope.spawn(move || {
+                        self.read_for_rebuild(reader as u64, chunks, &to_folders, &tx)
+                    }));
+                }
+                let chain = check_links(&links, chunks);
+                drop(links);
+                // A panic in a thread is a bug, not bad data: say so rather than hide it.
+                fn failed<T>() -> Result<T, LogError> {
+                    Err(corrupt("records", "a rebuilding thread failed"))
+                }
+                // Of the readers' errors, the one in the earliest chunk is the first damage.
+                let read = readers
+                    .into_iter()
+                    .filter_map(|reader| {
+                        reader
+                            .join()
+                            .unwrap_or_else(|_| failed().map_err(|e| (u64::MAX, e)))
+                            .err()
+                    })
+                    .min_by_key(|(chunk, _)| *chunk)
+                    .map_or(Ok(()), |(_, e)| Err(e));
+                let mut parts = Vec::new();
+                for folder in folders {
+                    parts.push(folder.join().unwrap_or_else(|_| failed()));
+                }
+                read.and(chain).map(|chain| (chain, parts))
+            })?;
+        let (records, prev) = chain;
+        let mut cases: Vec<(String, FoldedCase)> = Vec::new();
+        let mut events: Vec<EventEntry> = Vec::new();
         for part in parts {
             let part = part?;
-            views.extend(part.views);
+            cases.extend(part.cases);
             events.extend(part.events);
-            case_records.extend(part.case_records);
         }
         let head = self.head();
         if records != head.sequence || (records > 0 && prev != head.hash) {
             return Err(corrupt("head", "the records do not end at the stored head"));
         }
+        // Entries are produced in key order as they are compared, not built and sorted
+        // as byte strings: a case's sequences are already ascending, a case id's order
+        // is its keys' order, and event ids sort as integers.
+        cases.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        events.sort_unstable_by_key(|e| u128::from_be_bytes(e.id));
+        let event_entries = events
+            .iter()
+            .map(|e| (keys::event(&e.id), keys::event_value(e.sequence, e.version)));
+        let case_record_entries = cases.iter().flat_map(|(id, case)| {
+            case.sequences
+                .iter()
+                .map(move |&seq| (keys::case_record(id, seq), [0u8; 0]))
+        });
         // Each keyspace is reconciled on its own; two at a time.
-        let mut corrected =
-            self.reconcile_both((keys::EVENT, events), (keys::CASE_RECORDS, case_records))?;
+        let mut corrected = self.reconcile_both(
+            (keys::EVENT, event_entries),
+            (keys::CASE_RECORDS, case_record_entries),
+        )?;
         let mut inbox = Vec::new();
-        let mut view_entries = Vec::with_capacity(views.len());
-        for view in views.values() {
-            for item in handoff_domain::inbox::items(view) {
+        for (_, case) in &cases {
+            for item in handoff_domain::inbox::items(&case.view) {
                 inbox.push((
                     keys::inbox(&item.to_agency, &item.case_id, &item.item_id),
                     item.encode_to_vec(),
                 ));
             }
-            view_entries.push((keys::view(&view.case_id), view.encode_to_vec()));
         }
+        inbox.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let inbox_items = inbox.len() as u64;
-        corrected += self.reconcile_both((keys::VIEW, view_entries), (keys::INBOX, inbox))?;
+        let view_entries = cases
+            .iter()
+            .map(|(id, case)| (keys::view(id), case.view.encode_to_vec()));
+        corrected +=
+            self.reconcile_both((keys::VIEW, view_entries), (keys::INBOX, inbox.into_iter()))?;
         self.tree.remove(keys::META_REBUILDING)?;
         self.db.flush()?;
         Ok(Rebuilt {
             records,
-            cases: views.len() as u64,
+            cases: cases.len() as u64,
             inbox_items,
             corrected,
         })
     }
 
-    /// Reads every record in order, checks its hash and link, decodes it and hands it
-    /// to the folder of its case; returns the last sequence and its hash.
+    /// Reads the chunks `reader`, `reader + READERS`, ... of the records: checks each
+    /// record's hash and its link to the one before it within the chunk, decodes it
+    /// and hands it to the folder of its case; tells the checker how the chunk begins
+    /// and ends. Every folder gets every chunk, empty or not, so they can take the
+    /// chunks from the readers in turn.
     fn read_for_rebuild(
         &self,
+        reader: u64,
+        chunks: u64,
         folders: &[std::sync::mpsc::SyncSender<Vec<Decoded>>],
-    ) -> Result<(u64, Hash), LogError> {
-        let mut chunks: Vec<Vec<Decoded>> = folders.iter().map(|_| Vec::new()).collect();
-        let mut last = 0u64;
-        let mut prev = GENESIS;
-        let hand_over = |to: usize, chunk: Vec<Decoded>| {
-            folders[to]
-                .send(chunk)
-                .map_err(|_| corrupt("records", "a folding thread stopped"))
+        links: &std::sync::mpsc::SyncSender<Link>,
+    ) -> Result<(), (u64, LogError)> {
+        for chunk in (reader..chunks).step_by(READERS) {
+            self.read_chunk(chunk, folders, links)
+                .map_err(|e| (chunk, e))?;
+        }
+        Ok(())
+    }
+
+    /// One chunk of [`Log::read_for_rebuild`].
+    fn read_chunk(
+        &self,
+        chunk: u64,
+        folders: &[std::sync::mpsc::SyncSender<Vec<Decoded>>],
+        links: &std::sync::mpsc::SyncSender<Link>,
+    ) -> Result<(), LogError> {
+        let stopped = || corrupt("records", "a rebuilding thread stopped");
+        let from = chunk * REBUILD_CHUNK + 1;
+        let mut parts: Vec<Vec<Decoded>> = folders.iter().map(|_| Vec::new()).collect();
+        let mut link = Link {
+            from,
+            first_prev: None,
+            last: from - 1,
+            last_hash: GENESIS,
         };
         // `records` checks each record against its hash; the links are checked here.
-        for rec in self.records(1, 0) {
+        for rec in self.records(from, from + REBUILD_CHUNK - 1) {
             let rec = rec?;
             let seq = rec.sequence;
-            if seq != last + 1 || rec.prev_hash != prev {
+            let linked = link.first_prev.is_none() || rec.prev_hash == link.last_hash;
+            if seq != link.last + 1 || !linked {
                 return Err(corrupt(
-                    format!("record {seq}"),
-                    "does not link to the record before it (removed or reordered?)",
+                    format!("record {}", link.last + 1),
+                    "missing, or the records around it do not link up (removed or reordered?)",
                 ));
             }
-            prev.copy_from_slice(&rec.hash);
-            last = seq;
+            if link.first_prev.is_none() {
+                link.first_prev = Some(rec.prev_hash.as_slice().try_into().map_err(|_| {
+                    corrupt(format!("record {seq}"), "its previous hash is not 32 bytes")
+                })?);
+            }
+            link.last_hash.copy_from_slice(&rec.hash);
+            link.last = seq;
             let envelope = handoff_contract::v1::Envelope::decode(rec.envelope.as_slice())
                 .map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
             let id = uuid_bytes(&envelope.event_id)
                 .map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
-            let to = folder_of(&envelope.case_id, folders.len());
-            chunks[to].push(Decoded {
+            parts[folder_of(&envelope.case_id, folders.len())].push(Decoded {
                 record: rec,
                 envelope,
                 id,
             });
-            if chunks[to].len() == REBUILD_CHUNK {
-                hand_over(to, std::mem::take(&mut chunks[to]))?;
-            }
         }
-        for (to, chunk) in chunks.into_iter().enumerate() {
-            hand_over(to, chunk)?;
+        for (folder, part) in folders.iter().zip(parts) {
+            folder.send(part).map_err(|_| stopped())?;
         }
-        Ok((last, prev))
+        links.send(link).map_err(|_| stopped())?;
+        Ok(())
     }
 
     /// [`Log::reconcile`] of two keyspaces at once.
     fn reconcile_both(
         &self,
-        (a, a_entries): (u8, Entries),
-        (b, b_entries): (u8, Entries),
+        (a, a_entries): (u8, impl Iterator<Item = (impl Entry, impl Entry)>),
+        (b, b_entries): (u8, impl Iterator<Item = (impl Entry, impl Entry)> + Send),
     ) -> Result<u64, LogError> {
         std::thread::scope(|scope| {
             let second = scope.spawn(|| self.reconcile(b, b_entries));
@@ -1005,14 +1133,18 @@ impl Log {
         })
     }
 
-    /// Makes the entries under `prefix` exactly `expected`, writing only differences;
-    /// returns how many entries it wrote or removed.
-    fn reconcile(&self, prefix: u8, mut expected: Entries) -> Result<u64, LogError> {
-        expected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    /// Makes the entries under `prefix` exactly `expected` (given in key order),
+    /// writing only differences; returns how many entries it wrote or removed.
+    fn reconcile<K: Entry, V: Entry>(
+        &self,
+        prefix: u8,
+        expected: impl Iterator<Item = (K, V)>,
+    ) -> Result<u64, LogError> {
         let mut changes = sled::Batch::default();
         let mut corrected = 0u64;
-        let mut want = expected.into_iter().peekable();
-        let mut change = |batch: &mut sled::Batch, key: Vec<u8>, value: Option<Vec<u8>>| {
+        let mut want = expected.peekable();
+        let mut last_wanted: Option<Vec<u8>> = None;
+        let mut change = |batch: &mut sled::Batch, key: &[u8], value: Option<&[u8]>| {
             match value {
                 Some(v) => batch.insert(key, v),
                 None => batch.remove(key),
@@ -1026,29 +1158,29 @@ impl Log {
             match (have.as_ref(), want.peek()) {
                 (None, None) => break,
                 (Some((k, _)), None) => {
-                    change(&mut changes, k.to_vec(), None);
+                    change(&mut changes, k, None);
                     have = stored.next().transpose()?;
                 }
-                (None, Some(_)) => {
-                    let (k, v) = want.next().unwrap_or_default();
-                    change(&mut changes, k, Some(v));
+                (None, Some((wk, wv))) => {
+                    change(&mut changes, wk.as_ref(), Some(wv.as_ref()));
+                    ordered(&mut last_wanted, wk.as_ref())?;
+                    want.next();
                 }
-                (Some((hk, hv)), Some((wk, wv))) => match hk.as_ref().cmp(wk.as_slice()) {
+                (Some((hk, hv)), Some((wk, wv))) => match hk.as_ref().cmp(wk.as_ref()) {
                     std::cmp::Ordering::Less => {
-                        change(&mut changes, hk.to_vec(), None);
+                        change(&mut changes, hk, None);
                         have = stored.next().transpose()?;
                     }
                     std::cmp::Ordering::Greater => {
-                        let (k, v) = want.next().unwrap_or_default();
-                        change(&mut changes, k, Some(v));
+                        change(&mut changes, wk.as_ref(), Some(wv.as_ref()));
+                        ordered(&mut last_wanted, wk.as_ref())?;
+                        want.next();
                     }
                     std::cmp::Ordering::Equal => {
-                        if hv.as_ref() != wv.as_slice() {
-                            let (k, v) = want.next().unwrap_or_default();
-                            change(&mut changes, k, Some(v));
-                        } else {
-                            want.next();
+                        if hv.as_ref() != wv.as_ref() {
+                            change(&mut changes, wk.as_ref(), Some(wv.as_ref()));
                         }
+                        want.next();
                         have = stored.next().transpose()?;
                     }
                 },
@@ -1060,8 +1192,36 @@ impl Log {
     }
 }
 
-/// Keys and values of one keyspace, as a rebuild derives them.
-type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+/// A key or value of an entry a rebuild derives.
+trait Entry: AsRef<[u8]> {}
+impl<T: AsRef<[u8]>> Entry for T {}
+
+/// An expected entry written must come after the one written before it; stored keys
+/// come in order from sled, so only entries the store lacks need this check (an
+/// out-of-order expectation is a bug that would otherwise pass silently).
+fn ordered(last: &mut Option<Vec<u8>>, key: &[u8]) -> Result<(), LogError> {
+    if last.as_deref().is_some_and(|l| l >= key) {
+        return Err(corrupt(
+            "projections",
+            "a rebuild derived entries out of order",
+        ));
+    }
+    *last = Some(key.to_vec());
+    Ok(())
+}
+
+/// An event-index entry a rebuild derives.
+struct EventEntry {
+    id: [u8; 16],
+    sequence: u64,
+    version: u64,
+}
+
+/// A case as a rebuild folds it: its view and its records' sequences, ascending.
+struct FoldedCase {
+    view: CaseView,
+    sequences: Vec<u64>,
+}
 
 /// Threads folding cases in a rebuild.
 const FOLDERS: usize = 2;
@@ -1069,18 +1229,20 @@ const FOLDERS: usize = 2;
 /// What one folding thread derived.
 #[derive(Default)]
 struct Folded {
-    views: HashMap<String, CaseView>,
-    events: Entries,
-    case_records: Entries,
+    cases: HashMap<String, FoldedCase>,
+    events: Vec<EventEntry>,
 }
 
 /// Folds the records it is given (all of a case's, in order) into views and indexes.
 fn fold_part(
-    rx: std::sync::mpsc::Receiver<Vec<Decoded>>,
+    from_readers: Vec<std::sync::mpsc::Receiver<Vec<Decoded>>>,
     registry: &Registry,
 ) -> Result<Folded, LogError> {
     let mut out = Folded::default();
-    for chunk in rx {
+    // Chunks come from the readers in turn; a closed channel is the end (or a reader's
+    // error, which the rebuild reports).
+    let chunks = (0..).map_while(|n: usize| from_readers[n % from_readers.len()].recv().ok());
+    for chunk in chunks {
         for Decoded {
             record: rec,
             envelope,
@@ -1096,7 +1258,10 @@ fn fold_part(
                     sequence: seq,
                     recorded_at_ms: rec.recorded_at_unix_ms,
                 };
-                let current = out.views.remove(&envelope.case_id);
+                let (current, mut sequences) = match out.cases.remove(&envelope.case_id) {
+                    Some(c) => (Some(c.view), c.sequences),
+                    None => (None, Vec::new()),
+                };
                 let mut view = handoff_domain::evolve_owned(current, &envelope, registry, at)
                     .map_err(|r| {
                         corrupt(
@@ -1108,13 +1273,16 @@ fn fold_part(
                     })?;
                 attach_sealed_details(&mut view, rec.sealed_details.as_ref());
                 let version = view.version;
-                out.case_records
-                    .push((keys::case_record(&view.case_id, seq), Vec::new()));
-                out.views.insert(envelope.case_id, view);
+                sequences.push(seq);
+                out.cases
+                    .insert(envelope.case_id, FoldedCase { view, sequences });
                 version
             };
-            out.events
-                .push((keys::event(&id).to_vec(), keys::event_value(seq, version)));
+            out.events.push(EventEntry {
+                id,
+                sequence: seq,
+                version,
+            });
         }
     }
     Ok(out)

@@ -283,6 +283,61 @@ async fn a_rebuild_puts_back_dropped_altered_and_extra_projection_entries_exactl
 }
 
 #[tokio::test]
+async fn a_rebuild_names_the_first_damaged_or_missing_record_in_any_chunk() {
+    // More records than the tail that opening checks (1024) and than a reader's chunk
+    // (1024), so damage early on is found only by the rebuild, in each reader's chunks.
+    let events: Vec<Envelope> = (1..=4000)
+        .map(|n| envelope(n, &format!("c{}", n % 50), incident()))
+        .collect();
+    fn record_key(seq: u64) -> Vec<u8> {
+        key(b'r', &seq.to_be_bytes())
+    }
+    type Damage = fn(&sled::Tree);
+    let cases: [(&str, Damage); 4] = [
+        ("record 5", |tree: &sled::Tree| {
+            let mut rec = LogRecord::decode(
+                tree.get(record_key(5))
+                    .expect("get")
+                    .expect("present")
+                    .as_ref(),
+            )
+            .expect("decode");
+            rec.envelope[3] ^= 0x01;
+            tree.insert(record_key(5), rec.encode_to_vec())
+                .expect("alter");
+        }),
+        ("record 1500", |tree: &sled::Tree| {
+            tree.remove(record_key(1500)).expect("remove");
+        }),
+        ("record 2049", |tree: &sled::Tree| {
+            tree.remove(record_key(2049))
+                .expect("remove the first of a chunk");
+        }),
+        (
+            // Two damages: the earlier one is named, whichever reader finds it.
+            "record 700",
+            |tree: &sled::Tree| {
+                tree.remove(record_key(1800)).expect("remove");
+                tree.remove(record_key(700)).expect("remove");
+            },
+        ),
+    ];
+    for (expected, damage) in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let log = Log::open(dir.path()).expect("open");
+            append_all(&log, &events, 1).await;
+        }
+        tamper(dir.path(), damage);
+        let log = Log::open(dir.path()).expect("the tail is intact, so it opens");
+        match log.rebuild_projections(&registry()) {
+            Err(LogError::Corrupt { what, .. }) => assert_eq!(what, expected),
+            other => panic!("expected {expected} to be named, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
     let dir = tempfile::tempdir().expect("tmp");
     {
