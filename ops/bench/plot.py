@@ -44,6 +44,8 @@ def tables(runs):
         out.append(f"| CPU per event during ingest, µs | exchange {f['handoff_cpu_us_per_event']:.0f} | nats-server {f['nats_cpu_us_per_event']:.0f} | |")
         out.append(f"| RSS after ingest, MB | {f['rss_bytes'] / 1e6:.0f} | | |")
         out.append(f"| disk, bytes per event | {f['disk_bytes_per_event']:,.0f} | | |")
+        if "stop_ms" in f:
+            out.append(f"| stop (SIGTERM, settles the store), ms | {f['stop_ms']:.0f} | | |")
         out.append(f"| cold start to SERVING, ms | {f['cold_start_ms']:.0f} | | |")
         out.append(f"| rebuild every projection in place, s | {f['rebuild_secs']:.2f} | | |")
         out.append(f"| audit replay of the export into a fresh dir, s | {f['replay_secs']:.2f} | | |")

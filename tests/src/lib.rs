@@ -24,6 +24,7 @@ pub const AGENCIES: &[(&str, &str)] = &[
     ("social-north", "social_services"),
     ("probation-north", "probation"),
     ("audit", "auditor"),
+    ("coord-north", "coordinator"),
 ];
 
 /// Police agency id.
@@ -424,6 +425,8 @@ pub struct ExchangeOptions {
     pub log_filter: Option<String>,
     /// `[ingest] batch_max`, if not the tests' 256.
     pub batch_max: Option<usize>,
+    /// `[ingest] stuck_after_secs`, if not the default (30).
+    pub stuck_after_secs: Option<u64>,
 }
 
 /// The uid and gid an unprivileged exchange runs as, if the tests run as root.
@@ -565,6 +568,13 @@ impl Exchange {
         );
         if let Some(n) = self.options.batch_max {
             text = text.replacen("batch_max = 256", &format!("batch_max = {n}"), 1);
+        }
+        if let Some(secs) = self.options.stuck_after_secs {
+            text = text.replacen(
+                "[ingest]\n",
+                &format!("[ingest]\nstuck_after_secs = {secs}\n"),
+                1,
+            );
         }
         let mut store = format!("data_dir = {:?}", self.data_dir().display().to_string());
         if let Some(mb) = self.options.min_free_mb {
@@ -1017,5 +1027,96 @@ pub mod events {
     /// Publishes an envelope on its agency's subject with Nats-Msg-Id = event id.
     pub async fn publish(js: &async_nats::jetstream::Context, e: &Envelope) -> u64 {
         publish_raw(js, &subject(e), Some(&e.event_id), e.encode_to_vec()).await
+    }
+}
+
+/// The partnership's coordinator: reads suppressed statistics, never a case.
+pub const COORDINATOR: &str = "coord-north";
+
+/// Path of a headless Chromium: `$HANDOFF_CHROMIUM`, else found or installed by
+/// `ops/bin/find-chromium` (Debian's package).
+pub fn chromium() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HANDOFF_CHROMIUM").map(PathBuf::from)
+            && p.exists()
+        {
+            return p;
+        }
+        let out = Command::new(repo_root().join("ops/bin/find-chromium"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("ops/bin/find-chromium runs");
+        assert!(out.status.success(), "no chromium for the browser tests");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    })
+    .clone()
+}
+
+/// A page as headless Chromium rendered it.
+pub struct Rendered {
+    /// The DOM after the page's scripts ran (`--dump-dom`).
+    pub dom: String,
+    /// Width and height of the screenshot, from its PNG header.
+    pub size: (u32, u32),
+    /// Bytes of the screenshot's PNG.
+    pub png_bytes: u64,
+    /// Bytes of a screenshot of an empty page of the same size, taken the same way:
+    /// a rendered page with content compresses far worse than a blank one.
+    pub blank_png_bytes: u64,
+}
+
+/// Opens `page` (a local file: HTML, SVG) in headless Chromium, writes a screenshot
+/// of `size` to `png` and returns what was rendered.
+pub fn render_in_browser(page: &Path, png: &Path, size: (u32, u32)) -> Rendered {
+    let profile = tempfile::tempdir().expect("browser profile dir");
+    let run = |url: String, extra: &[String]| {
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--allow-file-access-from-files",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--window-size={},{}", size.0, size.1))
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("chromium runs");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = format!(
+        "file://{}",
+        page.canonicalize().expect("page path").display()
+    );
+    let dom = run(url.clone(), &["--dump-dom".to_string()]);
+    run(url, &[format!("--screenshot={}", png.display())]);
+    let blank = png.with_extension("blank.png");
+    run(
+        "about:blank".to_string(),
+        &[format!("--screenshot={}", blank.display())],
+    );
+    let bytes = std::fs::read(png).expect("screenshot written");
+    // PNG: 8-byte signature, then the IHDR chunk: length, "IHDR", width, height.
+    assert!(
+        bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR",
+        "not a PNG: {}",
+        png.display()
+    );
+    let be =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    Rendered {
+        dom,
+        size: (be(16), be(20)),
+        png_bytes: bytes.len() as u64,
+        blank_png_bytes: std::fs::metadata(&blank).map(|m| m.len()).unwrap_or(0),
     }
 }

@@ -300,6 +300,8 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
         &nats,
         ExchangeOptions {
             unprivileged: true,
+            // Messages wait while the store cannot take them: reported as stuck soon.
+            stuck_after_secs: Some(2),
             ..Default::default()
         },
     )
@@ -345,6 +347,11 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
         Some(1.0)
     );
     assert_eq!(exchange.metric("handoff_ingest_consuming"), Some(0.0));
+    // Messages wait and the position does not move: the watchdog calls it stuck.
+    wait_for("stuck reported", &exchange, async || {
+        exchange.metric("handoff_ingest_stuck") == Some(1.0)
+    })
+    .await;
     assert!(
         tokio::time::timeout(Duration::from_millis(500), receipts.next())
             .await
@@ -375,6 +382,10 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
         exchange.metric("handoff_ingest_paused_store_unwritable"),
         Some(0.0)
     );
+    wait_for("no longer stuck", &exchange, async || {
+        exchange.metric("handoff_ingest_stuck") == Some(0.0)
+    })
+    .await;
     assert!(
         exchange
             .last_log()

@@ -86,6 +86,16 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
         24 * 3_600_000
     );
     assert!(!fresh_item.overdue, "not due yet");
+    // Operators see it too: the overdue gauge (sampled every 30 s) counts it by rule.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while exchange.metric("handoff_sla_overdue{rule=\"eviction_notice\"}") != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handoff_sla_overdue not 1:\n{}",
+            exchange.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Accepting it (long ago) moves it to a first-contact deadline, overdue as well.
     let accept = envelope(

@@ -6,6 +6,7 @@
 //! Usable as a library (this crate) and as `handoff adapter …` subcommands.
 
 pub mod casework;
+pub mod directory;
 pub mod document;
 pub mod generic;
 pub mod ids;
@@ -59,6 +60,8 @@ pub enum AdapterKind {
     Referral,
     /// Any event as JSON.
     Generic,
+    /// Service listings for the public directory.
+    Directory,
 }
 
 impl AdapterKind {
@@ -71,6 +74,7 @@ impl AdapterKind {
             AdapterKind::Programme => casework::event(agency, document).map(|e| vec![e]),
             AdapterKind::Referral => generic::referral(agency, document).map(|e| vec![e]),
             AdapterKind::Generic => generic::event(agency, document).map(|e| vec![e]),
+            AdapterKind::Directory => directory::listing(agency, document).map(|e| vec![e]),
         }
     }
 

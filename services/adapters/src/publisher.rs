@@ -12,6 +12,7 @@ use futures::StreamExt;
 use handoff_contract::names::{
     RECEIPTS_STREAM, event_subject, receipt_lookup_subject, receipt_subject,
 };
+use handoff_contract::trace::{TRACEPARENT, TraceParent};
 use handoff_contract::v1::{Envelope, Receipt, RejectionReason, receipt::Status};
 use prost::Message;
 
@@ -163,8 +164,22 @@ impl Publisher {
     }
 
     /// Publishes events in order (Nats-Msg-Id = event id) and returns each one's outcome,
-    /// in the same order.
+    /// in the same order. Each gets a fresh W3C trace context (`traceparent` header).
     pub async fn publish_all(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, AdapterError> {
+        self.publish_all_traced(envelopes, &[]).await
+    }
+
+    /// As [`Publisher::publish_all`], keeping the trace context a source record carried:
+    /// `traces[i]` for `envelopes[i]` where given, a fresh one otherwise.
+    pub async fn publish_all_traced(
+        &self,
+        envelopes: &[Envelope],
+        traces: &[Option<TraceParent>],
+    ) -> Result<Vec<Outcome>, AdapterError> {
+        // One trace per record, kept across retries so every attempt is the same trace.
+        let traces: Vec<TraceParent> = (0..envelopes.len())
+            .map(|i| traces.get(i).copied().flatten().unwrap_or_else(new_trace))
+            .collect();
         let nats =
             |what: &str, e: &dyn std::fmt::Display| AdapterError::Nats(format!("{what}: {e}"));
         let mut receipts = Some(
@@ -185,7 +200,13 @@ impl Publisher {
             vec![None; envelopes.len()];
         let mut pending = Vec::with_capacity(envelopes.len());
         for (i, envelope) in envelopes.iter().enumerate() {
-            let (subject, headers, body) = self.message(envelope)?;
+            let (subject, headers, body) = self.message(envelope, &traces[i])?;
+            tracing::info!(
+                trace_id = %traces[i].trace_id_hex(),
+                event_id = %envelope.event_id,
+                agency = %self.agency,
+                "publishing"
+            );
             match tokio::time::timeout(
                 ACK_WAIT,
                 self.js.publish_with_headers(subject, headers, body),
@@ -221,7 +242,7 @@ impl Publisher {
                         &envelope.event_id,
                     ));
                 }
-                let (subject, headers, body) = self.message(envelope)?;
+                let (subject, headers, body) = self.message(envelope, &traces[i])?;
                 let attempt = async {
                     let ack = self
                         .js
@@ -283,7 +304,7 @@ impl Publisher {
             if let Some(msg) = received
                 && let Ok(r) = Receipt::decode(msg.payload.as_ref())
             {
-                accept(&mut waiting, &mut outcomes, &r);
+                accept(&mut waiting, &mut outcomes, &traces, &r);
             }
             if last_lookup.elapsed() >= LOOKUP_EVERY {
                 last_lookup = Instant::now();
@@ -295,7 +316,7 @@ impl Publisher {
                     .collect();
                 for id in ask {
                     if let Some(r) = self.lookup(&id).await? {
-                        accept(&mut waiting, &mut outcomes, &r);
+                        accept(&mut waiting, &mut outcomes, &traces, &r);
                     }
                 }
             }
@@ -347,6 +368,7 @@ impl Publisher {
     fn message(
         &self,
         envelope: &Envelope,
+        trace: &TraceParent,
     ) -> Result<(String, async_nats::HeaderMap, bytes::Bytes), AdapterError> {
         let event = envelope.event.as_ref().ok_or_else(|| {
             AdapterError::Invalid(vec![format!(
@@ -356,6 +378,7 @@ impl Publisher {
         })?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
+        headers.insert(TRACEPARENT, trace.to_string().as_str());
         Ok((
             event_subject(&self.agency, event),
             headers,
@@ -389,6 +412,7 @@ impl Publisher {
 fn accept(
     waiting: &mut HashMap<String, (usize, u64, bool)>,
     outcomes: &mut [Outcome],
+    traces: &[TraceParent],
     r: &Receipt,
 ) {
     let Some(&(index, stream_seq, broker_dup)) = waiting.get(&r.event_id) else {
@@ -408,6 +432,23 @@ fn accept(
             }
             other => other,
         };
+        tracing::info!(
+            trace_id = %traces.get(index).map(TraceParent::trace_id_hex).unwrap_or_default(),
+            event_id = %r.event_id,
+            outcome = %outcomes[index],
+            "receipt"
+        );
         waiting.remove(&r.event_id);
     }
+}
+
+/// A fresh sampled trace context; from getrandom, or (should the OS refuse randomness)
+/// from a UUIDv7's random bits, so a publish never fails for want of a trace id.
+fn new_trace() -> TraceParent {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..16].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+        bytes[16..].copy_from_slice(&uuid::Uuid::now_v7().as_bytes()[8..]);
+    }
+    TraceParent::from_random(bytes)
 }

@@ -15,6 +15,8 @@ pub enum Schema {
     ProgrammeActivity,
     /// `event.schema.json`
     Event,
+    /// `service-listing.schema.json`
+    ServiceListing,
 }
 
 impl Schema {
@@ -27,11 +29,15 @@ impl Schema {
                 include_str!("../../../schemas/programme-activity.schema.json")
             }
             Schema::Event => include_str!("../../../schemas/event.schema.json"),
+            Schema::ServiceListing => {
+                include_str!("../../../schemas/service-listing.schema.json")
+            }
         }
     }
 
     fn slot(self) -> &'static OnceLock<jsonschema::Validator> {
-        static SLOTS: [OnceLock<jsonschema::Validator>; 4] = [
+        static SLOTS: [OnceLock<jsonschema::Validator>; 5] = [
+            OnceLock::new(),
             OnceLock::new(),
             OnceLock::new(),
             OnceLock::new(),

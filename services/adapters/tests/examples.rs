@@ -22,6 +22,8 @@ fn kind_of(name: &str) -> (Schema, AdapterKind) {
         (Schema::ReferralForm, AdapterKind::Referral)
     } else if name.starts_with("programme") {
         (Schema::ProgrammeActivity, AdapterKind::Programme)
+    } else if name.starts_with("service-listing") {
+        (Schema::ServiceListing, AdapterKind::Directory)
     } else {
         (Schema::Event, AdapterKind::Generic)
     }
@@ -65,7 +67,7 @@ fn valid_examples_validate_and_become_events() {
             seen += 1;
         }
     }
-    assert!(seen >= 7, "only {seen} example records");
+    assert!(seen >= 8, "only {seen} example records");
 }
 
 #[test]

@@ -21,3 +21,4 @@ pub mod hex;
 pub mod json;
 pub mod names;
 pub mod time;
+pub mod trace;

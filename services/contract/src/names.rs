@@ -25,6 +25,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "programme_dropped_out",
     "case_closed",
     "subject_erasure_requested",
+    "service_offered",
+    "service_withdrawn",
 ];
 
 /// The source agency id the exchange itself publishes as (erasures by an operator or
@@ -55,6 +57,8 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::ProgrammeDroppedOut(_) => "programme_dropped_out",
         Event::CaseClosed(_) => "case_closed",
         Event::SubjectErasureRequested(_) => "subject_erasure_requested",
+        Event::ServiceOffered(_) => "service_offered",
+        Event::ServiceWithdrawn(_) => "service_withdrawn",
     }
 }
 

@@ -23,11 +23,14 @@ pub enum AgencyKind {
     Court,
     /// Auditors and data-protection officers: read, never publish.
     Auditor,
+    /// The coordinator of the local partnership: reads suppressed statistics only;
+    /// publishes nothing and sees no case (every case read is NOT_FOUND).
+    Coordinator,
 }
 
 impl AgencyKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [AgencyKind; 7] = [
+    pub const ALL: [AgencyKind; 8] = [
         AgencyKind::Police,
         AgencyKind::SocialServices,
         AgencyKind::InterventionCentre,
@@ -35,6 +38,7 @@ impl AgencyKind {
         AgencyKind::Probation,
         AgencyKind::Court,
         AgencyKind::Auditor,
+        AgencyKind::Coordinator,
     ];
 
     /// The name used in configuration files.
@@ -47,6 +51,7 @@ impl AgencyKind {
             AgencyKind::Probation => "probation",
             AgencyKind::Court => "court",
             AgencyKind::Auditor => "auditor",
+            AgencyKind::Coordinator => "coordinator",
         }
     }
 
@@ -76,6 +81,11 @@ impl AgencyKind {
             "programme_dropped_out",
         ];
         let in_any = |lists: &[&[&str]]| lists.iter().any(|l| l.contains(&event_type));
+        // Every kind that offers help may list its services in the directory.
+        const DIRECTORY: &[&str] = &["service_offered", "service_withdrawn"];
+        if DIRECTORY.contains(&event_type) {
+            return !matches!(self, AgencyKind::Auditor | AgencyKind::Coordinator);
+        }
         match self {
             AgencyKind::Police => in_any(&[
                 &["incident_reported", "eviction_ordered", "referral_made"],
@@ -89,7 +99,7 @@ impl AgencyKind {
                 in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK, PROGRAMME])
             }
             AgencyKind::Court => event_type == "referral_made",
-            AgencyKind::Auditor => false,
+            AgencyKind::Auditor | AgencyKind::Coordinator => false,
         }
     }
 
@@ -108,7 +118,7 @@ impl fmt::Display for AgencyKind {
 /// A string that names no agency kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, auditor"
+    "unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, auditor, coordinator"
 )]
 pub struct UnknownKind(pub String);
 
@@ -200,6 +210,8 @@ mod tests {
         assert!(AgencyKind::ProgrammeProvider.may_publish("session_attended"));
         assert!(!AgencyKind::Police.may_publish("session_attended"));
         assert!(!AgencyKind::Auditor.may_publish("referral_made"));
+        assert!(!AgencyKind::Coordinator.may_publish("referral_made"));
+        assert!(!AgencyKind::Coordinator.may_take_cases());
         assert!(AgencyKind::Police.may_publish("eviction_ordered"));
         assert!(!AgencyKind::InterventionCentre.may_publish("eviction_ordered"));
     }

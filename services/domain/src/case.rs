@@ -73,6 +73,12 @@ fn evolve_from(
         .as_ref()
         .ok_or_else(|| Rejection::Invalid("the envelope carries no event".into()))?;
     let kind_name = event_type(event);
+    if crate::directory::is_directory_event(Some(event)) {
+        // Directory events are decided by `directory::decide`; they belong to no case.
+        return Err(Rejection::Invalid(format!(
+            "{kind_name} belongs to the service directory, not a case"
+        )));
+    }
     let source = envelope.source_agency.as_str();
     let agency = registry
         .get(source)
@@ -364,6 +370,12 @@ fn evolve_from(
         Event::SubjectErasureRequested(_) => {
             rule.party()?;
             view.subject_details_erased = true;
+        }
+        Event::ServiceOffered(_) | Event::ServiceWithdrawn(_) => {
+            // Returned above already; kept so the match stays exhaustive.
+            return Err(Rejection::Invalid(format!(
+                "{kind_name} belongs to the service directory, not a case"
+            )));
         }
     }
 

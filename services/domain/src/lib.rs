@@ -6,11 +6,13 @@
 
 pub mod agency;
 pub mod case;
+pub mod directory;
 pub mod inbox;
 pub mod policy;
 pub mod rejection;
 pub mod retention;
 pub mod sla;
+pub mod stats;
 pub mod validate;
 pub mod visibility;
 

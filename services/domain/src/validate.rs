@@ -58,7 +58,15 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         )));
     }
     let from_exchange = envelope.source_agency == EXCHANGE_SOURCE;
-    if from_exchange {
+    let directory = crate::directory::is_directory_event(envelope.event.as_ref());
+    if directory {
+        // A listing describes the agency's own service: no case, no person.
+        if !envelope.case_id.is_empty() || !envelope.subject_pseudonym.is_empty() {
+            return Err(invalid(
+                "a service listing is about the agency, not a case or a person: leave case_id and subject_pseudonym empty",
+            ));
+        }
+    } else if from_exchange {
         // The exchange itself publishes only erasures, and those are about a subject, not a case.
         if !matches!(envelope.event, Some(Event::SubjectErasureRequested(_))) {
             return Err(invalid(
@@ -73,7 +81,9 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
     } else {
         check_id("case_id", &envelope.case_id)?;
     }
-    check_id("subject_pseudonym", &envelope.subject_pseudonym)?;
+    if !directory {
+        check_id("subject_pseudonym", &envelope.subject_pseudonym)?;
+    }
     match &envelope.occurred_at {
         None => return Err(invalid("occurred_at is missing")),
         Some(ts) if ts.nanos < 0 || ts.nanos >= 1_000_000_000 => {
@@ -104,6 +114,11 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         }
         Event::HandoffAccepted(e) => need("handoff_id", &e.handoff_id)?,
         Event::HandoffDeclined(e) => need("handoff_id", &e.handoff_id)?,
+        Event::ServiceOffered(e) => {
+            need("service_id", &e.service_id)?;
+            crate::directory::validate_offer(e)?;
+        }
+        Event::ServiceWithdrawn(e) => need("service_id", &e.service_id)?,
         Event::EvictionOrdered(e) if e.duration_days == 0 || e.duration_days > 366 => {
             return Err(invalid("eviction duration_days must be between 1 and 366"));
         }

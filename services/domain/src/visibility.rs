@@ -21,10 +21,15 @@ pub enum Visibility {
 /// A partner sees a case while it has a part in it: it opened or referred it,
 /// it is or was asked to take it, it holds or held it. A partner whose only
 /// part was being asked, and which declined, keeps what it saw up to its
-/// decline. Auditors see every case (their field-level limits are policy).
+/// decline. Auditors see every case (their field-level limits are policy);
+/// coordinators see none.
 pub fn visibility(view: &CaseView, agency: &str, kind: AgencyKind) -> Visibility {
     if kind == AgencyKind::Auditor {
         return Visibility::Whole;
+    }
+    // A coordinator reads statistics only, never a case, even one naming it.
+    if kind == AgencyKind::Coordinator {
+        return Visibility::Hidden;
     }
     match view.parties.iter().find(|p| p.agency == agency) {
         None => Visibility::Hidden,

@@ -124,14 +124,23 @@ pub struct IngestSection {
     /// Most messages per committed (flushed) batch.
     #[serde(default = "default_batch")]
     pub batch_max: usize,
+    /// Messages waiting and the stored position unmoved this long: ingest is stuck
+    /// (health NOT_SERVING, `handoff_ingest_stuck` 1).
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after_secs: u64,
 }
 
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
             batch_max: default_batch(),
+            stuck_after_secs: default_stuck_after(),
         }
     }
+}
+
+fn default_stuck_after() -> u64 {
+    30
 }
 
 /// `[policy]`
@@ -152,6 +161,14 @@ struct PolicyFile {
     sla: SlaSection,
     #[serde(default)]
     retention: RetentionSection,
+    #[serde(default)]
+    statistics: StatisticsSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatisticsSection {
+    suppress_below: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -183,6 +200,8 @@ pub struct Policy {
     pub sla: handoff_domain::sla::SlaRules,
     /// When subjects are erased after their cases close, and how often that is checked.
     pub retention: Option<(handoff_domain::retention::RetentionRule, Duration)>,
+    /// Statistics withhold counts (and medians over fewer cases) below this.
+    pub suppress_below: u32,
 }
 
 impl Policy {
@@ -192,10 +211,7 @@ impl Policy {
             path: path.to_path_buf(),
             source,
         })?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let file: PolicyFile = toml::from_str(&text).map_err(|e| located(path, &text, &e))?;
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -214,7 +230,18 @@ impl Policy {
             by_kind.push((kind, groups(names, &format!("[fields] {kind}"))?));
         }
         let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
+        let suppress_below = file
+            .statistics
+            .suppress_below
+            .unwrap_or(handoff_domain::stats::DEFAULT_SUPPRESS_BELOW);
+        if suppress_below == 0 {
+            return Err(invalid(
+                "[statistics] suppress_below must be at least 1 (5 or more protects small groups)"
+                    .into(),
+            ));
+        }
         Ok(Policy {
+            suppress_below,
             fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
             sla: handoff_domain::sla::SlaRules {
                 eviction_notice_hours: file.sla.eviction_notice_hours,
@@ -269,6 +296,25 @@ fn default_cache_mb() -> u64 {
     handoff_log::DEFAULT_CACHE_BYTES >> 20
 }
 
+/// Whether `dir` exists as a writable directory or could be created (its nearest
+/// existing ancestor is a writable directory); nothing is created.
+fn creatable(dir: &Path) -> Result<(), String> {
+    let mut probe = dir;
+    loop {
+        if probe.exists() {
+            if !probe.is_dir() {
+                return Err(format!("{} is not a directory", probe.display()));
+            }
+            return handoff_log::check_writable(probe)
+                .map_err(|e| format!("cannot write in {}: {e}", probe.display()));
+        }
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => return Ok(()), // relative to the working directory
+        }
+    }
+}
+
 fn default_min_free_mb() -> u64 {
     64
 }
@@ -287,14 +333,6 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// Not valid TOML or not the expected shape.
-    #[error("config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line and column.
-        message: String,
-    },
     /// Valid TOML with a value that cannot work.
     #[error("config {path}: {message}")]
     Invalid {
@@ -303,41 +341,267 @@ pub enum ConfigError {
         /// What to fix.
         message: String,
     },
+    /// A problem at a place in the file: `<path>:<line>:<col>: <what> — <fix>`.
+    #[error("{}:{line}:{col}: {what} — {fix}", path.display())]
+    At {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (characters).
+        col: usize,
+        /// What is wrong.
+        what: String,
+        /// How to fix it.
+        fix: String,
+    },
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+/// A toml parse or shape error as `<path>:<line>:<col>: <what> — <fix>`.
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
+    let what = e.message().trim().to_string();
+    let fix = if let Some(rest) = what.strip_prefix("unknown field") {
+        match rest.split_once("expected ") {
+            Some((_, allowed)) => {
+                format!("rename it to one of the allowed fields ({allowed}) or remove it")
+            }
+            None => "remove it: this table takes no such field".into(),
+        }
+    } else if what.starts_with("missing field") {
+        "add it to this table (ops/handoff.toml shows every field with an example)".into()
+    } else if what.starts_with("invalid socket address") {
+        "write an address as IP:PORT, e.g. \"127.0.0.1:50051\"".into()
+    } else if what.starts_with("invalid type") || what.starts_with("invalid value") {
+        "give the value the type the message names (strings in quotes, numbers without)".into()
+    } else if what.starts_with("duplicate key") {
+        "keep one of the two keys".into()
+    } else {
+        "correct the TOML syntax here (see https://toml.io)".into()
+    };
+    ConfigError::At {
+        path: path.to_path_buf(),
+        line,
+        col,
+        what,
+        fix,
+    }
+}
+
+/// Where a key of a table (the `index`th `[[table]]` for arrays) sits in `text`, as
+/// line and column; the table's header if the key is not written; 1:1 if neither is.
+/// `key` "" asks for the header. Serde forgets positions after parsing, so the checks
+/// that run after it find the place again in the text.
+fn find_key(text: &str, table: &str, index: Option<usize>, key: &str) -> (usize, usize) {
+    let mut current = String::new();
+    let mut seen: Option<usize> = None;
+    let mut header = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or_default().trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            current = name.trim().to_string();
+            if current == table {
+                seen = Some(seen.map_or(0, |i| i + 1));
+            }
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+        } else if current == table && seen == index && !key.is_empty() {
+            if let Some(rest) = line.strip_prefix(key)
+                && rest.trim_start().starts_with('=')
+            {
+                let col = raw.len() - raw.trim_start().len() + 1;
+                return (n + 1, col);
+            }
+            continue;
+        } else {
+            continue;
+        }
+        if current == table && seen == index && header.is_none() {
+            header = Some((n + 1, 1));
+            if key.is_empty() {
+                return (n + 1, 1);
+            }
+        }
+    }
+    header.unwrap_or((1, 1))
 }
 
 impl Config {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file; errors name the file, line and column, and the fix.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| located(path, &text, &e))?;
         config.base_dir = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        config.registry().map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        Policy::load(&config.resolve(&config.policy.file))?;
-        if config.keys.kek_file.is_some() == config.keys.kek_env.is_some() {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: "[keys] needs exactly one of kek_file or kek_env".into(),
-            });
-        }
-        if config.ingest.batch_max == 0 {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: "[ingest] batch_max must be at least 1".into(),
-            });
-        }
+        config.check(path, &text)?;
         Ok(config)
+    }
+
+    /// The checks serde cannot make, each located in `text`.
+    fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let at = |(line, col): (usize, usize), what: String, fix: &str| ConfigError::At {
+            path: path.to_path_buf(),
+            line,
+            col,
+            what,
+            fix: fix.to_string(),
+        };
+        let mut ids = std::collections::HashSet::new();
+        for (i, a) in self.agencies.iter().enumerate() {
+            if let Err(e) = a.kind.parse::<AgencyKind>() {
+                return Err(at(
+                    find_key(text, "agency", Some(i), "kind"),
+                    format!("[[agency]] {}: {e}", a.id),
+                    "use one of the agency kinds the message lists",
+                ));
+            }
+            if !ids.insert(a.id.as_str()) {
+                return Err(at(
+                    find_key(text, "agency", Some(i), "id"),
+                    format!("agency id {:?} is registered twice", a.id),
+                    "give each [[agency]] its own id, or remove the repeated entry",
+                ));
+            }
+        }
+        if let Err(message) = self.registry() {
+            let place = if self.agencies.is_empty() {
+                (text.lines().count().max(1), 1)
+            } else {
+                find_key(text, "agency", Some(0), "")
+            };
+            return Err(at(
+                place,
+                message,
+                "register each agency once, as in ops/handoff.toml",
+            ));
+        }
+        for u in self.nats.url.split(',') {
+            if let Err(e) = u.trim().parse::<async_nats::ServerAddr>() {
+                return Err(at(
+                    find_key(text, "nats", None, "url"),
+                    format!("[nats] url {u:?}: {e}"),
+                    "write nats://HOST:PORT, several comma-separated for a cluster",
+                ));
+            }
+        }
+        let policy_at = find_key(text, "policy", None, "file");
+        let policy_path = self.resolve(&self.policy.file);
+        if !policy_path.is_file() {
+            return Err(at(
+                policy_at,
+                format!("policy file {} does not exist", policy_path.display()),
+                "point [policy] file at a policy (ops/policy.toml is an example), relative to this config",
+            ));
+        }
+        if let Err(e) = Policy::load(&policy_path) {
+            return Err(at(
+                policy_at,
+                format!("the policy it names is not usable: {e}"),
+                "fix the policy file at the place named",
+            ));
+        }
+        if self.keys.kek_file.is_some() == self.keys.kek_env.is_some() {
+            return Err(at(
+                find_key(text, "keys", None, ""),
+                "[keys] needs exactly one of kek_file or kek_env".into(),
+                "set kek_file (make one with `handoff kek --out FILE`) or kek_env, not both",
+            ));
+        }
+        if self.ingest.batch_max == 0 {
+            return Err(at(
+                find_key(text, "ingest", None, "batch_max"),
+                "[ingest] batch_max must be at least 1".into(),
+                "set it to e.g. 512, or leave it out",
+            ));
+        }
+        if self.ingest.stuck_after_secs == 0 {
+            return Err(at(
+                find_key(text, "ingest", None, "stuck_after_secs"),
+                "[ingest] stuck_after_secs must be at least 1".into(),
+                "set it to e.g. 30, or leave it out",
+            ));
+        }
+        if let Some(metrics) = self.metrics.listen {
+            let q = self.query.listen;
+            let overlap =
+                metrics.ip() == q.ip() || metrics.ip().is_unspecified() || q.ip().is_unspecified();
+            if metrics.port() == q.port() && overlap {
+                return Err(at(
+                    find_key(text, "metrics", None, "listen"),
+                    format!("[metrics] listen {metrics} takes the port of [query] listen {q}"),
+                    "give metrics a port of its own, e.g. 9464",
+                ));
+            }
+        }
+        let data_dir = self.data_dir();
+        if let Err(why) = creatable(&data_dir) {
+            return Err(at(
+                find_key(text, "store", None, "data_dir"),
+                format!("data dir {}: {why}", data_dir.display()),
+                "point data_dir at a directory the exchange's user may create and write",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Files other commands create (`handoff kek`, `handoff certs`, `handoff nats-auth`)
+    /// that `serve` needs: the KEK, the TLS files and the NATS password, each located.
+    pub fn missing_files(&self, path: &Path) -> Vec<ConfigError> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut wanted: Vec<(&str, &str, &Path, &str)> = Vec::new();
+        if let Some(kek) = &self.keys.kek_file {
+            wanted.push((
+                "keys",
+                "kek_file",
+                kek,
+                "create it with `handoff kek --out FILE`",
+            ));
+        }
+        if let Some(tls) = &self.query.tls {
+            let fix = "create development certificates with `handoff certs`, or point at your own";
+            wanted.push(("query.tls", "ca", &tls.ca, fix));
+            wanted.push(("query.tls", "cert", &tls.cert, fix));
+            wanted.push(("query.tls", "key", &tls.key, fix));
+        }
+        if let Some(file) = &self.nats.password_file {
+            wanted.push((
+                "nats",
+                "password_file",
+                file,
+                "write it with `handoff nats-auth`",
+            ));
+        }
+        wanted
+            .into_iter()
+            .filter(|(_, _, file, _)| !self.resolve(file).is_file())
+            .map(|(table, key, file, fix)| {
+                let (line, col) = find_key(&text, table, None, key);
+                ConfigError::At {
+                    path: path.to_path_buf(),
+                    line,
+                    col,
+                    what: format!("{} does not exist", self.resolve(file).display()),
+                    fix: fix.to_string(),
+                }
+            })
+            .collect()
     }
 
     /// The agency registry from the `[[agency]]` entries.
@@ -510,6 +774,79 @@ kind = "police"
         assert!(e.contains("handoff.toml") && e.contains("polizei"), "{e}");
         let typo = MINIMAL.replace("listen =", "lisen =");
         let e = load(&typo).expect_err("typo").to_string();
-        assert!(e.contains("lisen") && e.contains("line"), "{e}");
+        assert!(
+            e.contains("lisen") && e.contains("handoff.toml:7:1:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line() {
+        let broken = MINIMAL.replace("[store]", "[store");
+        let e = load(&broken).expect_err("syntax").to_string();
+        assert!(e.contains("handoff.toml:4:"), "{e}");
+        assert!(e.contains(" — "), "a fix follows the problem: {e}");
+    }
+
+    #[test]
+    fn an_unknown_field_names_its_line_and_the_allowed_fields() {
+        let typo = MINIMAL.replace("data_dir =", "datadir =");
+        let e = load(&typo).expect_err("unknown field").to_string();
+        let (problem, fix) = e.split_once(" — ").expect("problem — fix");
+        assert!(
+            problem.contains("handoff.toml:5:1:") && problem.contains("datadir"),
+            "{e}"
+        );
+        assert!(
+            fix.contains("data_dir") && fix.contains("min_free_mb") && fix.contains("cache_mb"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_agency_names_the_second_entry() {
+        let twice = format!(
+            "{MINIMAL}\n[[agency]]\nid = \"ic\"\nname = \"IC\"\nkind = \"intervention_centre\"\n\n[[agency]]\nid = \"police-north\"\nname = \"Again\"\nkind = \"police\"\n"
+        );
+        let line = twice
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("id = \"police-north\""))
+            .nth(1)
+            .map(|(n, _)| n + 1)
+            .expect("second entry");
+        let e = load(&twice).expect_err("duplicate").to_string();
+        assert!(e.contains(&format!("handoff.toml:{line}:1:")), "{e}");
+        assert!(e.contains("police-north") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_are_located_too() {
+        let same_port = format!("{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:50051\"\n");
+        let e = load(&same_port).expect_err("same port").to_string();
+        let line = same_port.lines().count();
+        assert!(
+            e.contains(&format!("handoff.toml:{line}:1:")) && e.contains("port"),
+            "{e}"
+        );
+        let no_policy = MINIMAL.replace("file = \"policy.toml\"", "file = \"nowhere.toml\"");
+        let e = load(&no_policy).expect_err("missing policy").to_string();
+        assert!(
+            e.contains("handoff.toml:9:1:") && e.contains("nowhere.toml"),
+            "{e}"
+        );
+        let bad_addr = MINIMAL.replace("127.0.0.1:50051", "localhost");
+        let e = load(&bad_addr).expect_err("bad address").to_string();
+        assert!(
+            e.contains("handoff.toml:7:") && e.contains("IP:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 1), (1, 1));
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use handoff_adapters::{AdapterKind, Document, Outcome, Publisher, RecordReport};
 use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::directory_client::DirectoryClient;
+use handoff_contract::v1::statistics_client::StatisticsClient;
 use handoff_contract::v1::*;
 use handoff_domain::status_name;
 use serde_json::{Value, json};
@@ -22,6 +24,7 @@ const CENTRE: &str = "ic-north";
 const PROGRAMME: &str = "ngo-men-north";
 const SOCIAL: &str = "social-north";
 const AUDITOR: &str = "audit";
+const COORDINATOR: &str = "coord-north";
 
 async fn publish(
     config: &Config,
@@ -358,6 +361,32 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         bail!("the exchange accepted a session recorded by the police");
     }
 
+    println!("\n== 6. The programme lists its service in the public directory ==");
+    let listing: Value = serde_json::from_str(include_str!(
+        "../../../schemas/examples/service-listing.json"
+    ))?;
+    publish(config, PROGRAMME, AdapterKind::Directory, vec![listing]).await?;
+    let channel = crate::query_cli::channel_as(&server, &certs, SOCIAL).await?;
+    let directory = DirectoryClient::new(channel)
+        .list_services(ListServicesRequest {
+            area: "North".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    for s in &directory.services {
+        if let Some(offer) = &s.offer {
+            println!(
+                "  {SOCIAL} finds: {} ({}), areas {}, languages {}, {}",
+                offer.name,
+                s.agency_name,
+                offer.areas.join(", "),
+                offer.languages.join(", "),
+                offer.phone
+            );
+        }
+    }
+
     println!(
         "\n== The case {case_id}, as each agency queries it (each with its own certificate) =="
     );
@@ -411,6 +440,36 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         head.sequence,
         handoff_log::hex(&head.hash)
     );
+
+    println!("\n== 7. The coordinator's funnel for the grant report (small numbers suppressed) ==");
+    let channel = crate::query_cli::channel_as(&server, &certs, COORDINATOR).await?;
+    let stats = StatisticsClient::new(channel)
+        .get_stats(StatsRequest {
+            from_month: "2026-12".into(),
+            to_month: String::new(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner();
+    let cell = |c: &Option<StatsCell>| match c {
+        Some(c) if !c.suppressed => c.value.to_string(),
+        _ => format!("<{}", stats.suppress_below),
+    };
+    for row in stats.rows.iter().filter(|r| r.referring_kind == "all") {
+        println!(
+            "  {} referred {}, acknowledged {}, contacted {}, intake {}, enrolled {}",
+            row.month,
+            cell(&row.referred),
+            cell(&row.acknowledged),
+            cell(&row.contacted),
+            cell(&row.intake),
+            cell(&row.enrolled)
+        );
+    }
+    match get_case(&mut connect(COORDINATOR).await?, &case_id).await? {
+        None => println!("  and the coordinator sees no case: NOT_FOUND for {case_id}"),
+        Some(_) => bail!("the coordinator could read a case"),
+    }
     println!("\nRun it again: every event comes back as a duplicate and the log does not grow.");
     Ok(())
 }

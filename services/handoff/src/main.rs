@@ -7,10 +7,13 @@ mod audit_cli;
 mod certs;
 mod config;
 mod demo;
+mod directory_cli;
 mod erasure;
+mod gauges;
 mod metrics;
 mod nats_auth;
 mod query_cli;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -46,6 +49,11 @@ enum Command {
     /// Read cases from the exchange over gRPC.
     #[command(subcommand)]
     Case(query_cli::CaseCommand),
+    /// The referral funnel per month for the coordinator (small numbers suppressed).
+    Report(report::ReportArgs),
+    /// The public service directory: list it, or export it as HTML and HSDS JSON.
+    #[command(subcommand)]
+    Directory(directory_cli::DirectoryCommand),
     /// List messages the exchange refused, with their reasons.
     Quarantine {
         #[command(flatten)]
@@ -66,6 +74,9 @@ enum Command {
     /// The exchange's signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check a config file before starting with it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create a key-encryption key (KEK) for [keys] kek_file: 32 random bytes as hex, mode 0600.
     Kek {
         /// Where to write it (kept if it exists). Keep it outside the data dir and its backups.
@@ -90,6 +101,16 @@ enum Command {
     /// Play a realistic multi-agency scenario against a running exchange and print the results.
     Demo {
         /// The exchange's config (for the NATS URL, the gRPC address and the agencies).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate a config: prints "ok", or the error with file:line:col and the fix (exit 1).
+    Check {
+        /// The config to check.
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: PathBuf,
     },
@@ -156,6 +177,11 @@ enum AdapterCommand {
         #[command(flatten)]
         args: AdapterArgs,
     },
+    /// Service listings for the public directory (schemas/service-listing.schema.json).
+    Directory {
+        #[command(flatten)]
+        args: AdapterArgs,
+    },
 }
 
 /// Logs to stderr; `HANDOFF_LOG` overrides (e.g. `info,handoff_ingest=debug` for one line per message).
@@ -194,13 +220,35 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let config = config::Config::load(&config)?;
+        Command::Serve { config: path } => {
+            let config = config::Config::load(&path)?;
+            if let Some(missing) = config.missing_files(&path).into_iter().next() {
+                return Err(missing.into());
+            }
             serve::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(ConfigCommand::Check { config: path }) => {
+            Ok(match config::Config::load(&path) {
+                Ok(config) => {
+                    // Files other commands create are reported, but do not fail the check:
+                    // a config is checked before `handoff kek` or `handoff certs` run.
+                    for missing in config.missing_files(&path) {
+                        println!("warning: {missing}");
+                    }
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("{e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::Adapter(cmd) => run_adapter(cmd).await,
         Command::Case(cmd) => query_cli::run(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Directory(cmd) => directory_cli::run(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Quarantine { server, after } => query_cli::quarantine(&server, after)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -275,6 +323,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         AdapterCommand::Programme { args } => (AdapterKind::Programme, args),
         AdapterCommand::Referral { args } => (AdapterKind::Referral, args),
         AdapterCommand::Generic { args } => (AdapterKind::Generic, args),
+        AdapterCommand::Directory { args } => (AdapterKind::Directory, args),
     };
     let password = match &args.nats_password_file {
         None => None,

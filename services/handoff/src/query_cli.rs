@@ -72,6 +72,15 @@ pub async fn connect_as(
     certs: &std::path::Path,
     agency: &str,
 ) -> anyhow::Result<CasesClient<Channel>> {
+    Ok(CasesClient::new(channel_as(server, certs, agency).await?))
+}
+
+/// A channel to the exchange as `agency`, for any of its gRPC services.
+pub async fn channel_as(
+    server: &str,
+    certs: &std::path::Path,
+    agency: &str,
+) -> anyhow::Result<Channel> {
     let read = |name: String| {
         let path = certs.join(name);
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -93,7 +102,7 @@ pub async fn connect_as(
         .connect()
         .await
         .with_context(|| format!("cannot reach the exchange at {server}"))?;
-    Ok(CasesClient::new(channel))
+    Ok(channel)
 }
 
 /// Connects as the agency and with the certificates the arguments name.

@@ -83,11 +83,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ingest_metrics = handoff_ingest::IngestMetrics::default();
+    let rpc_metrics = handoff_query::RpcMetrics::default();
     let metrics = match config.metrics.listen {
         None => None,
         Some(listen) => {
             let mut registry = prometheus_client::registry::Registry::default();
             ingest_metrics.register(&mut registry);
+            rpc_metrics.register(&mut registry);
             Some(tokio::spawn(crate::metrics::serve(
                 listen,
                 registry,
@@ -95,6 +97,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )))
         }
     };
+    let registry_for_gauges = registry.clone();
     let ingest = Ingest::new(
         log.clone(),
         registry,
@@ -103,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stream: config.stream(),
             batch_max: config.ingest.batch_max,
             min_free_bytes: config.store.min_free_mb.saturating_mul(1 << 20),
+            stuck_after: std::time::Duration::from_secs(config.ingest.stuck_after_secs.max(1)),
         },
         key.clone(),
         keyring.clone(),
@@ -142,11 +146,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    // Store size and SLA gauges are computed off the hot path, every few seconds.
+    let gauges = config.metrics.listen.map(|_| {
+        tokio::spawn(crate::gauges::run(
+            crate::gauges::Watched {
+                data_dir: data_dir.clone(),
+                log: log.clone(),
+                registry: registry_for_gauges.clone(),
+                sla: policy.sla,
+                metrics: ingest_metrics.clone(),
+            },
+            stop_rx.clone(),
+        ))
+    });
     let options = handoff_query::ServeOptions {
+        rpc_metrics,
         registry: config.registry().map_err(anyhow::Error::msg)?,
         revoked: config.revoked(),
         fields: policy.fields,
         sla: policy.sla,
+        suppress_below: policy.suppress_below,
         key,
         keyring,
         tls: match &config.query.tls {
@@ -204,6 +223,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     } {
         tracing::warn!(error = %format!("{e:#}"), "metrics server stopped with an error");
+    }
+    if let Some(gauges) = gauges {
+        let _ = gauges.await;
     }
     if let Some(retention) = retention {
         let _ = retention.await;

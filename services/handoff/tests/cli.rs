@@ -30,7 +30,7 @@ fn a_broken_config_names_the_file_line_and_problem() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("broken.toml") && err.contains("line 6"),
+        err.contains("broken.toml:6:") && err.contains("IP:PORT"),
         "{err}"
     );
 }

@@ -10,6 +10,7 @@ use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
     CaseView, Envelope, QuarantineEntry, Receipt, RejectionReason, SealedDetails, receipt::Status,
 };
+use handoff_domain::directory::{self, DirectoryChange};
 use handoff_domain::{Position, Registry, evolve, validate::validate_envelope};
 use handoff_keyring::{Keyring, Opened, take_details};
 use handoff_log::{NewRecord, WriteBatch};
@@ -113,7 +114,11 @@ pub fn decide(
             };
         }
         Ok(Checked::Accepted(accepted)) => {
-            let Accepted { before, view } = *accepted;
+            let Accepted {
+                before,
+                view,
+                listing,
+            } = *accepted;
             let Some(envelope) = envelope else {
                 unreachable!("only a decoded envelope is accepted")
             };
@@ -130,6 +135,9 @@ pub fn decide(
                 before.as_ref(),
                 view,
             )?;
+            if let Some(change) = listing {
+                batch.directory(change);
+            }
             if let Some(Event::SubjectErasureRequested(e)) = &envelope.event {
                 let reason = if e.requested_by.is_empty() {
                     e.reason.clone()
@@ -209,10 +217,11 @@ fn seal(
 }
 
 /// An accepted event's case before and after it (`None` for a subject-wide erasure
-/// from the exchange itself).
+/// from the exchange itself, and for a directory event, which changes `listing`).
 struct Accepted {
     before: Option<CaseView>,
     view: Option<CaseView>,
+    listing: Option<DirectoryChange>,
 }
 
 enum Checked {
@@ -308,17 +317,33 @@ fn check(
         return Ok(Ok(Checked::Accepted(Box::new(Accepted {
             before: None,
             view: None,
+            listing: None,
         }))));
     }
-    let current = batch.case(&envelope.case_id)?;
     let at = Position {
         sequence: batch.next_sequence(),
         recorded_at_ms: incoming.recorded_at_unix_ms,
     };
+    if let Some(service_id) = directory::service_id(envelope) {
+        // A listing belongs to no case: decided against the directory as it stands.
+        let current = batch.listing(&envelope.source_agency, service_id)?;
+        return Ok(
+            match directory::decide(current.as_ref(), envelope, registry, at) {
+                Ok(change) => Ok(Checked::Accepted(Box::new(Accepted {
+                    before: None,
+                    view: None,
+                    listing: Some(change),
+                }))),
+                Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
+            },
+        );
+    }
+    let current = batch.case(&envelope.case_id)?;
     Ok(match evolve(current.as_ref(), envelope, registry, at) {
         Ok(view) => Ok(Checked::Accepted(Box::new(Accepted {
             before: current,
             view: Some(view),
+            listing: None,
         }))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })

@@ -9,6 +9,7 @@
 
 mod decide;
 mod metrics;
+mod progress;
 mod stream;
 
 use std::time::Duration;
@@ -23,7 +24,8 @@ use prost::Message as _;
 use tokio::sync::watch;
 
 pub use decide::{Decision, Incoming, decide};
-pub use metrics::IngestMetrics;
+pub use metrics::{IngestMetrics, reason_label};
+pub use progress::StuckDetector;
 pub use stream::{RECEIPTS_KEPT, StreamSettings, ensure_receipts_stream, ensure_stream};
 
 /// Why ingest stopped or could not start.
@@ -68,6 +70,9 @@ pub struct IngestSettings {
     /// Below this much free disk space ingest commits nothing (and so receipts
     /// nothing) until space returns; health says NOT_SERVING meanwhile.
     pub min_free_bytes: u64,
+    /// Messages waiting while the stored position has not moved for this long: ingest
+    /// is stuck, health says NOT_SERVING and `handoff_ingest_stuck` is 1.
+    pub stuck_after: Duration,
 }
 
 /// Consumes the stream into the log until `shutdown` turns true.
@@ -149,7 +154,23 @@ impl Ingest {
             self.key.clone(),
             receipts,
         ));
-        let result = self.consume(shutdown, consuming, &outbox).await;
+        // Health is "consuming and not stuck": the loop reports the first, a watchdog
+        // that compares the stream's last sequence with the stored position the second.
+        let (loop_tx, loop_rx) = watch::channel(false);
+        let watchdog = tokio::spawn(progress::watch(
+            progress::Watched {
+                client: self.client.clone(),
+                stream: self.settings.stream.name.clone(),
+                log: self.log.clone(),
+                metrics: self.metrics.clone(),
+                stuck_after: self.settings.stuck_after,
+            },
+            loop_rx,
+            consuming,
+            shutdown.clone(),
+        ));
+        let result = self.consume(shutdown, loop_tx, &outbox).await;
+        watchdog.abort();
         drop(outbox);
         // What was committed is receipted before ingest ends.
         if let Err(e) = sender.await {
@@ -367,18 +388,28 @@ impl Ingest {
             return Ok(true);
         }
         let mut batch = self.log.batch();
-        let mut receipts: Vec<(String, Receipt)> = Vec::with_capacity(messages.len());
+        let mut receipts: Vec<(String, Receipt, Option<String>)> =
+            Vec::with_capacity(messages.len());
+        let mut last_pending = None;
         let (mut accepted, mut duplicates, mut rejected) = (0usize, 0usize, 0usize);
         let mut erasures = 0usize;
+        let mut rejections = Vec::new();
         for msg in &messages {
             let Ok(info) = msg.info() else {
                 tracing::warn!(subject = %msg.subject, "message without JetStream metadata skipped");
                 continue;
             };
             // Replays after a reconnect can deliver what is already committed.
+            last_pending = Some(info.pending);
             if info.stream_sequence <= batch.stream_position() {
                 continue;
             }
+            // A valid W3C traceparent from the publisher; anything else is ignored.
+            let trace = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(handoff_contract::trace::TRACEPARENT))
+                .and_then(|v| handoff_contract::trace::TraceParent::parse(v.as_str()));
             let incoming = Incoming {
                 subject: msg.subject.as_str(),
                 payload: &msg.payload,
@@ -402,28 +433,72 @@ impl Ingest {
                 &incoming,
             )?;
             erasures += usize::from(erased);
-            match receipt.status() {
-                handoff_contract::v1::receipt::Status::Accepted => accepted += 1,
-                handoff_contract::v1::receipt::Status::Duplicate => duplicates += 1,
-                _ => rejected += 1,
-            }
-            tracing::debug!(
-                stream_sequence = info.stream_sequence,
-                event_id = %receipt.event_id,
-                status = ?receipt.status(),
-                reason = ?receipt.reason(),
-                "decided"
+            let outcome = match receipt.status() {
+                handoff_contract::v1::receipt::Status::Accepted => {
+                    accepted += 1;
+                    "accepted"
+                }
+                handoff_contract::v1::receipt::Status::Duplicate => {
+                    duplicates += 1;
+                    "duplicate"
+                }
+                _ => {
+                    rejected += 1;
+                    rejections.push(receipt.reason());
+                    "rejected"
+                }
+            };
+            let trace_id = trace.map(|t| t.trace_id_hex());
+            let span = tracing::info_span!(
+                "decision",
+                trace_id = trace_id.as_deref().map(tracing::field::display)
             );
+            let _entered = span.enter();
+            // Traced and refused messages at info, so one publish can be followed through
+            // the log; the bulk of untraced accepted ones at debug, to keep the log small.
+            if trace_id.is_some() || outcome == "rejected" {
+                tracing::info!(
+                    stream_sequence = info.stream_sequence,
+                    event_id = %receipt.event_id,
+                    case_id = %receipt.case_id,
+                    outcome,
+                    reason = (outcome == "rejected")
+                        .then(|| tracing::field::display(reason_label(receipt.reason()))),
+                    "decided"
+                );
+            } else {
+                tracing::debug!(
+                    stream_sequence = info.stream_sequence,
+                    event_id = %receipt.event_id,
+                    case_id = %receipt.case_id,
+                    outcome,
+                    "decided"
+                );
+            }
             if !agency.is_empty() {
-                receipts.push((agency, receipt));
+                receipts.push((agency, receipt, trace.map(|t| t.to_string())));
             }
         }
         if !self.wait_until_storable(consuming, shutdown).await {
             return Ok(false);
         }
         // New keys and destroyed ones are durable before any record that relies on them.
+        let started = std::time::Instant::now();
         self.keyring.flush().await?;
         let head = self.log.commit(batch).await?;
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_messages.observe(messages.len() as f64);
+        if let Some(pending) = last_pending {
+            // What the broker still holds after the batch's last message.
+            self.metrics
+                .consumer_lag
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        for reason in rejections {
+            self.metrics.count_rejected(reason);
+        }
         if erasures > 0 {
             self.keyring.finish_erasures()?;
         }
@@ -451,22 +526,26 @@ impl Ingest {
 }
 
 /// Committed batches' receipts, in commit order, to the receipt sender.
-type Outbox = tokio::sync::mpsc::Sender<Vec<(String, Receipt)>>;
+/// Each receipt goes with its agency and the publisher's `traceparent`, if it sent one.
+type Outbox = tokio::sync::mpsc::Sender<Vec<(String, Receipt, Option<String>)>>;
 
 /// Signs and publishes each committed batch's receipts, in order, until ingest ends.
 async fn send_receipts(
     client: async_nats::Client,
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
-    mut batches: tokio::sync::mpsc::Receiver<Vec<(String, Receipt)>>,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<(String, Receipt, Option<String>)>>,
 ) {
     while let Some(receipts) = batches.recv().await {
-        for (agency, mut receipt) in receipts {
+        for (agency, mut receipt, trace) in receipts {
             key.sign_receipt(&mut receipt);
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(
                 "Nats-Msg-Id",
                 receipt_msg_id(receipt.stream_sequence, &receipt.event_id).as_str(),
             );
+            if let Some(trace) = trace {
+                headers.insert(handoff_contract::trace::TRACEPARENT, trace.as_str());
+            }
             if let Err(e) = client
                 .publish_with_headers(
                     receipt_subject(&agency),

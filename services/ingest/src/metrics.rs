@@ -3,10 +3,14 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Label sets of the labelled metrics: `[(name, value)]`.
+type Labels = Vec<(String, String)>;
+
 /// Ingest's metrics; clones share the same values.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestMetrics {
     /// 1 while a consumer reads the stream and batches are being committed.
     pub consuming: Gauge,
@@ -23,7 +27,45 @@ pub struct IngestMetrics {
     /// Messages in the quarantine.
     pub quarantined: Gauge,
     /// Messages decided, by outcome (accepted, duplicate, rejected).
-    pub messages: Family<Vec<(String, String)>, Counter>,
+    pub messages: Family<Labels, Counter>,
+    /// Messages refused into the quarantine, by `reason` (snake_case rejection reason).
+    pub rejected: Family<Labels, Counter>,
+    /// Stream messages not yet consumed (stream's last sequence minus the stored position).
+    pub consumer_lag: Gauge,
+    /// 1 while messages wait but the stored position has not moved for `stuck_after`.
+    pub stuck: Gauge,
+    /// Bytes the data dir takes on disk (walked in the background every few seconds).
+    pub store_bytes: Gauge,
+    /// Seconds to make one batch durable (key store flush + log commit).
+    pub commit_duration: Histogram,
+    /// Messages per committed batch.
+    pub batch_messages: Histogram,
+    /// Inbox items past their SLA deadline, by `rule` (computed in the background).
+    pub sla_overdue: Family<Labels, Gauge>,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        IngestMetrics {
+            consuming: Gauge::default(),
+            paused_low_disk: Gauge::default(),
+            paused_unwritable: Gauge::default(),
+            store_free_bytes: Gauge::default(),
+            head_sequence: Gauge::default(),
+            stream_position: Gauge::default(),
+            quarantined: Gauge::default(),
+            messages: Family::default(),
+            rejected: Family::default(),
+            consumer_lag: Gauge::default(),
+            stuck: Gauge::default(),
+            store_bytes: Gauge::default(),
+            // 0.5 ms .. ~4 s: a flush on a fast SSD up to a struggling disk.
+            commit_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            // 1 .. 4096 messages.
+            batch_messages: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            sla_overdue: Family::default(),
+        }
+    }
 }
 
 impl IngestMetrics {
@@ -70,6 +112,48 @@ impl IngestMetrics {
             "Messages decided, by outcome",
             self.messages.clone(),
         );
+        r.register(
+            "ingest_rejected",
+            "Messages refused into the quarantine, by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "ingest_consumer_lag",
+            "Stream messages not yet consumed",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "ingest_stuck",
+            "1 while messages wait but the stored position has not advanced for [ingest] stuck_after_secs",
+            self.stuck.clone(),
+        );
+        r.register(
+            "store_bytes",
+            "Bytes the data dir takes on disk",
+            self.store_bytes.clone(),
+        );
+        r.register(
+            "ingest_commit_duration_seconds",
+            "Seconds to make one batch durable (key store flush and log commit)",
+            self.commit_duration.clone(),
+        );
+        r.register(
+            "ingest_batch_messages",
+            "Messages per committed batch",
+            self.batch_messages.clone(),
+        );
+        r.register(
+            "sla_overdue",
+            "Inbox items past their SLA deadline, by rule",
+            self.sla_overdue.clone(),
+        );
+    }
+
+    /// Counts one refusal under its reason's snake_case name (e.g. `too_large`).
+    pub(crate) fn count_rejected(&self, reason: handoff_contract::v1::RejectionReason) {
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason_label(reason))])
+            .inc();
     }
 
     pub(crate) fn count(&self, outcome: &str, n: usize) {
@@ -77,4 +161,12 @@ impl IngestMetrics {
             .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
             .inc_by(n as u64);
     }
+}
+
+/// A rejection reason as a stable snake_case label: the proto name without its prefix.
+pub fn reason_label(reason: handoff_contract::v1::RejectionReason) -> String {
+    reason
+        .as_str_name()
+        .trim_start_matches("REJECTION_REASON_")
+        .to_ascii_lowercase()
 }

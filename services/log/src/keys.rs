@@ -7,6 +7,7 @@ pub const VIEW: u8 = b'v';
 pub const INBOX: u8 = b'i';
 pub const QUARANTINE: u8 = b'q';
 pub const REJECTED_EVENT: u8 = b'x';
+pub const DIRECTORY: u8 = b'd';
 
 pub const META_HEAD: &[u8] = b"mhead";
 pub const META_POSITION: &[u8] = b"mposition";
@@ -87,6 +88,16 @@ pub fn rejected_event(agency: &str, event_id: &str) -> Vec<u8> {
     k.extend_from_slice(agency.as_bytes());
     k.push(0);
     k.extend_from_slice(event_id.as_bytes());
+    k
+}
+
+/// A directory listing: agency, 0, service id.
+pub fn listing(agency: &str, service_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + service_id.len() + 2);
+    k.push(DIRECTORY);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    k.extend_from_slice(service_id.as_bytes());
     k
 }
 

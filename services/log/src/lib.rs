@@ -12,6 +12,7 @@
 //! | `i`    | agency, 0, case id, 0, item id       | `InboxItem` (projection)                |
 //! | `q`    | stream sequence                      | `QuarantineEntry`                       |
 //! | `x`    | agency, 0, event id (text)           | latest rejection `Receipt` for it       |
+//! | `d`    | agency, 0, service id                | current `ServiceListing` (projection)   |
 //! | `m`    | name                                 | head, stream position, counters, format |
 //!
 //! Because everything lives in one tree, one `sled::Batch` applies records,

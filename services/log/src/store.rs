@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use handoff_contract::v1::{
     CaseStatus, CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, SealedDetails,
-    receipt::Status,
+    ServiceListing, receipt::Status,
 };
+use handoff_domain::directory::DirectoryChange;
 use prost::Message;
 
 use handoff_domain::{Position, Registry, evolve};
@@ -427,6 +428,31 @@ impl Log {
         Ok(items)
     }
 
+    /// Every current listing of the service directory, by agency then service id.
+    pub fn directory(&self) -> Result<Vec<ServiceListing>, LogError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([keys::DIRECTORY]) {
+            let (k, v) = item?;
+            out.push(decode(
+                || format!("listing {}", String::from_utf8_lossy(&k[1..])),
+                &v,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The current listing of one agency's service, if it is offered.
+    pub fn listing(
+        &self,
+        agency: &str,
+        service_id: &str,
+    ) -> Result<Option<ServiceListing>, LogError> {
+        self.tree
+            .get(keys::listing(agency, service_id))?
+            .map(|b| decode(|| format!("listing {agency}/{service_id}"), &b))
+            .transpose()
+    }
+
     /// Quarantined messages after a stream sequence.
     pub fn quarantine(
         &self,
@@ -498,6 +524,7 @@ impl Log {
             batch: sled::Batch::default(),
             views: HashMap::new(),
             events: HashMap::new(),
+            listings: HashMap::new(),
         }
     }
 
@@ -566,11 +593,19 @@ impl Log {
         Ok(self.head())
     }
 
-    /// A digest of every projection (case views and inboxes), to compare two stores.
+    /// A digest of every projection (case views, inboxes, indexes and the service
+    /// directory), to compare two stores.
     pub fn projection_digest(&self) -> Result<Hash, LogError> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for prefix in [keys::VIEW, keys::INBOX, keys::CASE_RECORDS, keys::EVENT] {
+        let prefixes = [
+            keys::VIEW,
+            keys::INBOX,
+            keys::CASE_RECORDS,
+            keys::EVENT,
+            keys::DIRECTORY,
+        ];
+        for prefix in prefixes {
             for item in self.tree.scan_prefix([prefix]) {
                 let (k, v) = item?;
                 h.update((k.len() as u64).to_be_bytes());
@@ -616,14 +651,32 @@ pub fn settle(dir: &Path) -> Result<(), LogError> {
 }
 
 fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, LogError> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        .open()
-        .map_err(|source| LogError::Open {
-            path: dir.to_path_buf(),
-            source,
-        })
+    // sled releases its file lock only when its epoch-deferred cleanup runs, a moment
+    // after the last handle is dropped: reopening in the same process (a settle after
+    // serving, a tool after a test) can meet its own lock. Wait a little for that; a
+    // store another process holds is still refused, two seconds later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source) => {
+                return Err(LogError::Open {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// The 16 bytes of a UUID in its text form.
@@ -682,6 +735,8 @@ pub struct WriteBatch<'a> {
     batch: sled::Batch,
     views: HashMap<String, CaseView>,
     events: HashMap<[u8; 16], Logged>,
+    /// Directory listings written by this batch (`None`: withdrawn), by key.
+    listings: HashMap<Vec<u8>, Option<ServiceListing>>,
 }
 
 impl WriteBatch<'_> {
@@ -700,6 +755,36 @@ impl WriteBatch<'_> {
         match self.views.get(case_id) {
             Some(v) => Ok(Some(v.clone())),
             None => self.log.case(case_id),
+        }
+    }
+
+    /// A directory listing as it stands including this batch's writes.
+    pub fn listing(
+        &self,
+        agency: &str,
+        service_id: &str,
+    ) -> Result<Option<ServiceListing>, LogError> {
+        match self.listings.get(&keys::listing(agency, service_id)) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.log.listing(agency, service_id),
+        }
+    }
+
+    /// Writes what an appended directory event does to the directory projection
+    /// (call right after [`WriteBatch::append`] of that event: same atomic batch).
+    pub fn directory(&mut self, change: DirectoryChange) {
+        match change {
+            DirectoryChange::Offered(listing) => {
+                let service_id = listing.offer.as_ref().map_or("", |o| o.service_id.as_str());
+                let key = keys::listing(&listing.agency, service_id);
+                self.batch.insert(key.as_slice(), listing.encode_to_vec());
+                self.listings.insert(key, Some(*listing));
+            }
+            DirectoryChange::Withdrawn { agency, service_id } => {
+                let key = keys::listing(&agency, &service_id);
+                self.batch.remove(key.as_slice());
+                self.listings.insert(key, None);
+            }
         }
     }
 
@@ -916,14 +1001,16 @@ pub struct Rebuilt {
     pub cases: u64,
     /// Inbox items it derived.
     pub inbox_items: u64,
+    /// Directory listings it derived.
+    pub listings: u64,
     /// Stored entries it had to write or remove because they differed from the log.
     pub corrected: u64,
 }
 
 impl Log {
     /// Derives every projection and index from the records alone (case views,
-    /// inboxes, the case-record and event-id indexes), checking each record's hash
-    /// and the chain as it goes, and makes the store hold exactly that: entries
+    /// inboxes, the service directory, the case-record and event-id indexes),
+    /// checking each record's hash and the chain as it goes, and makes the store hold exactly that: entries
     /// that differ are rewritten, missing ones written, extra ones removed. On an
     /// intact store nothing is written; a dropped or damaged projection comes back
     /// byte-identical. Run with the exchange stopped (sled's lock makes sure); a
@@ -993,10 +1080,12 @@ impl Log {
         let (records, prev) = chain;
         let mut cases: Vec<(String, FoldedCase)> = Vec::new();
         let mut events: Vec<EventEntry> = Vec::new();
+        let mut listings = std::collections::BTreeMap::new();
         for part in parts {
             let part = part?;
             cases.extend(part.cases);
             events.extend(part.events);
+            listings.extend(part.listings);
         }
         let head = self.head();
         if records != head.sequence || (records > 0 && prev != head.hash) {
@@ -1036,12 +1125,18 @@ impl Log {
             .map(|(id, case)| (keys::view(id), case.view.encode_to_vec()));
         corrected +=
             self.reconcile_both((keys::VIEW, view_entries), (keys::INBOX, inbox.into_iter()))?;
+        // Few entries (a listing per service): reconciled on this thread.
+        corrected += self.reconcile(
+            keys::DIRECTORY,
+            listings.iter().map(|(k, l)| (k, l.encode_to_vec())),
+        )?;
         self.tree.remove(keys::META_REBUILDING)?;
         self.db.flush()?;
         Ok(Rebuilt {
             records,
             cases: cases.len() as u64,
             inbox_items,
+            listings: listings.len() as u64,
             corrected,
         })
     }
@@ -1231,6 +1326,9 @@ const FOLDERS: usize = 2;
 struct Folded {
     cases: HashMap<String, FoldedCase>,
     events: Vec<EventEntry>,
+    /// The service directory, by key (directory events all have the empty case id,
+    /// so one folder sees them all, in order).
+    listings: std::collections::BTreeMap<Vec<u8>, ServiceListing>,
 }
 
 /// Folds the records it is given (all of a case's, in order) into views and indexes.
@@ -1250,14 +1348,17 @@ fn fold_part(
         } in chunk
         {
             let seq = rec.sequence;
+            let at = Position {
+                sequence: seq,
+                recorded_at_ms: rec.recorded_at_unix_ms,
+            };
             // A subject-wide erasure from the exchange itself belongs to no case.
             let version = if envelope.source_agency == handoff_contract::names::EXCHANGE_SOURCE {
                 0
+            } else if handoff_domain::directory::is_directory_event(envelope.event.as_ref()) {
+                fold_listing(&mut out.listings, &envelope, registry, at)?;
+                0
             } else {
-                let at = Position {
-                    sequence: seq,
-                    recorded_at_ms: rec.recorded_at_unix_ms,
-                };
                 let (current, mut sequences) = match out.cases.remove(&envelope.case_id) {
                     Some(c) => (Some(c.view), c.sequences),
                     None => (None, Vec::new()),
@@ -1286,4 +1387,31 @@ fn fold_part(
         }
     }
     Ok(out)
+}
+
+/// Folds one directory event into the listings, deciding it as ingest did.
+fn fold_listing(
+    listings: &mut std::collections::BTreeMap<Vec<u8>, ServiceListing>,
+    envelope: &handoff_contract::v1::Envelope,
+    registry: &Registry,
+    at: Position,
+) -> Result<(), LogError> {
+    let service_id = handoff_domain::directory::service_id(envelope).unwrap_or_default();
+    let key = keys::listing(&envelope.source_agency, service_id);
+    let change = handoff_domain::directory::decide(listings.get(&key), envelope, registry, at)
+        .map_err(|r| {
+            corrupt(
+                format!("record {}", at.sequence),
+                format!("the fold no longer accepts it ({r}); was the agency registry changed?"),
+            )
+        })?;
+    match change {
+        DirectoryChange::Offered(listing) => {
+            listings.insert(key, *listing);
+        }
+        DirectoryChange::Withdrawn { .. } => {
+            listings.remove(&key);
+        }
+    }
+    Ok(())
 }

@@ -237,7 +237,18 @@ async fn a_damaged_record_is_reported_not_repaired() {
 
 /// Rewrites entries of the log tree through sled itself, the exchange stopped.
 fn tamper(dir: &std::path::Path, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir).expect("sled");
+    // The log just closed may hold sled's file lock a moment longer (see open_sled).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    };
     edit(&db.open_tree("log").expect("tree"));
     db.flush().expect("flush");
 }
@@ -365,4 +376,102 @@ async fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
     assert_eq!((rebuilt.records, rebuilt.corrected), (1, 0));
     drop(log);
     Log::open(dir.path()).expect("served again after the rebuild");
+}
+
+/// Appends directory events the way ingest does (decided against the staged directory).
+async fn append_listings(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
+    let reg = registry();
+    let mut batch = log.batch();
+    for (i, e) in envelopes.iter().enumerate() {
+        let service_id = handoff_domain::directory::service_id(e).expect("a directory event");
+        let current = batch.listing(&e.source_agency, service_id).expect("read");
+        let at = Position {
+            sequence: batch.next_sequence(),
+            recorded_at_ms: 1_700_000_000_000,
+        };
+        let change =
+            handoff_domain::directory::decide(current.as_ref(), e, &reg, at).expect("accepted");
+        batch
+            .append(
+                NewRecord {
+                    stream_sequence: first_stream_seq + i as u64,
+                    recorded_at_unix_ms: at.recorded_at_ms,
+                    envelope: &e.encode_to_vec(),
+                    event_id: &e.event_id,
+                    sealed_details: None,
+                },
+                None,
+                None,
+            )
+            .expect("append");
+        batch.directory(change);
+    }
+    log.commit(batch).await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_rebuild_puts_back_a_dropped_directory_listing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let listing = |n: u64, event: Event| Envelope {
+        source_agency: "ic".into(),
+        case_id: String::new(),
+        subject_pseudonym: String::new(),
+        ..envelope(n, "", event)
+    };
+    let offer = |n: u64, id: &str| {
+        listing(
+            n,
+            Event::ServiceOffered(ServiceOffered {
+                service_id: id.into(),
+                name: format!("service {id} v{n}"),
+                phone: "+43 1 234".into(),
+                ..ServiceOffered::default()
+            }),
+        )
+    };
+    let events = [
+        offer(1, "a"),
+        offer(2, "b"),
+        offer(3, "c"),
+        offer(4, "a"),
+        listing(
+            5,
+            Event::ServiceWithdrawn(ServiceWithdrawn {
+                service_id: "c".into(),
+                reason: "closed".into(),
+            }),
+        ),
+    ];
+    let exact = {
+        let log = Log::open(dir.path()).expect("open");
+        append_all(&log, &[envelope(6, "case-1", incident())], 1).await;
+        append_listings(&log, &events, 2).await;
+        let names: Vec<String> = log
+            .directory()
+            .expect("directory")
+            .into_iter()
+            .map(|l| l.offer.unwrap_or_default().name)
+            .collect();
+        assert_eq!(names, ["service a v4", "service b v2"]);
+        log.projection_digest().expect("digest")
+    };
+    tamper(dir.path(), |tree| {
+        tree.remove(key(b'd', b"ic\0a")).expect("drop a listing");
+        tree.insert(key(b'd', b"ic\0c"), &b"stale"[..])
+            .expect("bring back a withdrawn one");
+    });
+    let log = Log::open(dir.path()).expect("open");
+    assert_ne!(log.projection_digest().expect("digest"), exact);
+    let rebuilt = log.rebuild_projections(&registry()).expect("rebuild");
+    assert_eq!(
+        (
+            rebuilt.records,
+            rebuilt.cases,
+            rebuilt.listings,
+            rebuilt.corrected
+        ),
+        (6, 1, 2, 2)
+    );
+    assert_eq!(log.projection_digest().expect("digest"), exact);
+    assert_eq!(log.directory().expect("directory").len(), 2);
 }

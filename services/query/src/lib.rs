@@ -13,10 +13,14 @@ use handoff_domain::{AgencyKind, Registry, Visibility, visibility};
 use handoff_keyring::{Keyring, Opened, put_details};
 use handoff_log::{CaseFilter, Log, LogError};
 
+pub mod directory;
 mod identity;
+mod rpc_metrics;
+pub mod stats;
 
 pub use identity::{Access, Caller};
 use prost::Message;
+pub use rpc_metrics::{RpcMetrics, RpcMetricsLayer, code_name};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -897,6 +901,10 @@ pub struct ServeOptions {
     pub keyring: std::sync::Arc<Keyring>,
     /// mTLS; without it every caller is anonymous and refused.
     pub tls: Option<TlsFiles>,
+    /// Per-call metrics (`handoff_rpc_*`); registered by the caller, or `default()`.
+    pub rpc_metrics: RpcMetrics,
+    /// Statistics withhold counts (and medians over fewer cases) below this.
+    pub suppress_below: u32,
 }
 
 /// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
@@ -919,7 +927,8 @@ pub async fn serve(
         addr: addr.clone(),
         source,
     };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder =
+        tonic::transport::Server::builder().layer(RpcMetricsLayer(options.rpc_metrics.clone()));
     if let Some(tls) = &options.tls {
         // Client certificates are checked against the CA in the handshake; whether one was
         // presented, and whose it is, is decided per request so the refusal is UNAUTHENTICATED.
@@ -953,18 +962,29 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     tracing::info!(%addr, "query service listening");
-    let result = builder
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(CasesServer::new(Cases::new(
-            log, access, fields, sla, key, keyring,
-        )))
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY a reply split over several writes waits for the
-            // client's delayed ACK: ~40 ms on every GetCase.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+    let result =
+        builder
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                handoff_contract::v1::directory_server::DirectoryServer::new(
+                    directory::Directory::new(log.clone(), access.clone()),
+                ),
+            )
+            .add_service(
+                handoff_contract::v1::statistics_server::StatisticsServer::new(
+                    stats::Statistics::new(log.clone(), access.clone(), options.suppress_below),
+                ),
+            )
+            .add_service(CasesServer::new(Cases::new(
+                log, access, fields, sla, key, keyring,
+            )))
+            .serve_with_incoming_shutdown(
+                // Without TCP_NODELAY a reply split over several writes waits for the
+                // client's delayed ACK: ~40 ms on every GetCase.
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
+            .await;
     result.map_err(transport)
 }

@@ -1,0 +1,733 @@
+//! Statistics for the coordinator: the referral funnel per month and referring
+//! agency kind, computed from case views, with small numbers suppressed.
+//!
+//! A case belongs to the month (UTC) of its first referral and to the kind of
+//! that referral's sender. The stages are nested by construction: a case counts
+//! at a stage only if it also counts at every earlier one, so each stage is at
+//! most the stage before it, whatever order the events came in.
+//!
+//! # Suppression rule
+//!
+//! 1. *Primary*: every count below the threshold (zero included) is suppressed,
+//!    and so is a median taken over fewer cases than the threshold.
+//! 2. *No totals within a row*: the stages of a row are nested, not parts of a
+//!    whole, so no published cell of a row is the sum of others (dropped out
+//!    counts drop-outs at any stage and is not a remainder of another cell).
+//! 3. *Complementary*: each month has an "all" row, the column total of its
+//!    kind rows. For each stage, if exactly one kind cell of the month is
+//!    suppressed while the total is published, the smallest published kind cell
+//!    of that column is suppressed too, so that no suppressed cell equals the
+//!    total minus published cells. Every referring kind gets a row for every
+//!    month (even with no cases), so a row's presence reveals nothing either.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use handoff_contract::time::to_unix_ms;
+use handoff_contract::v1::{CaseStatus, CaseView};
+
+use crate::agency::{AgencyKind, Registry};
+use crate::retention::civil_from_days;
+
+/// The longest month range one report may cover (ten years).
+pub const MAX_MONTHS: usize = 120;
+
+/// The threshold used when the policy names none.
+pub const DEFAULT_SUPPRESS_BELOW: u32 = 5;
+
+/// The `referring_kind` of the row that totals every kind of a month.
+pub const ALL_KINDS: &str = "all";
+
+/// The `referring_kind` of cases first referred by an agency no longer registered.
+pub const UNKNOWN_KIND: &str = "unknown";
+
+/// A stage of the funnel, in funnel order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// The case was referred (every counted case).
+    Referred,
+    /// A referral of the case was acknowledged or accepted.
+    Acknowledged,
+    /// The subject was reached (first contact).
+    Contacted,
+    /// Intake was completed.
+    Intake,
+    /// The subject was enrolled in a programme.
+    Enrolled,
+    /// The subject completed the programme.
+    Completed,
+    /// The subject dropped out at any stage after acknowledgement.
+    DroppedOut,
+}
+
+impl Stage {
+    /// Every stage, in funnel order (drop-outs last).
+    pub const ALL: [Stage; 7] = [
+        Stage::Referred,
+        Stage::Acknowledged,
+        Stage::Contacted,
+        Stage::Intake,
+        Stage::Enrolled,
+        Stage::Completed,
+        Stage::DroppedOut,
+    ];
+
+    /// The stage's name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Referred => "referred",
+            Stage::Acknowledged => "acknowledged",
+            Stage::Contacted => "contacted",
+            Stage::Intake => "intake",
+            Stage::Enrolled => "enrolled",
+            Stage::Completed => "completed",
+            Stage::DroppedOut => "dropped_out",
+        }
+    }
+
+    /// The stage a case must have passed to count at this one (none for `Referred`).
+    pub fn after(self) -> Option<Stage> {
+        match self {
+            Stage::Referred => None,
+            Stage::Acknowledged => Some(Stage::Referred),
+            Stage::Contacted => Some(Stage::Acknowledged),
+            Stage::Intake => Some(Stage::Contacted),
+            Stage::Enrolled => Some(Stage::Intake),
+            Stage::Completed => Some(Stage::Enrolled),
+            Stage::DroppedOut => Some(Stage::Acknowledged),
+        }
+    }
+}
+
+/// A calendar month (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Month {
+    year: i32,
+    month: u8,
+}
+
+impl Month {
+    /// The month `year`-`month`, if `month` is 1 to 12 and the year has four digits.
+    pub fn new(year: i32, month: u8) -> Option<Month> {
+        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Month { year, month })
+    }
+
+    /// The month (UTC) holding the instant `unix_ms`.
+    pub fn of_unix_ms(unix_ms: i64) -> Month {
+        let (y, m, _) = civil_from_days(unix_ms.div_euclid(86_400_000));
+        Month {
+            year: y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            month: m as u8,
+        }
+    }
+
+    /// The month after this one.
+    pub fn next(self) -> Month {
+        if self.month == 12 {
+            Month {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Month {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// Why a statistics request cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatsError {
+    /// A month is not written `YYYY-MM`.
+    #[error("month {0:?} is not a month: write it as YYYY-MM, e.g. 2026-03")]
+    BadMonth(String),
+    /// The range ends before it starts.
+    #[error("the range ends ({to}) before it starts ({from}): give the earlier month first")]
+    Reversed {
+        /// First month asked for.
+        from: Month,
+        /// Last month asked for.
+        to: Month,
+    },
+    /// The range is longer than one report may cover.
+    #[error("{from} to {to} is more than {MAX_MONTHS} months: ask for a shorter range")]
+    TooLong {
+        /// First month asked for.
+        from: Month,
+        /// Last month asked for.
+        to: Month,
+    },
+    /// The threshold would suppress nothing at all.
+    #[error("suppress_below must be at least 1 (the policy's [statistics] section)")]
+    NoThreshold,
+}
+
+impl FromStr for Month {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StatsError::BadMonth(s.to_string());
+        let (y, m) = s.split_once('-').ok_or_else(bad)?;
+        if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let year = y.parse().map_err(|_| bad())?;
+        let month = m.parse().map_err(|_| bad())?;
+        Month::new(year, month).ok_or_else(bad)
+    }
+}
+
+/// One published number: its value, or withheld.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// The number.
+    Shown(u64),
+    /// Too small to publish, or would let a suppressed number be worked out.
+    Suppressed,
+}
+
+impl Cell {
+    /// The value, if shown.
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Cell::Shown(v) => Some(v),
+            Cell::Suppressed => None,
+        }
+    }
+}
+
+/// The funnel of the cases first referred in one month by one kind of agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The month of the first referral.
+    pub month: Month,
+    /// The referring kind, [`ALL_KINDS`] or [`UNKNOWN_KIND`].
+    pub referring_kind: String,
+    /// One cell per stage, in the order of [`Stage::ALL`].
+    pub stages: [Cell; 7],
+    /// Median seconds from first referral to first contact.
+    pub median_to_first_contact_secs: Cell,
+    /// Median seconds from first referral to intake.
+    pub median_to_intake_secs: Cell,
+}
+
+impl Row {
+    /// The cell of one stage.
+    pub fn stage(&self, stage: Stage) -> Cell {
+        self.stages[stage as usize]
+    }
+}
+
+/// A statistics report over a range of months.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// First month.
+    pub from: Month,
+    /// Last month (inclusive).
+    pub to: Month,
+    /// Counts below this were suppressed.
+    pub suppress_below: u32,
+    /// By month; within a month "all" first, then the kinds in a fixed order.
+    pub rows: Vec<Row>,
+}
+
+/// What one case contributes: the stages it reached and its durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reached {
+    stages: [bool; 7],
+    to_first_contact_secs: Option<i64>,
+    to_intake_secs: Option<i64>,
+}
+
+fn outcome(view: &CaseView, status: CaseStatus) -> bool {
+    let now = CaseStatus::try_from(view.status).unwrap_or_default();
+    let before = CaseStatus::try_from(view.status_before_referral).unwrap_or_default();
+    // A new referral after the outcome parks the outcome in status_before_referral.
+    now == status || (now == CaseStatus::Referred && before == status)
+}
+
+fn reached(view: &CaseView, first_ms: i64) -> Reached {
+    let acknowledged = view.referrals.iter().any(|r| r.acknowledged_at.is_some());
+    let enrolled = !view.programme.is_empty()
+        || view.planned_sessions > 0
+        || view.sessions_attended > 0
+        || view.sessions_missed > 0
+        || outcome(view, CaseStatus::Enrolled)
+        || outcome(view, CaseStatus::Completed);
+    let raw = [
+        true,
+        acknowledged,
+        view.first_contact_at.is_some(),
+        view.intake_at.is_some(),
+        enrolled,
+        outcome(view, CaseStatus::Completed),
+        outcome(view, CaseStatus::DroppedOut),
+    ];
+    let mut stages = [false; 7];
+    for stage in Stage::ALL {
+        let i = stage as usize;
+        stages[i] = raw[i] && stage.after().is_none_or(|p| stages[p as usize]);
+    }
+    // A contact before the referral (the case came by a handoff first) counts as at once.
+    let since = |ts: &Option<prost_types::Timestamp>| {
+        ts.as_ref()
+            .map(|t| ((to_unix_ms(t) - first_ms) / 1000).max(0))
+    };
+    Reached {
+        stages,
+        to_first_contact_secs: since(&view.first_contact_at)
+            .filter(|_| stages[Stage::Contacted as usize]),
+        to_intake_secs: since(&view.intake_at).filter(|_| stages[Stage::Intake as usize]),
+    }
+}
+
+/// The kinds that may send referrals, in a fixed order: each gets a row every month.
+fn referring_kinds() -> impl Iterator<Item = &'static str> {
+    AgencyKind::ALL
+        .into_iter()
+        .filter(|k| k.may_publish("referral_made"))
+        .map(AgencyKind::as_str)
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    counts: [u64; 7],
+    to_first_contact: Vec<i64>,
+    to_intake: Vec<i64>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Reached) {
+        for (count, hit) in self.counts.iter_mut().zip(r.stages) {
+            *count += u64::from(hit);
+        }
+        self.to_first_contact.extend(r.to_first_contact_secs);
+        self.to_intake.extend(r.to_intake_secs);
+    }
+}
+
+/// The median of `values` (the lower middle of an even count, in whole seconds).
+fn median(values: &mut [i64]) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        // Average of the two middle values, without overflow.
+        values[mid - 1] + (values[mid] - values[mid - 1]) / 2
+    })
+}
+
+fn primary(count: u64, threshold: u32) -> Cell {
+    if count < u64::from(threshold) {
+        Cell::Suppressed
+    } else {
+        Cell::Shown(count)
+    }
+}
+
+fn median_cell(values: &mut [i64], threshold: u32) -> Cell {
+    if values.len() < threshold as usize {
+        return Cell::Suppressed;
+    }
+    median(values).map_or(Cell::Suppressed, |m| Cell::Shown(m.max(0) as u64))
+}
+
+/// The months from `from` to `to`, checked.
+pub fn months(from: Month, to: Month) -> Result<Vec<Month>, StatsError> {
+    if to < from {
+        return Err(StatsError::Reversed { from, to });
+    }
+    let mut out = vec![from];
+    while let Some(&last) = out.last().filter(|m| **m < to) {
+        if out.len() == MAX_MONTHS {
+            return Err(StatsError::TooLong { from, to });
+        }
+        out.push(last.next());
+    }
+    Ok(out)
+}
+
+/// The exact counts per month and referring kind (and [`ALL_KINDS`]), unsuppressed.
+fn tally<'a>(
+    views: impl IntoIterator<Item = &'a CaseView>,
+    registry: &Registry,
+    from: Month,
+    to: Month,
+) -> BTreeMap<(Month, &'static str), Tally> {
+    let mut tallies: BTreeMap<(Month, &'static str), Tally> = BTreeMap::new();
+    for view in views {
+        // Referrals are kept in the order made: the first is the case's way in.
+        let Some(first) = view.referrals.first() else {
+            continue;
+        };
+        let Some(made) = &first.made_at else {
+            continue;
+        };
+        let made_ms = to_unix_ms(made);
+        let month = Month::of_unix_ms(made_ms);
+        if month < from || month > to {
+            continue;
+        }
+        let kind = registry
+            .get(&first.from_agency)
+            .map_or(UNKNOWN_KIND, |a| a.kind.as_str());
+        let r = reached(view, made_ms);
+        tallies.entry((month, kind)).or_default().add(&r);
+        tallies.entry((month, ALL_KINDS)).or_default().add(&r);
+    }
+    tallies
+}
+
+/// The funnel of `views` for each month from `from` to `to` (inclusive), suppressing
+/// numbers below `suppress_below` as the module documentation describes.
+pub fn compute<'a>(
+    views: impl IntoIterator<Item = &'a CaseView>,
+    registry: &Registry,
+    from: Month,
+    to: Month,
+    suppress_below: u32,
+) -> Result<Report, StatsError> {
+    if suppress_below == 0 {
+        return Err(StatsError::NoThreshold);
+    }
+    let months = months(from, to)?;
+    let mut tallies = tally(views, registry, from, to);
+    let mut rows = Vec::new();
+    for month in months {
+        let mut kinds: Vec<&str> = std::iter::once(ALL_KINDS)
+            .chain(referring_kinds())
+            .collect();
+        if tallies.contains_key(&(month, UNKNOWN_KIND)) {
+            kinds.push(UNKNOWN_KIND);
+        }
+        let start = rows.len();
+        for kind in kinds {
+            let mut tally = tallies.remove(&(month, kind)).unwrap_or_default();
+            rows.push(Row {
+                month,
+                referring_kind: kind.to_string(),
+                stages: tally.counts.map(|c| primary(c, suppress_below)),
+                median_to_first_contact_secs: median_cell(
+                    &mut tally.to_first_contact,
+                    suppress_below,
+                ),
+                median_to_intake_secs: median_cell(&mut tally.to_intake, suppress_below),
+            });
+        }
+        complementary(&mut rows[start..]);
+    }
+    Ok(Report {
+        from,
+        to,
+        suppress_below,
+        rows,
+    })
+}
+
+/// Rule 3: `rows[0]` is the month's total, the rest its parts.
+fn complementary(rows: &mut [Row]) {
+    let Some((total, parts)) = rows.split_first_mut() else {
+        return;
+    };
+    for i in 0..Stage::ALL.len() {
+        if total.stages[i] == Cell::Suppressed {
+            continue;
+        }
+        let suppressed = parts
+            .iter()
+            .filter(|r| r.stages[i] == Cell::Suppressed)
+            .count();
+        if suppressed != 1 {
+            continue;
+        }
+        let smallest = parts
+            .iter_mut()
+            .filter_map(|r| r.stages[i].value().map(|v| (v, r)))
+            .min_by_key(|(v, _)| *v);
+        match smallest {
+            Some((_, row)) => row.stages[i] = Cell::Suppressed,
+            // The one suppressed part would equal the total: withhold the total too.
+            None => total.stages[i] = Cell::Suppressed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agency::Agency;
+    use handoff_contract::time::from_unix_ms;
+    use handoff_contract::v1::{ReferralStep, StepState};
+    use proptest::prelude::*;
+
+    const MARCH: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn registry() -> Registry {
+        let a = |id: &str, kind| Agency {
+            id: id.into(),
+            name: id.into(),
+            kind,
+        };
+        Registry::new([
+            a("police-north", AgencyKind::Police),
+            a("court-city", AgencyKind::Court),
+            a("ic-north", AgencyKind::InterventionCentre),
+        ])
+        .expect("registry")
+    }
+
+    /// A case referred at `made` by `from` that went through the first `depth` stages
+    /// (1 = referred only … 6 = completed; 7 = dropped out after contact).
+    fn case(from: &str, made: i64, depth: u8) -> CaseView {
+        let at = |h: i64| Some(from_unix_ms(made + h * HOUR_MS));
+        let mut view = CaseView {
+            case_id: format!("c-{made}-{depth}"),
+            status: CaseStatus::Referred as i32,
+            referrals: vec![ReferralStep {
+                referral_id: "r1".into(),
+                from_agency: from.into(),
+                to_agency: "ic-north".into(),
+                state: StepState::Pending as i32,
+                made_at: at(0),
+                ..ReferralStep::default()
+            }],
+            ..CaseView::default()
+        };
+        let depth = if depth == 7 {
+            view.status = CaseStatus::DroppedOut as i32;
+            3
+        } else {
+            depth
+        };
+        if depth >= 2 {
+            view.referrals[0].acknowledged_at = at(1);
+            view.referrals[0].state = StepState::Accepted as i32;
+            view.status = view.status.max(CaseStatus::Accepted as i32);
+        }
+        if depth >= 3 {
+            view.first_contact_at = at(24);
+        }
+        if depth >= 4 {
+            view.intake_at = at(72);
+        }
+        if depth >= 5 {
+            view.programme = "Step Up".into();
+            view.status = CaseStatus::Enrolled as i32;
+        }
+        if depth >= 6 {
+            view.status = CaseStatus::Completed as i32;
+        }
+        view
+    }
+
+    fn march() -> Month {
+        "2026-03".parse().expect("month")
+    }
+
+    #[test]
+    fn months_parse_print_and_come_from_instants() {
+        assert_eq!(march().to_string(), "2026-03");
+        assert_eq!(Month::of_unix_ms(MARCH), march());
+        assert_eq!(Month::of_unix_ms(MARCH - 1).to_string(), "2026-02");
+        for bad in [
+            "2026-13", "2026-3", "26-03", "2026/03", "", "2026-00", "+026-03",
+        ] {
+            assert!(bad.parse::<Month>().is_err(), "{bad}");
+        }
+        let dec: Month = "2025-12".parse().expect("month");
+        assert_eq!(dec.next().to_string(), "2026-01");
+        assert!(matches!(
+            months(march(), dec),
+            Err(StatsError::Reversed { .. })
+        ));
+        assert!(months(dec, Month::new(2040, 1).expect("m")).is_err());
+    }
+
+    #[test]
+    fn counts_medians_and_primary_suppression() {
+        let mut views = Vec::new();
+        for depth in [1, 2, 3, 3, 4, 4, 5, 6, 6, 6, 7] {
+            views.push(case("police-north", MARCH + HOUR_MS, depth));
+        }
+        views.push(case("court-city", MARCH, 6));
+        let r = compute(&views, &registry(), march(), march(), 5).expect("report");
+        let police = r
+            .rows
+            .iter()
+            .find(|r| r.referring_kind == "police")
+            .expect("police row");
+        let shown: Vec<Option<u64>> = police.stages.iter().map(|c| c.value()).collect();
+        // referred 11, acknowledged 10, contacted 9, intake 6, enrolled 4 (suppressed),
+        // completed 3 (suppressed), dropped out 1 (suppressed).
+        assert_eq!(
+            shown,
+            [Some(11), Some(10), Some(9), Some(6), None, None, None]
+        );
+        assert_eq!(police.median_to_first_contact_secs, Cell::Shown(24 * 3600));
+        assert_eq!(police.median_to_intake_secs, Cell::Shown(72 * 3600));
+        let all = &r.rows[0];
+        assert_eq!(all.referring_kind, ALL_KINDS);
+        assert_eq!(all.stage(Stage::Referred), Cell::Shown(12));
+        // Court's one case is suppressed; it hides among the kinds with none (also
+        // suppressed), so rule 3 needs to withhold nothing more.
+        let court = r
+            .rows
+            .iter()
+            .find(|r| r.referring_kind == "court")
+            .expect("court row");
+        assert_eq!(court.stage(Stage::Referred), Cell::Suppressed);
+    }
+
+    #[test]
+    fn a_lone_suppressed_cell_is_not_left_recoverable_from_the_total() {
+        let mut views: Vec<CaseView> = (0..8).map(|_| case("police-north", MARCH, 2)).collect();
+        views.extend((0..2).map(|_| case("court-city", MARCH, 2)));
+        let r = compute(&views, &registry(), march(), march(), 5).expect("report");
+        let all = &r.rows[0];
+        assert_eq!(all.stage(Stage::Referred), Cell::Shown(10));
+        // The other kinds have 0 cases: suppressed too, so court's 2 hides among them.
+        let police = r
+            .rows
+            .iter()
+            .find(|r| r.referring_kind == "police")
+            .expect("police");
+        assert_eq!(police.stage(Stage::Referred), Cell::Shown(8));
+        assert!(recoverable(&r).is_none(), "{:?}", recoverable(&r));
+    }
+
+    #[test]
+    fn a_single_referring_kind_gets_its_twin_suppressed() {
+        // Only one kind may refer at all in this registry's month: the total is that kind.
+        let mut rows = vec![
+            Row {
+                month: march(),
+                referring_kind: ALL_KINDS.into(),
+                stages: [Cell::Shown(9); 7],
+                median_to_first_contact_secs: Cell::Suppressed,
+                median_to_intake_secs: Cell::Suppressed,
+            },
+            Row {
+                month: march(),
+                referring_kind: "police".into(),
+                stages: [Cell::Shown(6); 7],
+                median_to_first_contact_secs: Cell::Suppressed,
+                median_to_intake_secs: Cell::Suppressed,
+            },
+            Row {
+                month: march(),
+                referring_kind: "court".into(),
+                stages: [Cell::Suppressed; 7],
+                median_to_first_contact_secs: Cell::Suppressed,
+                median_to_intake_secs: Cell::Suppressed,
+            },
+        ];
+        complementary(&mut rows);
+        assert!(rows[1].stages.iter().all(|c| *c == Cell::Suppressed));
+        let mut lone = vec![rows[0].clone(), rows[2].clone()];
+        complementary(&mut lone);
+        assert!(lone[0].stages.iter().all(|c| *c == Cell::Suppressed));
+    }
+
+    #[test]
+    fn a_median_over_too_few_cases_is_suppressed() {
+        let views: Vec<CaseView> = (0..4).map(|_| case("police-north", MARCH, 4)).collect();
+        let r = compute(&views, &registry(), march(), march(), 5).expect("report");
+        assert!(r.rows.iter().all(|r| {
+            r.median_to_first_contact_secs == Cell::Suppressed
+                && r.median_to_intake_secs == Cell::Suppressed
+        }));
+        let r = compute(&views, &registry(), march(), march(), 3).expect("report");
+        assert_eq!(r.rows[0].median_to_intake_secs, Cell::Shown(72 * 3600));
+    }
+
+    #[test]
+    fn cases_outside_the_range_or_unreferred_are_left_out() {
+        let views = vec![
+            case("police-north", MARCH - HOUR_MS, 6),
+            CaseView::default(),
+            case("gone-agency", MARCH, 1),
+        ];
+        let r = compute(&views, &registry(), march(), march(), 1).expect("report");
+        assert_eq!(r.rows[0].stage(Stage::Referred), Cell::Shown(1));
+        assert_eq!(
+            r.rows.last().map(|r| r.referring_kind.as_str()),
+            Some(UNKNOWN_KIND)
+        );
+        assert_eq!(
+            compute(&views, &registry(), march(), march(), 0),
+            Err(StatsError::NoThreshold)
+        );
+    }
+
+    /// A (month, stage) whose one suppressed kind cell equals the total minus published cells.
+    fn recoverable(report: &Report) -> Option<(Month, Stage)> {
+        let mut by_month: BTreeMap<Month, Vec<&Row>> = BTreeMap::new();
+        for row in &report.rows {
+            by_month.entry(row.month).or_default().push(row);
+        }
+        for (month, rows) in by_month {
+            let (total, parts) = rows.split_first()?;
+            for stage in Stage::ALL {
+                let hidden = parts
+                    .iter()
+                    .filter(|r| r.stage(stage) == Cell::Suppressed)
+                    .count();
+                if total.stage(stage) != Cell::Suppressed && hidden == 1 {
+                    return Some((month, stage));
+                }
+            }
+        }
+        None
+    }
+
+    proptest! {
+        #[test]
+        fn the_funnel_is_monotone_and_suppression_never_reveals_a_small_count(
+            cases in prop::collection::vec((0usize..4, 0i64..(60 * 24), 1u8..=7), 0..80),
+            threshold in 1u32..8,
+        ) {
+            let senders = ["police-north", "court-city", "ic-north", "gone-agency"];
+            let views: Vec<CaseView> = cases
+                .iter()
+                .map(|&(s, hours, depth)| case(senders[s], MARCH + hours * HOUR_MS, depth))
+                .collect();
+            let to = "2026-04".parse().expect("month");
+            let r = compute(&views, &registry(), march(), to, threshold).expect("report");
+            let tallies = tally(&views, &registry(), march(), to);
+            for row in &r.rows {
+                let exact = tallies
+                    .get(&(row.month, row.referring_kind.as_str()))
+                    .map_or([0; 7], |t| t.counts);
+                for stage in Stage::ALL {
+                    let exact_at = |s: Stage| exact[s as usize];
+                    if let Some(prev) = stage.after() {
+                        prop_assert!(exact_at(stage) <= exact_at(prev));
+                    }
+                    let exact = exact_at(stage);
+                    match row.stage(stage) {
+                        Cell::Shown(v) => {
+                            prop_assert_eq!(v, exact);
+                            prop_assert!(v >= u64::from(threshold));
+                        }
+                        Cell::Suppressed => {}
+                    }
+                }
+            }
+            prop_assert_eq!(recoverable(&r), None);
+        }
+    }
+}
