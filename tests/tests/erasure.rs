@@ -47,25 +47,6 @@ fn erasure(n: u64, agency: &str, case: &str) -> Envelope {
     )
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
-
 async fn get(exchange: &Exchange, agency: &str, case: &str) -> CaseView {
     exchange
         .client_as(agency)
@@ -134,13 +115,13 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     let sealed = records[0].sealed_details.clone().expect("incident sealed");
     assert!(!sealed.ciphertext.is_empty());
     let data = exchange.data_dir();
-    assert!(!files_containing(&data, &sealed.ciphertext).is_empty());
+    assert!(!handoff_e2e::files_containing(&data, &sealed.ciphertext).is_empty());
     assert_eq!(
-        files_containing(&data, NAME.as_bytes()),
+        handoff_e2e::files_containing(&data, NAME.as_bytes()),
         Vec::<String>::new()
     );
     assert_eq!(
-        files_containing(&data, PHONE.as_bytes()),
+        handoff_e2e::files_containing(&data, PHONE.as_bytes()),
         Vec::<String>::new()
     );
 
@@ -153,7 +134,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
             .expect("read")
             .expect("subj-e1 has a key")
     };
-    assert!(!files_containing(&data, &wrapped).is_empty());
+    assert!(!handoff_e2e::files_containing(&data, &wrapped).is_empty());
     exchange.restart().await;
 
     // An agency without a part may not erase; the police (a party) may, for e3.
@@ -313,9 +294,12 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
 
     // Erasure survives a restart, and no copy of the key or the plaintext is left on disk.
     exchange.kill();
-    assert_eq!(files_containing(&data, &wrapped), Vec::<String>::new());
     assert_eq!(
-        files_containing(&data, NAME.as_bytes()),
+        handoff_e2e::files_containing(&data, &wrapped),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        handoff_e2e::files_containing(&data, NAME.as_bytes()),
         Vec::<String>::new()
     );
     {
@@ -335,7 +319,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     assert!(view.subject_details_erased && view.subject_details.is_none());
     exchange.kill();
     assert_eq!(
-        files_containing(&data, NAME.as_bytes()),
+        handoff_e2e::files_containing(&data, NAME.as_bytes()),
         Vec::<String>::new()
     );
 }

@@ -342,25 +342,6 @@ async fn stats_as(exchange: &Exchange, agency: &str) -> StatisticsClient<Channel
     StatisticsClient::new(exchange.channel_as(agency).await)
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
-
 /// The bytes an access record of a GetStats read holds from agency to query
 /// (the fields between are empty for a report, which names no case or subject).
 fn stats_read(agency: &str, purpose: &str, outcome: &str, query: &str) -> Vec<u8> {
@@ -535,7 +516,8 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         (POLICE, "curious", "permission_denied"),
     ] {
         assert!(
-            !files_containing(&data, &stats_read(agency, purpose, outcome, &query)).is_empty(),
+            !handoff_e2e::files_containing(&data, &stats_read(agency, purpose, outcome, &query))
+                .is_empty(),
             "the access log holds {agency}'s GetStats read ({outcome})"
         );
     }

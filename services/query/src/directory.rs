@@ -84,12 +84,7 @@ impl DirectoryApi for Directory {
             ),
             ..AccessRecord::default()
         };
-        self.log.access().record(record).await.map_err(|e| {
-            tracing::error!(error = %e, "a read could not be recorded and is not answered");
-            Status::unavailable(format!(
-                "the access log cannot be written, so nothing is answered: {e}"
-            ))
-        })?;
+        super::record_read(&self.log, record).await?;
         result.map(Response::new)
     }
 }

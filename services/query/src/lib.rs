@@ -248,12 +248,7 @@ impl Cases {
             query,
             ..AccessRecord::default()
         };
-        self.log.access().record(record).await.map_err(|e| {
-            tracing::error!(error = %e, "a read could not be recorded and is not answered");
-            Status::unavailable(format!(
-                "the access log cannot be written, so nothing is answered: {e}"
-            ))
-        })?;
+        record_read(&self.log, record).await?;
         result.map(|(value, _)| Response::new(value))
     }
 
@@ -912,6 +907,17 @@ pub struct ServeOptions {
 /// Health: `handoff.v1.Cases` is SERVING while this server runs; the overall
 /// service (`""`) follows `ingest_healthy`, so a load balancer or operator
 /// sees when the exchange is not taking in events.
+/// Appends a read to the access log and flushes it; if that fails, the read is not
+/// answered (principle 6: every read is on record before anything leaves).
+pub(crate) async fn record_read(log: &Log, record: AccessRecord) -> Result<(), Status> {
+    log.access().record(record).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "a read could not be recorded and is not answered");
+        Status::unavailable(format!(
+            "the access log cannot be written, so nothing is answered: {e}"
+        ))
+    })
+}
+
 pub async fn serve(
     listener: TcpListener,
     log: Log,

@@ -136,12 +136,7 @@ impl StatisticsApi for Statistics {
             query: format!("from={:?} to={:?}", req.from_month, req.to_month),
             ..AccessRecord::default()
         };
-        self.log.access().record(record).await.map_err(|e| {
-            tracing::error!(error = %e, "a read could not be recorded and is not answered");
-            Status::unavailable(format!(
-                "the access log cannot be written, so nothing is answered: {e}"
-            ))
-        })?;
+        super::record_read(&self.log, record).await?;
         result.map(Response::new)
     }
 }
