@@ -1066,6 +1066,23 @@ pub struct Rendered {
     pub blank_png_bytes: u64,
 }
 
+/// Renders `page` in headless Chromium into `target/screenshots/<name>.png` (kept for a
+/// person to look at) and checks the screenshot has the asked size and is not blank;
+/// returns what was rendered, to check its DOM.
+pub fn screenshot(page: &Path, name: &str, size: (u32, u32)) -> Rendered {
+    let dir = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    let rendered = render_in_browser(page, &dir.join(format!("{name}.png")), size);
+    assert_eq!(rendered.size, size, "{name}: screenshot size");
+    assert!(
+        rendered.png_bytes > 2 * rendered.blank_png_bytes,
+        "{name}: the screenshot looks blank: {} bytes, an empty page {} bytes",
+        rendered.png_bytes,
+        rendered.blank_png_bytes
+    );
+    rendered
+}
+
 /// Opens `page` (a local file: HTML, SVG) in headless Chromium, writes a screenshot
 /// of `size` to `png` and returns what was rendered.
 pub fn render_in_browser(page: &Path, png: &Path, size: (u32, u32)) -> Rendered {
