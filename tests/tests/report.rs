@@ -3,8 +3,8 @@
 //! probation go through the funnel over two months; `Statistics.GetStats`
 //! answers the coordinator (and auditors, nobody else) with the exact counts
 //! and medians, small numbers suppressed as `handoff_domain::stats` documents;
-//! the coordinator sees no case at all; the read is on disk before it is
-//! answered; `handoff report` prints the same numbers as CSV, JSON and
+//! the coordinator sees no case at all; every read, refused ones too, is in
+//! the access log and an auditor lists them by agency; `handoff report` prints the same numbers as CSV, JSON and
 //! Markdown and draws the funnel as SVG.
 
 use std::path::Path;
@@ -19,7 +19,6 @@ use handoff_e2e::events::{envelope, publish};
 use handoff_e2e::{
     AUDITOR, CENTRE, COORDINATOR, Exchange, NatsServer, POLICE, PROGRAMME, handoff_binary,
 };
-use prost::Message;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -342,20 +341,6 @@ async fn stats_as(exchange: &Exchange, agency: &str) -> StatisticsClient<Channel
     StatisticsClient::new(exchange.channel_as(agency).await)
 }
 
-/// The bytes an access record of a GetStats read holds from agency to query
-/// (the fields between are empty for a report, which names no case or subject).
-fn stats_read(agency: &str, purpose: &str, outcome: &str, query: &str) -> Vec<u8> {
-    AccessRecord {
-        agency: agency.into(),
-        rpc: "GetStats".into(),
-        purpose: purpose.into(),
-        outcome: outcome.into(),
-        query: query.into(),
-        ..AccessRecord::default()
-    }
-    .encode_to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
     let nats = NatsServer::start();
@@ -507,20 +492,54 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .expect_err("police may not read statistics");
     assert_eq!(denied.code(), Code::PermissionDenied);
 
-    // The reads are on disk before they are answered: the coordinator's, and the refused one.
+    // Every read is recorded, the refused one too, and an auditor can list them by agency.
+    let reads_by = |agency: &'static str| {
+        let exchange = &exchange;
+        async move {
+            exchange
+                .client_as(AUDITOR)
+                .await
+                .access_report(AccessReportRequest {
+                    agency: agency.into(),
+                    purpose: "who read the statistics".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("access report by agency")
+                .into_inner()
+                .records
+        }
+    };
     let query = format!("from={:?} to={:?}", "2026-03", "2026-04");
-    let data = exchange.data_dir();
     for (agency, purpose, outcome) in [
         (COORDINATOR, purpose, "ok"),
         (AUDITOR, "audit of the grant report", "ok"),
         (POLICE, "curious", "permission_denied"),
     ] {
+        let reads = reads_by(agency).await;
         assert!(
-            !handoff_e2e::files_containing(&data, &stats_read(agency, purpose, outcome, &query))
-                .is_empty(),
-            "the access log holds {agency}'s GetStats read ({outcome})"
+            reads.iter().any(|r| r.rpc == "GetStats"
+                && r.purpose == purpose
+                && r.outcome == outcome
+                && r.query == query
+                && r.case_ids.is_empty()
+                && r.subjects.is_empty()),
+            "{agency}'s GetStats read ({outcome}) is not in the access report: {reads:?}"
         );
+        assert!(reads.iter().all(|r| r.agency == agency), "{reads:?}");
     }
+    // Exactly one way of asking.
+    let both = exchange
+        .client_as(AUDITOR)
+        .await
+        .access_report(AccessReportRequest {
+            agency: COORDINATOR.into(),
+            case_id: "a-police-07".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("two filters at once");
+    assert_eq!(both.code(), Code::InvalidArgument);
 
     // The coordinator sees no case: not one it could name, none in a list, no inbox.
     let mut cases = exchange.client_as(COORDINATOR).await;

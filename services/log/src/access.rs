@@ -113,6 +113,23 @@ impl AccessLog {
         Ok(seq)
     }
 
+    /// Every recorded read by `agency`, in order. Reads by agency are rare questions
+    /// (an auditor's), so this walks the records rather than keeping a third index.
+    pub fn report_by_agency(&self, agency: &str) -> Result<Vec<AccessRecord>, LogError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b'r']) {
+            let (k, v) = item?;
+            let record = AccessRecord::decode(v.as_ref()).map_err(|e| LogError::Corrupt {
+                what: format!("access record {}", u64_at(&k, 1).unwrap_or(0)),
+                detail: e.to_string(),
+            })?;
+            if record.agency == agency {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every recorded read of a case (`by_subject` false) or of a subject, in order.
     pub fn report(&self, name: &str, by_subject: bool) -> Result<Vec<AccessRecord>, LogError> {
         let prefix = key(if by_subject { b's' } else { b'c' }, name, 0);

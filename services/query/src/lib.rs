@@ -400,12 +400,18 @@ impl Cases {
         &self,
         req: &AccessReportRequest,
     ) -> Result<(AccessReportResponse, Seen), Status> {
-        let records = match (req.case_id.is_empty(), req.subject_pseudonym.is_empty()) {
-            (false, true) => self.log.access().report(&req.case_id, false),
-            (true, false) => self.log.access().report(&req.subject_pseudonym, true),
+        let asked = (
+            !req.case_id.is_empty(),
+            !req.subject_pseudonym.is_empty(),
+            !req.agency.is_empty(),
+        );
+        let records = match asked {
+            (true, false, false) => self.log.access().report(&req.case_id, false),
+            (false, true, false) => self.log.access().report(&req.subject_pseudonym, true),
+            (false, false, true) => self.log.access().report_by_agency(&req.agency),
             _ => {
                 return Err(Status::invalid_argument(
-                    "give exactly one of case_id or subject_pseudonym",
+                    "give exactly one of case_id, subject_pseudonym or agency",
                 ));
             }
         }
@@ -829,8 +835,8 @@ impl CasesApi for Cases {
             .auditor(&caller)
             .and_then(|()| self.access_report(&req));
         let query = format!(
-            "case_id={:?} subject={:?}",
-            req.case_id, req.subject_pseudonym
+            "case_id={:?} subject={:?} agency={:?}",
+            req.case_id, req.subject_pseudonym, req.agency
         );
         self.answer(&caller, "AccessReport", &req.purpose, query, &[], result)
             .await
