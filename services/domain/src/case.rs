@@ -5,7 +5,6 @@
 //! event, the agency registry and the log position; replicas that feed the
 //! same events in the same order reach byte-identical views.
 
-use handoff_contract::names::event_type;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
     CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident, Party,
@@ -16,7 +15,7 @@ use std::borrow::Cow;
 
 use crate::agency::Registry;
 use crate::rejection::Rejection;
-use crate::validate::validate_envelope;
+use crate::validate::publishable;
 
 /// Where an accepted event lands in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +66,7 @@ fn evolve_from(
     registry: &Registry,
     at: Position,
 ) -> Result<CaseView, Rejection> {
-    validate_envelope(envelope)?;
-    let event = envelope
-        .event
-        .as_ref()
-        .ok_or_else(|| Rejection::Invalid("the envelope carries no event".into()))?;
-    let kind_name = event_type(event);
+    let (event, kind_name) = publishable(envelope, registry)?;
     if crate::directory::is_directory_event(Some(event)) {
         // Directory events are decided by `directory::decide`; they belong to no case.
         return Err(Rejection::Invalid(format!(
@@ -80,15 +74,6 @@ fn evolve_from(
         )));
     }
     let source = envelope.source_agency.as_str();
-    let agency = registry
-        .get(source)
-        .ok_or_else(|| Rejection::UnknownAgency(source.to_string()))?;
-    if !agency.kind.may_publish(kind_name) {
-        return Err(Rejection::KindMayNotPublish {
-            kind: agency.kind,
-            event_type: kind_name,
-        });
-    }
     let actual_version = current.as_ref().map_or(0, |v| v.version);
     if let Some(expected) = envelope.expected_version
         && expected != actual_version

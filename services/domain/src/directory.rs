@@ -2,14 +2,13 @@
 //! `ServiceOffered` and `ServiceWithdrawn` events. These belong to no case and
 //! no person; a listing is keyed by (agency, service id).
 
-use handoff_contract::names::event_type;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{Envelope, ServiceListing, ServiceOffered};
 
 use crate::agency::Registry;
 use crate::case::Position;
 use crate::rejection::Rejection;
-use crate::validate::validate_envelope;
+use crate::validate::publishable;
 
 /// Longest free-text field of an offer accepted, in bytes.
 pub const MAX_TEXT_LEN: usize = 4096;
@@ -144,22 +143,8 @@ pub fn decide(
     registry: &Registry,
     at: Position,
 ) -> Result<DirectoryChange, Rejection> {
-    validate_envelope(envelope)?;
-    let event = envelope
-        .event
-        .as_ref()
-        .ok_or_else(|| invalid("the envelope carries no event"))?;
-    let kind_name = event_type(event);
+    let (event, kind_name) = publishable(envelope, registry)?;
     let source = envelope.source_agency.as_str();
-    let agency = registry
-        .get(source)
-        .ok_or_else(|| Rejection::UnknownAgency(source.to_string()))?;
-    if !agency.kind.may_publish(kind_name) {
-        return Err(Rejection::KindMayNotPublish {
-            kind: agency.kind,
-            event_type: kind_name,
-        });
-    }
     match event {
         Event::ServiceOffered(offer) => Ok(DirectoryChange::Offered(Box::new(ServiceListing {
             agency: source.to_string(),

@@ -126,3 +126,29 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
     }
     Ok(())
 }
+
+/// Checks the envelope's structure and that its source is a registered agency whose
+/// kind may publish its event type; returns the event and its type name. Shared by
+/// the case fold and the directory so both refuse the same way.
+pub fn publishable<'e>(
+    envelope: &'e Envelope,
+    registry: &crate::agency::Registry,
+) -> Result<(&'e Event, &'static str), Rejection> {
+    validate_envelope(envelope)?;
+    let event = envelope
+        .event
+        .as_ref()
+        .ok_or_else(|| invalid("the envelope carries no event"))?;
+    let kind_name = handoff_contract::names::event_type(event);
+    let source = envelope.source_agency.as_str();
+    let agency = registry
+        .get(source)
+        .ok_or_else(|| Rejection::UnknownAgency(source.to_string()))?;
+    if !agency.kind.may_publish(kind_name) {
+        return Err(Rejection::KindMayNotPublish {
+            kind: agency.kind,
+            event_type: kind_name,
+        });
+    }
+    Ok((event, kind_name))
+}
