@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use handoff_contract::v1::*;
-use handoff_e2e::events::{incident, publish, referral};
+use handoff_e2e::events::{case_id, incident, publish, referral, subject_of};
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE};
 use tonic::Code;
 
@@ -15,12 +15,10 @@ async fn reads_are_recorded_before_they_are_answered_and_survive_a_kill() {
     let js = async_nats::jetstream::new(nats.connect().await);
     publish(&js, &incident(1, "k")).await;
     let last = publish(&js, &referral(2, "k", "r", CENTRE)).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
 
     let ask = |purpose: &str| GetCaseRequest {
-        case_id: "k".into(),
+        case_id: case_id("k"),
         purpose: purpose.into(),
     };
     exchange
@@ -49,7 +47,7 @@ async fn reads_are_recorded_before_they_are_answered_and_survive_a_kill() {
     let mut auditor = exchange.client_as(AUDITOR).await;
     let report = auditor
         .access_report(AccessReportRequest {
-            case_id: "k".into(),
+            case_id: case_id("k"),
             ..Default::default()
         })
         .await
@@ -96,7 +94,7 @@ async fn reads_are_recorded_before_they_are_answered_and_survive_a_kill() {
     // By subject as well.
     let by_subject = auditor
         .access_report(AccessReportRequest {
-            subject_pseudonym: "subj-k".into(),
+            subject_pseudonym: subject_of("k"),
             ..Default::default()
         })
         .await
@@ -114,7 +112,7 @@ async fn reads_are_recorded_before_they_are_answered_and_survive_a_kill() {
         .client_as(POLICE)
         .await
         .access_report(AccessReportRequest {
-            case_id: "k".into(),
+            case_id: case_id("k"),
             ..Default::default()
         })
         .await

@@ -12,15 +12,13 @@ async fn an_export_verifies_offline_and_tampering_is_reported_with_its_sequence(
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
     let js = async_nats::jetstream::new(nats.connect().await);
-    let mut last = 0;
+    let mut sent = Vec::new();
     for c in 0..5u64 {
         let case = format!("x{c}");
-        last = publish(&js, &incident(c * 2 + 1, &case)).await;
-        last = last.max(publish(&js, &referral(c * 2 + 2, &case, "r", CENTRE)).await);
+        sent.push(publish(&js, &incident(c * 2 + 1, &case)).await);
+        sent.push(publish(&js, &referral(c * 2 + 2, &case, "r", CENTRE)).await);
     }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
 
     let config = exchange.config_path();
     let (code, key) = run_handoff(&["key", "show", "--config"], &[&config]);

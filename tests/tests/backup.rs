@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{incident, publish};
+use handoff_e2e::events::{case_id, incident, publish};
 use handoff_e2e::{Exchange, ExchangeOptions, NatsServer, POLICE, run_handoff};
 
 fn with_name(mut e: Envelope, name: &str) -> Envelope {
@@ -40,15 +40,17 @@ async fn a_node_restored_from_a_backup_catches_up_to_the_same_log() {
     let more = {
         let js = js.clone();
         tokio::spawn(async move {
-            let mut last = 0;
+            let mut sent = Vec::new();
             for n in 101..=300u64 {
-                last = publish(
-                    &js,
-                    &with_name(incident(n, &format!("b{n}")), &format!("Person {n}")),
-                )
-                .await;
+                sent.push(
+                    publish(
+                        &js,
+                        &with_name(incident(n, &format!("b{n}")), &format!("Person {n}")),
+                    )
+                    .await,
+                );
             }
-            last
+            sent
         })
     };
     let (code, out) = run_handoff(
@@ -62,8 +64,8 @@ async fn a_node_restored_from_a_backup_catches_up_to_the_same_log() {
         .find_map(|w| w.strip_prefix("sequence="))
         .and_then(|n| n.parse().ok())
         .expect("backup sequence");
-    let last = more.await.expect("publisher");
-    let head_a = a.wait_for_position(last, Duration::from_secs(60)).await;
+    let sent = more.await.expect("publisher");
+    let head_a = a.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(head_a.sequence, 300);
 
     // A new node from the backup: its own signing key, the same KEK, catching up from the stream.
@@ -76,7 +78,7 @@ async fn a_node_restored_from_a_backup_catches_up_to_the_same_log() {
         },
     )
     .await;
-    let head_b = b.wait_for_position(last, Duration::from_secs(60)).await;
+    let head_b = b.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(head_b.sequence, 300);
     assert_eq!(
         head_b.hash, head_a.hash,
@@ -87,7 +89,7 @@ async fn a_node_restored_from_a_backup_catches_up_to_the_same_log() {
         .client_as(POLICE)
         .await
         .get_case(GetCaseRequest {
-            case_id: "b1".into(),
+            case_id: case_id("b1"),
             purpose: "backup test".into(),
         })
         .await

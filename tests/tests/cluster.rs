@@ -25,6 +25,8 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
     let mut cluster = NatsCluster::start(3);
     let options = ExchangeOptions {
         replicas: 3,
+        // Unconfirmed batches are published again: room for every event twice.
+        config_lines: handoff_e2e::agency_quota_for(2 * events),
         ..Default::default()
     };
     let a = Exchange::start_with(&cluster, options.clone()).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish, referral};
-use handoff_e2e::{CENTRE, Exchange, NatsServer, run_handoff};
+use handoff_e2e::{CENTRE, Exchange, ExchangeOptions, NatsServer, run_handoff};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
@@ -18,21 +18,28 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
     const MIN_KILLS_WHILE_PUBLISHING: usize = 4;
     const MIN_KILLS: usize = 10;
     let nats = NatsServer::start();
-    let mut exchange = Exchange::start(&nats).await;
+    let mut exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            config_lines: handoff_e2e::agency_quota_for(2 * cases),
+            ..Default::default()
+        },
+    )
+    .await;
     let js = async_nats::jetstream::new(nats.connect().await);
     let publishing = Arc::new(AtomicBool::new(true));
 
     let still = publishing.clone();
     let publisher = tokio::spawn(async move {
         let mut published = Vec::new();
-        let mut last = 0;
+        let mut sent = Vec::new();
         for c in 0..cases {
             let case = format!("crash-{c}");
             for e in [
                 incident(c * 2 + 1, &case),
                 referral(c * 2 + 2, &case, "r1", CENTRE),
             ] {
-                last = publish(&js, &e).await;
+                sent.push(publish(&js, &e).await);
                 published.push(e.event_id);
             }
             // Paced so that the kills below land while events are still arriving.
@@ -41,7 +48,7 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
             }
         }
         still.store(false, Ordering::SeqCst);
-        (published, last)
+        (published, sent)
     });
 
     let mut kills_while_publishing = 0;
@@ -70,14 +77,12 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
         }
         exchange.restart().await;
     }
-    let (published, last) = publisher.await.expect("publisher");
+    let (published, sent) = publisher.await.expect("publisher");
     // One more kill once everything is published, during catch-up.
     exchange.kill();
     exchange.restart().await;
 
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(120))
-        .await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(120)).await;
     assert!(
         kills_while_publishing >= MIN_KILLS_WHILE_PUBLISHING,
         "only {kills_while_publishing} kills landed mid-stream"

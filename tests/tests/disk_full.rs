@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{incident, publish};
+use handoff_domain::limits::{LABEL, LINKED_PERSONS, TEXT};
+use handoff_e2e::events::{Sent, incident, publish};
 use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer};
 use prost::Message;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -132,13 +133,11 @@ async fn on_small_disk(min_free_mb: u64, first: u64, case: &str) -> OnSmallDisk 
         .await
         .expect("subscribe");
     let js = async_nats::jetstream::new(client);
-    let mut last = 0;
+    let mut sent = Vec::new();
     for n in 1..=first {
-        last = publish(&js, &incident(n, &format!("{case}{n}"))).await;
+        sent.push(publish(&js, &incident(n, &format!("{case}{n}"))).await);
     }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
     for _ in 0..first {
         receipts.next().await.expect("receipt");
     }
@@ -160,12 +159,12 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
         mut receipts,
         js,
     } = on_small_disk(16, 20, "d").await;
-    let mut last = 0;
+    let mut sent: Vec<Sent> = Vec::new();
 
     // The disk fills up (to 8 MiB free, under the 16 MiB the exchange needs).
     let filler = fill(&disk, 8 << 20);
     for n in 21..=70u64 {
-        last = publish(&js, &incident(n, &format!("d{n}"))).await;
+        sent.push(publish(&js, &incident(n, &format!("d{n}"))).await);
     }
     wait_for(
         "NOT_SERVING while the disk is full",
@@ -198,9 +197,7 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
 
     // Space returns: everything held back is stored, receipted, and ingest serves again.
     std::fs::remove_file(&filler).expect("free space");
-    let head_after = exchange
-        .wait_for_position(last, Duration::from_secs(60))
-        .await;
+    let head_after = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(head_after.sequence, 70);
     let mut accepted = 0;
     while accepted < 50 {
@@ -239,16 +236,23 @@ async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
         mut receipts,
         js,
     } = on_small_disk(0, 10, "w").await;
-    let mut last = 0;
+    let mut sent = Vec::new();
 
     let filler = fill(&disk, 0);
     for n in 11..=40u64 {
-        // Big enough that the store must write more than the disk has.
+        // Big enough that the store must write more than the disk has: every field the
+        // incident has at its limit (domain::limits), about 12 KiB each.
         let mut e = incident(n, &format!("w{n}"));
         if let Some(envelope::Event::IncidentReported(i)) = e.event.as_mut() {
-            i.narrative = "x".repeat(20_000);
+            i.narrative = "x".repeat(TEXT);
+            i.linked_persons = (0..LINKED_PERSONS)
+                .map(|_| LinkedPerson {
+                    role: linked_person::Role::Witness as i32,
+                    age_band: "y".repeat(LABEL),
+                })
+                .collect();
         }
-        last = publish(&js, &e).await;
+        sent.push(publish(&js, &e).await);
     }
     // sled cannot go on after a failed write: the exchange stops, saying why.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -277,9 +281,7 @@ async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
     // Space back, restarted (as a supervisor would): it resumes from what it stored.
     std::fs::remove_file(&filler).expect("free space");
     exchange.restart().await;
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(60))
-        .await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(
         (head.sequence, head.quarantined),
         (40, 0),
@@ -312,13 +314,11 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
         .await
         .expect("subscribe");
     let js = async_nats::jetstream::new(client);
-    let mut last = 0;
+    let mut sent = Vec::new();
     for n in 1..=10u64 {
-        last = publish(&js, &incident(n, &format!("u{n}"))).await;
+        sent.push(publish(&js, &incident(n, &format!("u{n}"))).await);
     }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
     for _ in 0..10 {
         receipts.next().await.expect("receipt");
     }
@@ -336,7 +336,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
     )
     .await;
     for n in 11..=30u64 {
-        last = publish(&js, &incident(n, &format!("u{n}"))).await;
+        sent.push(publish(&js, &incident(n, &format!("u{n}"))).await);
     }
     wait_for("the cause in the log", &exchange, async || {
         exchange.last_log().contains("data dir not writable")
@@ -362,9 +362,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
 
     // Fixed: everything held back is stored once and receipted, without a restart.
     mode(0o755);
-    let head_after = exchange
-        .wait_for_position(last, Duration::from_secs(60))
-        .await;
+    let head_after = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!((head_after.sequence, head_after.quarantined), (30, 0));
     for _ in 0..20 {
         let msg = tokio::time::timeout(Duration::from_secs(10), receipts.next())

@@ -1,15 +1,17 @@
 //! Erasure by key destruction, end to end: personal details are stored only
-//! sealed; `handoff admin erase` and an agency's erasure request destroy the
-//! subject's key; afterwards every read path says "erased", the chain still
-//! verifies, exports hold only ciphertext, and neither the plaintext nor the
-//! destroyed key is anywhere in the data dir. Then the subject access report.
+//! sealed, under a key per subject and contributing agency; `handoff admin
+//! erase` destroys every key of the subject, an agency's erasure request only
+//! the key of what it contributed; afterwards every read path says "erased",
+//! the chain still verifies, exports hold only ciphertext, and neither the
+//! plaintext nor a destroyed key is anywhere in the data dir. Then the subject
+//! access report.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{envelope, incident, publish, referral};
+use handoff_e2e::events::{case_id, envelope, incident, publish, referral, subject_of};
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME, run_handoff};
 use handoff_keyring::{Kek, Keyring};
 
@@ -52,7 +54,7 @@ async fn get(exchange: &Exchange, agency: &str, case: &str) -> CaseView {
         .client_as(agency)
         .await
         .get_case(GetCaseRequest {
-            case_id: case.into(),
+            case_id: case_id(case),
             purpose: "erasure test".into(),
         })
         .await
@@ -88,16 +90,14 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     publish(&js, &with_details(incident(3, "e2"), OTHER_NAME)).await;
     publish(&js, &with_details(incident(4, "e3"), "Third Person")).await;
     // Refused (unknown addressee), carrying the details: kept in the quarantine, sealed.
-    let last = publish(
+    let refused = publish(
         &js,
         &with_details(referral(5, "e1", "r2", "nobody-north"), NAME),
     )
     .await;
     // The same event again: a duplicate (the broker's PubAck names the original's sequence).
     publish(&js, &with_details(incident(1, "e1"), NAME)).await;
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    let head = exchange.wait_for([&refused], Duration::from_secs(30)).await;
     assert_eq!((head.sequence, head.quarantined), (4, 1));
 
     // Before: the details open for a partner allowed to see them...
@@ -125,24 +125,48 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         Vec::<String>::new()
     );
 
-    // The subject's wrapped key, as stored (read with the exchange stopped: sled locks its files).
+    // The subject's wrapped key, as stored (read with the exchange stopped: sled locks its
+    // files): one, the police's, who contributed every detail about the subject.
     exchange.kill();
     let kek = Kek::from_file(&exchange.kek_path()).expect("kek");
     let wrapped = {
         let ring = Keyring::load(&data, kek.clone()).expect("keyring");
-        ring.wrapped_key("subj-e1")
-            .expect("read")
-            .expect("subj-e1 has a key")
+        let keys = ring.wrapped_keys(&subject_of("e1")).expect("read");
+        assert_eq!(
+            keys.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+            vec![POLICE],
+            "one key per contributing agency"
+        );
+        keys.into_iter().next().expect("the police's key").1
     };
     assert!(!handoff_e2e::files_containing(&data, &wrapped).is_empty());
     exchange.restart().await;
 
-    // An agency without a part may not erase; the police (a party) may, for e3.
-    let mut last = publish(&js, &erasure(6, PROGRAMME, "e2")).await;
-    last = last.max(publish(&js, &erasure(7, POLICE, "e3")).await);
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
+    // An agency without a part may not erase (refused like a case that does not exist);
+    // the police, a party who contributed e3's details, may erase what it contributed.
+    let stranger = publish(&js, &erasure(6, PROGRAMME, "e2")).await;
+    let own = publish(&js, &erasure(7, POLICE, "e3")).await;
+    let head = exchange
+        .wait_for([&stranger, &own], Duration::from_secs(30))
         .await;
+    assert_eq!((head.sequence, head.quarantined), (5, 2));
+    let quarantine = exchange
+        .client_as(AUDITOR)
+        .await
+        .list_quarantine(ListQuarantineRequest::default())
+        .await
+        .expect("quarantine")
+        .into_inner()
+        .entries;
+    let refusal = quarantine
+        .iter()
+        .find(|q| q.agency == PROGRAMME)
+        .expect("the programme's erasure request is quarantined");
+    assert_eq!(
+        refusal.reason(),
+        RejectionReason::UnknownCase,
+        "{refusal:?}"
+    );
     assert!(!get(&exchange, POLICE, "e2").await.subject_details_erased);
     wait_until_erased(&exchange, "e3").await;
 
@@ -151,7 +175,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         &[
             "admin",
             "erase",
-            "subj-e1",
+            &subject_of("e1"),
             "--reason",
             "request under GDPR art. 17, ref DP-7",
             "--config",
@@ -173,7 +197,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     let mut centre = exchange.client_as(CENTRE).await;
     let history = centre
         .case_history(CaseHistoryRequest {
-            case_id: "e1".into(),
+            case_id: case_id("e1"),
             purpose: "erasure test".into(),
         })
         .await
@@ -197,12 +221,12 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     let e1 = listed
         .cases
         .iter()
-        .find(|c| c.case_id == "e1")
+        .find(|c| c.case_id == case_id("e1"))
         .expect("e1 listed");
     assert!(e1.subject_details_erased && e1.subject_details.is_none());
     let as_of = centre
         .get_case_as_of(GetCaseAsOfRequest {
-            case_id: "e1".into(),
+            case_id: case_id("e1"),
             as_of_sequence: 1,
             ..Default::default()
         })
@@ -281,7 +305,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         .client_as(AUDITOR)
         .await
         .subject_report(SubjectReportRequest {
-            subject_pseudonym: "subj-e1".into(),
+            subject_pseudonym: subject_of("e1"),
             purpose: "erasure test".into(),
         })
         .await
@@ -304,17 +328,24 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
     );
     {
         let ring = Keyring::load(&data, kek).expect("keyring");
-        assert!(!ring.has_key("subj-e1").expect("read"));
-        assert!(ring.has_key("subj-e2").expect("read"));
-        assert!(ring.erasure("subj-e1").expect("read").is_some());
+        let keys = |name: &str| ring.wrapped_keys(&subject_of(name)).expect("read").len();
+        assert_eq!(keys("e1"), 0, "the exchange's erasure destroys every key");
+        assert_eq!(keys("e2"), 1);
+        assert_eq!(keys("e3"), 0, "the police's own erasure destroyed its key");
+        assert!(ring.erasure(&subject_of("e1")).expect("read").is_some());
+        // e3 was erased by the police for what it contributed, not exchange-wide.
+        assert!(ring.erasure(&subject_of("e3")).expect("read").is_none());
+        assert!(
+            ring.erasure_by(&subject_of("e3"), POLICE)
+                .expect("read")
+                .is_some_and(|e| e.reason.contains("art. 21"))
+        );
     }
     exchange.restart().await;
     assert!(get(&exchange, POLICE, "e1").await.subject_details_erased);
     // Details about an erased subject that arrive later are not stored again.
-    let last = publish(&js, &with_details(referral(8, "e1", "r3", PROGRAMME), NAME)).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    let later = publish(&js, &with_details(referral(8, "e1", "r3", PROGRAMME), NAME)).await;
+    exchange.wait_for([&later], Duration::from_secs(30)).await;
     let view = get(&exchange, POLICE, "e1").await;
     assert!(view.subject_details_erased && view.subject_details.is_none());
     exchange.kill();
@@ -331,9 +362,7 @@ async fn a_subject_report_lists_what_is_held_and_who_read_it_for_auditors_only()
     let js = async_nats::jetstream::new(nats.connect().await);
     publish(&js, &with_details(incident(1, "s1"), NAME)).await;
     let last = publish(&js, &with_details(referral(2, "s1", "r1", CENTRE), NAME)).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
     get(&exchange, CENTRE, "s1").await; // a read the report must show
 
     let server = format!("https://localhost:{}", exchange.grpc_port());
@@ -343,7 +372,7 @@ async fn a_subject_report_lists_what_is_held_and_who_read_it_for_auditors_only()
             &[
                 "admin",
                 "subject-report",
-                "subj-s1",
+                &subject_of("s1"),
                 "--server",
                 &server,
                 "--as",
@@ -357,15 +386,15 @@ async fn a_subject_report_lists_what_is_held_and_who_read_it_for_auditors_only()
     let (code, out) = report(AUDITOR);
     assert_eq!(code, 0, "{out}");
     for expected in [
-        "SUBJECT ACCESS REPORT",
-        "case s1",
-        NAME,
-        "incident_reported by police-north",
-        "referral_made by police-north",
-        "ic-north GetCase cases [s1]",
-        "purpose \"erasure test\"",
+        "SUBJECT ACCESS REPORT".to_string(),
+        format!("case {}", case_id("s1")),
+        NAME.to_string(),
+        "incident_reported by police-north".to_string(),
+        "referral_made by police-north".to_string(),
+        format!("ic-north GetCase cases [{}]", case_id("s1")),
+        "purpose \"erasure test\"".to_string(),
     ] {
-        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
     }
     // Only auditors; the refusal is itself recorded.
     let (code, out) = report(CENTRE);
@@ -405,9 +434,7 @@ async fn retention_erases_a_subject_when_the_clock_passes_the_rule() {
         }),
     );
     let last = publish(&js, &closure).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
     let closed_at = handoff_contract::time::to_unix_ms(
         &get(&exchange, POLICE, "closed")
             .await
@@ -450,7 +477,7 @@ async fn retention_erases_a_subject_when_the_clock_passes_the_rule() {
         .client_as(AUDITOR)
         .await
         .subject_report(SubjectReportRequest {
-            subject_pseudonym: "subj-closed".into(),
+            subject_pseudonym: subject_of("closed"),
             purpose: "retention test".into(),
         })
         .await

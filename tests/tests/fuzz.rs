@@ -139,8 +139,13 @@ async fn every_message_is_decided_and_nothing_panics() {
             msg_id: msg_id.as_deref(),
             stream_sequence,
             recorded_at_unix_ms: 1_790_000_000_000 + stream_sequence as i64,
+            ingress: None,
         };
-        let decision = decide(&mut batch, &registry, &keyring, 1 << 20, &incoming)
+        let limits = handoff_ingest::Limits {
+            max_message_bytes: 1 << 20,
+            quarantine_quota_bytes: 1 << 20,
+        };
+        let decision = decide(&mut batch, &registry, &keyring, limits, &incoming)
             .expect("a log or key store fault, not an input problem");
         assert_ne!(
             decision.receipt.status,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use handoff_adapters::{Outcome, Publisher};
-use handoff_e2e::events::{incident, subject};
+use handoff_contract::v1::RejectionReason;
+use handoff_e2e::events::{case_id, incident, subject};
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE};
 use prost::Message;
 
@@ -65,13 +66,19 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
 
     // The centre's own events work as usual, through its own user.
     let own = Publisher::new(centre_nats, CENTRE);
-    let outcomes = own
-        .publish_all(&[incident(2, "own")])
-        .await
-        .expect("publish");
-    // The centre may not open a case (kind), but it is answered: the message came from the centre.
+    let mut opened = incident(2, &format!("{CENTRE}/own"));
+    opened.source_agency = CENTRE.into();
+    let outcomes = own.publish_all(&[opened]).await.expect("publish");
+    // The centre may not report an incident (kind), even on a case under its own id, but
+    // it is answered: the message came from the centre.
     assert!(
-        matches!(outcomes[0], Outcome::Rejected { .. }),
+        matches!(
+            outcomes[0],
+            Outcome::Rejected {
+                reason: RejectionReason::KindMayNotPublish,
+                ..
+            }
+        ),
         "{outcomes:?}"
     );
     assert!(
@@ -102,7 +109,7 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
     assert_eq!(head.sequence, 1, "only the police's own incident is logged");
     let forged_case = auditor
         .get_case(handoff_contract::v1::GetCaseRequest {
-            case_id: "forged".into(),
+            case_id: case_id("forged"),
             purpose: String::new(),
         })
         .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use handoff_adapters::{Outcome, Publisher};
 use handoff_e2e::events::incident;
-use handoff_e2e::{Exchange, NatsServer, POLICE};
+use handoff_e2e::{Exchange, ExchangeOptions, NatsServer, POLICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
@@ -18,7 +18,15 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     const BATCH: u64 = 50;
     const RESTARTS: usize = 3;
     let mut nats = NatsServer::start();
-    let exchange = Exchange::start(&nats).await;
+    let exchange = Exchange::start_with(
+        &nats,
+        ExchangeOptions {
+            // Unconfirmed batches are published again: room for every event twice.
+            config_lines: handoff_e2e::agency_quota_for(2 * events),
+            ..Default::default()
+        },
+    )
+    .await;
     let client = nats.connect_as(POLICE).await.expect("police connects");
     let publisher = Publisher::new(client, POLICE).with_timeout(Duration::from_secs(60));
     let batches_done = Arc::new(AtomicUsize::new(0));

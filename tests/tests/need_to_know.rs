@@ -7,28 +7,26 @@ use std::time::Duration;
 use handoff_contract::v1::cases_client::CasesClient;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{envelope, incident, publish, referral};
+use handoff_e2e::events::{case_id, envelope, incident, publish, publish_in_order, referral};
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME};
 use tonic::Code;
 use tonic::transport::Channel;
 
-async fn get(client: &mut CasesClient<Channel>, case_id: &str) -> Result<CaseView, tonic::Status> {
+/// Test case `name` (see `events::case_id`), via GetCase.
+async fn get(client: &mut CasesClient<Channel>, name: &str) -> Result<CaseView, tonic::Status> {
     client
         .get_case(GetCaseRequest {
-            case_id: case_id.into(),
+            case_id: case_id(name),
             purpose: "test".into(),
         })
         .await
         .map(|r| r.into_inner())
 }
 
-async fn history(
-    client: &mut CasesClient<Channel>,
-    case_id: &str,
-) -> Result<Vec<u64>, tonic::Status> {
+async fn history(client: &mut CasesClient<Channel>, name: &str) -> Result<Vec<u64>, tonic::Status> {
     client
         .case_history(CaseHistoryRequest {
-            case_id: case_id.into(),
+            case_id: case_id(name),
             purpose: "test".into(),
         })
         .await
@@ -83,13 +81,8 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         // Case "b" is the police's alone.
         incident(7, "b"),
     ];
-    let mut last = 0;
-    for e in &events {
-        last = publish(&js, e).await;
-    }
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    let sent = publish_in_order(&js, &exchange, &events).await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(30)).await;
     assert_eq!(head.sequence, 7);
 
     let mut police = exchange.client_as(POLICE).await;
@@ -106,7 +99,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     );
     assert_eq!(
         listed(&mut police).await,
-        vec![("a".into(), 6), ("b".into(), 1)]
+        vec![(case_id("a"), 6), (case_id("b"), 1)]
     );
 
     // The programme holds "a" and sees it whole, but not "b".
@@ -117,7 +110,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
             .holder,
         PROGRAMME
     );
-    assert_eq!(listed(&mut programme).await, vec![("a".into(), 6)]);
+    assert_eq!(listed(&mut programme).await, vec![(case_id("a"), 6)]);
 
     // The centre declined at sequence 3: it keeps its view up to the decline, nothing after.
     let seen = get(&mut centre, "a")
@@ -134,10 +127,10 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         history(&mut centre, "a").await.expect("history"),
         vec![1, 2, 3]
     );
-    assert_eq!(listed(&mut centre).await, vec![("a".into(), 3)]);
+    assert_eq!(listed(&mut centre).await, vec![(case_id("a"), 3)]);
     let past = centre
         .get_case_as_of(GetCaseAsOfRequest {
-            case_id: "a".into(),
+            case_id: case_id("a"),
             as_of_sequence: 6,
             ..Default::default()
         })
@@ -155,10 +148,10 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         for case in ["a", "b"] {
             let refused = get(client, case).await.expect_err("no part, no case");
             assert_eq!(refused.code(), Code::NotFound);
-            assert_eq!(refused.message(), format!("no case {case}"));
+            assert_eq!(refused.message(), format!("no case {}", case_id(case)));
             assert_eq!(
                 missing.message(),
-                "no case no-such-case",
+                format!("no case {}", case_id("no-such-case")),
                 "same words as for a missing case"
             );
             assert_eq!(
@@ -167,7 +160,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
             );
             let as_of = client
                 .get_case_as_of(GetCaseAsOfRequest {
-                    case_id: case.into(),
+                    case_id: case_id(case),
                     as_of_sequence: 1,
                     ..Default::default()
                 })
@@ -186,7 +179,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     // The past, for those entitled to it.
     let at_one = police
         .get_case_as_of(GetCaseAsOfRequest {
-            case_id: "a".into(),
+            case_id: case_id("a"),
             as_of_sequence: 1,
             ..Default::default()
         })
@@ -198,7 +191,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     // ... or at a time: now is the latest state, long before the first event is no case at all.
     let now = police
         .get_case_as_of(GetCaseAsOfRequest {
-            case_id: "a".into(),
+            case_id: case_id("a"),
             as_of_time: Some(prost_types::Timestamp {
                 seconds: 4_000_000_000,
                 nanos: 0,
@@ -211,7 +204,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     assert_eq!(now.version, 6);
     let before = police
         .get_case_as_of(GetCaseAsOfRequest {
-            case_id: "a".into(),
+            case_id: case_id("a"),
             as_of_time: Some(prost_types::Timestamp {
                 seconds: 1,
                 nanos: 0,
@@ -225,7 +218,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     // Auditors see every case whole.
     assert_eq!(
         listed(&mut auditor).await,
-        vec![("a".into(), 6), ("b".into(), 1)]
+        vec![(case_id("a"), 6), (case_id("b"), 1)]
     );
 }
 
@@ -259,20 +252,16 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
         session_number: 1,
         note: "talked about his anger".into(),
     });
-    let mut last = 0;
-    for e in [
+    let events = [
         opened,
         referral(2, "f", "r", PROGRAMME),
         envelope(3, PROGRAMME, "f", accept),
         envelope(4, PROGRAMME, "f", intake),
         envelope(5, PROGRAMME, "f", enrol),
         envelope(6, PROGRAMME, "f", session),
-    ] {
-        last = publish(&js, &e).await;
-    }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    ];
+    let sent = publish_in_order(&js, &exchange, &events).await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
     let mut police = exchange.client_as(POLICE).await;
     let mut programme = exchange.client_as(PROGRAMME).await;
     let mut auditor = exchange.client_as(AUDITOR).await;
@@ -298,7 +287,7 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
         async move {
             client
                 .case_history(CaseHistoryRequest {
-                    case_id: "f".into(),
+                    case_id: case_id("f"),
                     purpose: "test".into(),
                 })
                 .await
@@ -355,9 +344,7 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
         }),
     );
     let last = publish(&js, &withdraw).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
     let seen = get(&mut programme, "f").await.expect("programme");
     assert!(
         seen.subject_details.is_none(),

@@ -41,10 +41,11 @@ async fn truncated_future_unknown_and_oversized_messages_are_refused_and_ingest_
         bytes,
     )
     .await;
-    // 4. Bigger than the exchange takes: the broker refuses it at the door, with a reason.
+    // 4. Bigger than the exchange takes (`[nats] max_message_bytes`, 64 KiB by default):
+    // the broker refuses it at the door, with a reason.
     let mut huge = incident(4, "p4");
     if let Some(envelope::Event::IncidentReported(i)) = huge.event.as_mut() {
-        i.narrative = "x".repeat(1_500_000);
+        i.narrative = "x".repeat(64 * 1024 + 1);
     }
     let refused = js
         .publish(subject(&huge), huge.encode_to_vec().into())
@@ -58,9 +59,7 @@ async fn truncated_future_unknown_and_oversized_messages_are_refused_and_ingest_
     // 5. And the next valid event is taken as usual.
     let last = publish(&js, &incident(5, "p5")).await;
 
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    let head = exchange.wait_for([&last], Duration::from_secs(30)).await;
     assert_eq!((head.sequence, head.quarantined), (1, 3));
     let q = exchange
         .client_as(AUDITOR)

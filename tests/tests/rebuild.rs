@@ -38,21 +38,21 @@ async fn rebuilding_the_projections_from_the_log_gives_identical_projections() {
     let nats = NatsServer::start();
     let mut exchange = Exchange::start(&nats).await;
     let js = async_nats::jetstream::new(nats.connect().await);
-    let mut last = 0;
+    let mut sent = Vec::new();
     for n in 1..=30u64 {
         let case = format!("rebuild-{n}");
-        last = publish(&js, &incident(2 * n, &case)).await;
+        sent.push(publish(&js, &incident(2 * n, &case)).await);
         if n % 3 != 0 {
-            last = publish(
-                &js,
-                &referral(2 * n + 1, &case, &format!("ref-{n}"), CENTRE),
-            )
-            .await;
+            sent.push(
+                publish(
+                    &js,
+                    &referral(2 * n + 1, &case, &format!("ref-{n}"), CENTRE),
+                )
+                .await,
+            );
         }
     }
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(60))
-        .await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(head.sequence, 50);
     let before = digest(&exchange).await;
     let inbox = centre_inbox(&exchange).await;

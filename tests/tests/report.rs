@@ -15,7 +15,7 @@ use handoff_contract::time::from_unix_ms;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::statistics_client::StatisticsClient;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{envelope, publish};
+use handoff_e2e::events::{Sent, case_id, envelope, publish_in_order};
 use handoff_e2e::{
     AUDITOR, CENTRE, COORDINATOR, Exchange, NatsServer, POLICE, PROGRAMME, handoff_binary,
 };
@@ -112,25 +112,25 @@ impl Journey {
     }
 }
 
-/// Publishes events as their agencies do, each with its own occurred_at.
+/// The events agencies publish, each with its own occurred_at, in the order they
+/// publish them.
 struct Agencies {
-    js: async_nats::jetstream::Context,
-    n: u64,
-    last_stream_seq: u64,
+    events: Vec<Envelope>,
 }
 
 impl Agencies {
-    async fn emit(&mut self, agency: &str, case: &str, at_ms: i64, event: Event) {
-        self.n += 1;
-        let mut e = envelope(self.n, agency, case, event);
+    fn emit(&mut self, agency: &str, case: &str, at_ms: i64, event: Event) {
+        let n = self.events.len() as u64 + 1;
+        let mut e = envelope(n, agency, case, event);
         e.occurred_at = Some(from_unix_ms(at_ms));
         e.actor = format!("caseworker 7 at {agency}");
-        self.last_stream_seq = publish(&self.js, &e).await;
+        self.events.push(e);
     }
 
-    /// One case: (police: an incident, then) a referral from `from` to `to` at
-    /// `made`, and whatever follows on its journey.
-    async fn case(&mut self, case: &str, from: &str, to: &str, made: i64, j: Journey) {
+    /// One case, opened by `from` under its own id: (police: an incident, then) a
+    /// referral from `from` to `to` at `made`, and whatever follows on its journey.
+    fn case(&mut self, name: &str, from: &str, to: &str, made: i64, j: Journey) {
+        let case = &format!("{from}/{name}");
         let at = |h: i64| made + h * HOUR_MS;
         if from == POLICE {
             self.emit(
@@ -143,8 +143,7 @@ impl Agencies {
                     area: "North".into(),
                     ..Default::default()
                 }),
-            )
-            .await;
+            );
         }
         self.emit(
             from,
@@ -156,16 +155,15 @@ impl Agencies {
                 reason: "perpetrator programme".into(),
                 ..Default::default()
             }),
-        )
-        .await;
+        );
         let r1 = || "r1".to_string();
         if j.acknowledged {
             let ack = Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: r1() });
-            self.emit(to, case, made + HOUR_MS / 2, ack).await;
+            self.emit(to, case, made + HOUR_MS / 2, ack);
         }
         if j.accepted {
             let accept = Event::ReferralAccepted(ReferralAccepted { referral_id: r1() });
-            self.emit(to, case, at(1), accept).await;
+            self.emit(to, case, at(1), accept);
         }
         let mut last = at(1);
         if let Some(h) = j.contact_h {
@@ -178,7 +176,7 @@ impl Agencies {
                     outcome: outcome as i32,
                     ..Default::default()
                 });
-                self.emit(to, case, when, attempt).await;
+                self.emit(to, case, when, attempt);
             }
             last = at(h);
         }
@@ -186,7 +184,7 @@ impl Agencies {
             let intake = Event::IntakeCompleted(IntakeCompleted {
                 note: "intake interview".into(),
             });
-            self.emit(to, case, at(h), intake).await;
+            self.emit(to, case, at(h), intake);
             last = at(h);
         }
         if j.enrolled {
@@ -194,26 +192,25 @@ impl Agencies {
                 programme: "Step Up".into(),
                 planned_sessions: 24,
             });
-            self.emit(to, case, last + 48 * HOUR_MS, enrolled).await;
+            self.emit(to, case, last + 48 * HOUR_MS, enrolled);
             let session = Event::SessionAttended(SessionAttended {
                 session_number: 1,
                 note: String::new(),
             });
-            self.emit(to, case, last + 7 * 24 * HOUR_MS, session).await;
+            self.emit(to, case, last + 7 * 24 * HOUR_MS, session);
             last += 7 * 24 * HOUR_MS;
         }
         if j.completed {
             let done = Event::ProgrammeCompleted(ProgrammeCompleted {
                 note: "all sessions".into(),
             });
-            self.emit(to, case, last + 24 * 7 * 24 * HOUR_MS, done)
-                .await;
+            self.emit(to, case, last + 24 * 7 * 24 * HOUR_MS, done);
         }
         if j.dropped_out {
             let gone = Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "stopped attending".into(),
             });
-            self.emit(to, case, last + 14 * 24 * HOUR_MS, gone).await;
+            self.emit(to, case, last + 14 * 24 * HOUR_MS, gone);
         }
     }
 }
@@ -223,13 +220,13 @@ fn made(month_start: i64, i: usize) -> i64 {
     month_start + i as i64 * 600_000
 }
 
-/// Publishes the two months (and one case outside them); returns the number of events and the last stream sequence.
-async fn publish_cases(js: async_nats::jetstream::Context) -> (u64, u64) {
-    let mut a = Agencies {
-        js,
-        n: 0,
-        last_stream_seq: 0,
-    };
+/// Publishes the two months (and one case outside them), each agency after it saw
+/// the events before its own decided; returns the number of events and what was sent.
+async fn publish_cases(
+    js: async_nats::jetstream::Context,
+    exchange: &Exchange,
+) -> (u64, Vec<Sent>) {
+    let mut a = Agencies { events: Vec::new() };
     let j = Journey::referred;
     // Month A, police: 12 referred, 10 acknowledged, 8 contacted, 6 intake,
     // 5 enrolled, 3 completed, 2 dropped out.
@@ -249,8 +246,7 @@ async fn publish_cases(js: async_nats::jetstream::Context) -> (u64, u64) {
     ];
     for (k, journey) in police_march.into_iter().enumerate() {
         let case = format!("a-police-{k:02}");
-        a.case(&case, POLICE, PROGRAMME, made(MARCH_27, k), journey)
-            .await;
+        a.case(&case, POLICE, PROGRAMME, made(MARCH_27, k), journey);
     }
     let mut i = police_march.len();
     // Month A, referred only (probation: 3 accepted too): 5 + 6 + 7 + 8.
@@ -263,7 +259,7 @@ async fn publish_cases(js: async_nats::jetstream::Context) -> (u64, u64) {
         for k in 0..count {
             let journey = if k < accepted { j().accepted() } else { j() };
             let case = format!("a-{from}-{k:02}");
-            a.case(&case, from, to, made(MARCH_27, i), journey).await;
+            a.case(&case, from, to, made(MARCH_27, i), journey);
             i += 1;
         }
     }
@@ -280,18 +276,16 @@ async fn publish_cases(js: async_nats::jetstream::Context) -> (u64, u64) {
     ];
     for (k, journey) in police_april.into_iter().enumerate() {
         let case = format!("b-police-{k:02}");
-        a.case(&case, POLICE, PROGRAMME, made(APRIL_14, k), journey)
-            .await;
+        a.case(&case, POLICE, PROGRAMME, made(APRIL_14, k), journey);
     }
     for (k, journey) in [j().accepted(), j()].into_iter().enumerate() {
         let case = format!("b-probation-{k:02}");
-        a.case(&case, PROBATION, PROGRAMME, made(APRIL_14, 10 + k), journey)
-            .await;
+        a.case(&case, PROBATION, PROGRAMME, made(APRIL_14, 10 + k), journey);
     }
     // Outside the range: May.
-    a.case("c-police-00", POLICE, PROGRAMME, MAY_4, j().accepted())
-        .await;
-    (a.n, a.last_stream_seq)
+    a.case("c-police-00", POLICE, PROGRAMME, MAY_4, j().accepted());
+    let sent = publish_in_order(&js, exchange, &a.events).await;
+    (a.events.len() as u64, sent)
 }
 
 /// A row's cells in wire order: the seven stages, then the two medians; None = suppressed.
@@ -345,10 +339,9 @@ async fn stats_as(exchange: &Exchange, agency: &str) -> StatisticsClient<Channel
 async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
-    let (events, last) = publish_cases(async_nats::jetstream::new(nats.connect().await)).await;
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(60))
-        .await;
+    let (events, sent) =
+        publish_cases(async_nats::jetstream::new(nats.connect().await), &exchange).await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!(
         (head.sequence, head.quarantined),
         (events, 0),
@@ -534,7 +527,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .await
         .access_report(AccessReportRequest {
             agency: COORDINATOR.into(),
-            case_id: "a-police-07".into(),
+            case_id: case_id("a-police-07"),
             ..Default::default()
         })
         .await
@@ -545,7 +538,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
     let mut cases = exchange.client_as(COORDINATOR).await;
     let hidden = cases
         .get_case(GetCaseRequest {
-            case_id: "a-police-07".into(),
+            case_id: case_id("a-police-07"),
             purpose: "checking a number".into(),
         })
         .await
@@ -553,7 +546,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
     assert_eq!(hidden.code(), Code::NotFound);
     let missing = cases
         .get_case(GetCaseRequest {
-            case_id: "no-such-case".into(),
+            case_id: case_id("no-such-case"),
             purpose: "checking a number".into(),
         })
         .await
@@ -607,7 +600,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .client_as(AUDITOR)
         .await
         .access_report(AccessReportRequest {
-            case_id: "a-police-07".into(),
+            case_id: case_id("a-police-07"),
             ..Default::default()
         })
         .await

@@ -42,9 +42,7 @@ async fn receipts_and_checkpoints_verify_with_the_exchange_public_key() {
     nc.flush().await.expect("flush");
     let js = async_nats::jetstream::new(nc);
     let last = publish(&js, &incident(1, "s")).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
 
     let msg = tokio::time::timeout(Duration::from_secs(20), receipts.next())
         .await

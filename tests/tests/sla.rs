@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use handoff_contract::time::{from_unix_ms, to_unix_ms};
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{envelope, incident, publish, referral};
+use handoff_e2e::events::{case_id, envelope, incident, publish, referral};
 use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE};
 
 fn eviction(n: u64, case: &str) -> Envelope {
@@ -43,7 +43,7 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
     for e in &mut fresh {
         e.occurred_at = Some(from_unix_ms(now_ms + 3_600_000));
     }
-    let mut last = 0;
+    let mut sent = Vec::new();
     for e in [
         incident(1, "late"),
         eviction(2, "late"),
@@ -52,11 +52,9 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
     .iter()
     .chain(&fresh)
     {
-        last = publish(&js, e).await;
+        sent.push(publish(&js, e).await);
     }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
 
     let mut centre = exchange.client_as(CENTRE).await;
     let inbox =
@@ -73,11 +71,11 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
     let items = inbox(&mut centre).await;
     let late = items
         .iter()
-        .find(|i| i.case_id == "late")
+        .find(|i| i.case_id == case_id("late"))
         .expect("late item");
     let fresh_item = items
         .iter()
-        .find(|i| i.case_id == "fresh")
+        .find(|i| i.case_id == case_id("fresh"))
         .expect("fresh item");
     assert_eq!(late.rule, "eviction_notice");
     assert!(late.overdue, "a day-old eviction notice is overdue");
@@ -107,13 +105,11 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
         }),
     );
     let last = publish(&js, &accept).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
     let items = inbox(&mut centre).await;
     let contact = items
         .iter()
-        .find(|i| i.case_id == "late")
+        .find(|i| i.case_id == case_id("late"))
         .expect("first-contact item");
     assert_eq!(contact.kind(), inbox_item::Kind::FirstContact);
     assert_eq!(contact.rule, "first_contact");
@@ -130,8 +126,11 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
         }),
     );
     let last = publish(&js, &reached).await;
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
-    assert!(inbox(&mut centre).await.iter().all(|i| i.case_id != "late"));
+    exchange.wait_for([&last], Duration::from_secs(30)).await;
+    assert!(
+        inbox(&mut centre)
+            .await
+            .iter()
+            .all(|i| i.case_id != case_id("late"))
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{envelope, incident, publish, referral};
+use handoff_e2e::events::{case_id, envelope, incident, publish, publish_in_order, referral};
 use handoff_e2e::{CENTRE, Exchange, NatsServer};
 use tonic::Streaming;
 
@@ -22,17 +22,15 @@ async fn a_partner_catches_up_then_follows_live_and_resumes_without_gaps() {
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
     let js = async_nats::jetstream::new(nats.connect().await);
-    let mut last = 0;
+    let mut sent = Vec::new();
     for e in [
         incident(1, "w1"),
         incident(2, "w2"),
         referral(3, "w1", "r", CENTRE),
     ] {
-        last = publish(&js, &e).await;
+        sent.push(publish(&js, &e).await);
     }
-    exchange
-        .wait_for_position(last, Duration::from_secs(30))
-        .await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
 
     let mut centre = exchange.client_as(CENTRE).await;
     let mut stream = centre
@@ -43,13 +41,24 @@ async fn a_partner_catches_up_then_follows_live_and_resumes_without_gaps() {
         .await
         .expect("watch")
         .into_inner();
-    // Catch-up: the centre has a part in w1 from the referral on; w2 is not its business.
+    // Catch-up: rights are the current ones, so the centre, a party to w1 now, gets
+    // w1's whole history (its incident too); w2 is not its business.
+    let opened = next(&mut stream).await;
+    assert_eq!(
+        (opened.sequence, opened.event_type.as_str()),
+        (1, "incident_reported")
+    );
     let first = next(&mut stream).await;
     assert_eq!(
         (first.sequence, first.event_type.as_str()),
         (3, "referral_made")
     );
-    assert_eq!(first.case.as_ref().map(|c| c.case_id.as_str()), Some("w1"));
+    for update in [&opened, &first] {
+        assert_eq!(
+            update.case.as_ref().map(|c| c.case_id.clone()),
+            Some(case_id("w1"))
+        );
+    }
 
     // Live.
     let ack = envelope(
@@ -68,8 +77,8 @@ async fn a_partner_catches_up_then_follows_live_and_resumes_without_gaps() {
     );
     drop(stream);
 
-    // Meanwhile: more events, one of them invisible to the centre.
-    publish(&js, &incident(5, "w3")).await;
+    // Meanwhile: more events, one of them invisible to the centre (published in this
+    // order across the two agencies' ingress streams).
     let accept = envelope(
         6,
         CENTRE,
@@ -78,7 +87,7 @@ async fn a_partner_catches_up_then_follows_live_and_resumes_without_gaps() {
             referral_id: "r".into(),
         }),
     );
-    publish(&js, &accept).await;
+    publish_in_order(&js, &exchange, &[incident(5, "w3"), accept]).await;
 
     // Reconnect after the last update received: exactly what came after it.
     let mut resumed = centre

@@ -23,19 +23,21 @@ pub fn event_id(unix_ms: i64, key: &[&str]) -> String {
         .to_string()
 }
 
-/// The case id an agency's own reference maps to.
+/// The case id an agency's own reference maps to, under the agency's own id
+/// (`<agency>/case-…`): only that agency may open a case under it.
 pub fn case_id(agency: &str, local_ref: &str) -> String {
     format!(
-        "case-{}",
+        "{agency}/case-{}",
         &hex(&digest(&["handoff-case", agency, local_ref]))[..20]
     )
 }
 
-/// The pseudonym of a person an agency knows by its own id. The person's
-/// name never enters the id, so the pseudonym reveals nothing by itself.
+/// The pseudonym of a person an agency knows by its own id, under the agency's own
+/// id (`<agency>/subj-…`). The person's name never enters the id, so the pseudonym
+/// reveals nothing by itself.
 pub fn pseudonym(agency: &str, person_ref: &str) -> String {
     format!(
-        "subj-{}",
+        "{agency}/subj-{}",
         &hex(&digest(&["handoff-subject", agency, person_ref]))[..20]
     )
 }
@@ -64,6 +66,7 @@ mod tests {
         assert_eq!(u.get_version_num(), 7);
         // length-prefixed parts: ("ab","c") and ("a","bc") differ
         assert_ne!(case_id("ab", "c"), case_id("a", "bc"));
-        assert!(pseudonym("police", "P-1").starts_with("subj-"));
+        assert!(pseudonym("police", "P-1").starts_with("police/subj-"));
+        assert!(case_id("police", "I-1").starts_with("police/case-"));
     }
 }

@@ -118,6 +118,15 @@ fn an_eviction_becomes_incident_eviction_and_referral_with_stable_ids() {
         other => panic!("expected a referral, got {other:?}"),
     }
     assert_eq!(first[0].expected_version, Some(0));
+    // ids are written under the publishing agency's own id, so only it may open the case
+    for e in &first {
+        assert!(e.case_id.starts_with("police-north/case-"), "{}", e.case_id);
+        assert!(
+            e.subject_pseudonym.starts_with("police-north/subj-"),
+            "{}",
+            e.subject_pseudonym
+        );
+    }
     // the name travels only inside personal details, never in ids
     let json = serde_json::to_string(
         &first

@@ -104,6 +104,8 @@ struct Sealed {
     facts: Vec<u8>,
     /// Its event id.
     event_id: String,
+    /// Its agency.
+    agency: String,
     /// The personal details it carried, sealed under the subject's key.
     sealed: Option<SealedDetails>,
 }
@@ -116,12 +118,18 @@ fn seal_all(envelopes: &[Envelope], keyring: &Keyring) -> Vec<Sealed> {
             let mut facts = e.clone();
             let sealed = take_details(&mut facts).map(|d| {
                 keyring
-                    .seal(&facts.subject_pseudonym, &facts.event_id, &d)
+                    .seal(
+                        &facts.subject_pseudonym,
+                        &facts.source_agency,
+                        &facts.event_id,
+                        &d,
+                    )
                     .expect("sealing with a fresh keyring")
             });
             Sealed {
                 facts: facts.encode_to_vec(),
                 event_id: facts.event_id,
+                agency: facts.source_agency,
                 sealed,
             }
         })
@@ -242,10 +250,13 @@ fn stage<'a>(
                     recorded_at_unix_ms: d.recorded_at,
                     envelope: &d.sealed.facts,
                     event_id: &d.sealed.event_id,
+                    agency: &d.sealed.agency,
                     sealed_details: d.sealed.sealed.as_ref(),
                 },
-                d.before.as_ref(),
-                Some(view),
+                Some(handoff_domain::CaseChange {
+                    before: d.before.clone(),
+                    after: view,
+                }),
             )
             .expect("appending a decided event");
     }

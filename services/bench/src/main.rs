@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
 use handoff_bench::measure::{
-    Percentiles, Prepared, cpu_time, disk_usage, fdatasync_latency, publish_acknowledged, rss_bytes,
+    Percentiles, cpu_time, disk_usage, fdatasync_latency, prepare, publish_acknowledged,
+    publish_causal, rss_bytes,
 };
 use handoff_bench::workload;
 use handoff_contract::v1::{GetCaseRequest, Receipt};
@@ -95,16 +96,6 @@ struct Figures {
     rebuild_secs: f64,
 }
 
-fn prepare(events: impl Iterator<Item = handoff_contract::v1::Envelope>) -> Vec<Prepared> {
-    events
-        .map(|e| Prepared {
-            subject: handoff_e2e::events::subject(&e),
-            msg_id: e.event_id.clone(),
-            body: e.encode_to_vec().into(),
-        })
-        .collect()
-}
-
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -158,11 +149,28 @@ async fn main() -> anyhow::Result<()> {
     f.raw_jetstream_events_per_sec = rate(args.events, took);
     js.delete_stream("BENCH_RAW").await.ok();
 
+    // Every agency's ingress quota holds the whole run (the default is sized for one
+    // agency's normal hour), and the query latency run may call as fast as it can.
+    let messages = args.events + args.steady_rate * args.steady_secs;
+    let quota_messages = (2 * messages).max(20_000);
+    let quota_mb = (quota_messages * 2048).div_ceil(1 << 20).max(16);
     let mut exchange = Exchange::start_with(
         &nats,
         ExchangeOptions {
             log_filter: Some("warn".into()),
             batch_max: Some(args.batch_max),
+            config_lines: vec![
+                (
+                    "[nats]".into(),
+                    format!(
+                        "agency_quota_messages = {quota_messages}\nagency_quota_mb = {quota_mb}"
+                    ),
+                ),
+                (
+                    "[query]".into(),
+                    "calls_per_second = 1000000.0\ncall_burst = 1000000.0".into(),
+                ),
+            ],
             ..Default::default()
         },
     )
@@ -170,16 +178,15 @@ async fn main() -> anyhow::Result<()> {
     let pid = exchange.pid().context("the exchange runs")?;
 
     // Handoff: publish -> ingest -> sled -> projections, until the log holds the last one.
+    // Each agency publishes into its own ingress stream, so an event that follows another
+    // agency's on its case goes out once that one is decided, as adapters do.
     eprintln!("handoff: bulk ingest");
     let nats_pid = nats.pid().context("nats-server runs")?;
     let cpu_before = (cpu_time(pid), cpu_time(nats_pid));
     let started = Instant::now();
-    let (acked, last) =
-        publish_acknowledged(&js, &bulk, |m| m.subject.clone(), args.window).await?;
+    let (acked, sent) = publish_causal(&js, &client, &bulk, args.window).await?;
     f.handoff_publish_acked_events_per_sec = rate(args.events, acked);
-    let head = exchange
-        .wait_for_position(last, Duration::from_secs(3600))
-        .await;
+    let head = exchange.wait_for(&sent, Duration::from_secs(3600)).await;
     f.handoff_ingest_events_per_sec = rate(args.events, started.elapsed());
     let per_event = |after: Option<Duration>, before: Option<Duration>| match (after, before) {
         (Some(a), Some(b)) => (a - b).as_secs_f64() * 1e6 / args.events as f64,
@@ -267,7 +274,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Publishes new cases at a steady rate and times each event from publish to its
 /// receipt. A receipt is sent only after the batch is flushed and its projections
-/// updated, so it is an upper bound on publish-to-queryable.
+/// updated, so it is an upper bound on publish-to-queryable. An event that follows
+/// another agency's on its case goes out once that one's receipt arrived (each agency
+/// has its own ingress stream), later than its slot if need be.
 async fn steady_latency(
     args: &Args,
     js: &async_nats::jetstream::Context,
@@ -280,9 +289,16 @@ async fn steady_latency(
     );
     let messages = prepare(workload::events(args.seed + 1_000_003, total, 64));
     let sent: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let awaited: Arc<std::collections::HashSet<String>> =
+        Arc::new(messages.iter().filter_map(|m| m.after.clone()).collect());
+    let decided: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let decided_now = Arc::new(tokio::sync::Notify::new());
     let mut receipts = client.subscribe("handoff.receipts.>").await?;
+    client.flush().await?;
     let collector = {
         let sent = sent.clone();
+        let (awaited, decided, decided_now) =
+            (awaited.clone(), decided.clone(), decided_now.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(total as usize);
             while (latencies.len() as u64) < total {
@@ -295,6 +311,12 @@ async fn steady_latency(
                 let Ok(receipt) = Receipt::decode(msg.payload.as_ref()) else {
                     continue;
                 };
+                if awaited.contains(&receipt.event_id)
+                    && let Ok(mut d) = decided.lock()
+                {
+                    d.insert(receipt.event_id.clone());
+                    decided_now.notify_waiters();
+                }
                 let at = sent
                     .lock()
                     .ok()
@@ -315,6 +337,25 @@ async fn steady_latency(
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => break,
                 Some(ack) = acks.next(), if !acks.is_empty() => { ack?; }
+            }
+        }
+        // And, if it follows another agency's event, until that one is decided.
+        if let Some(dep) = &m.after {
+            let waited_from = tokio::time::Instant::now();
+            loop {
+                let notified = decided_now.notified();
+                if decided.lock().is_ok_and(|d| d.contains(dep)) {
+                    break;
+                }
+                anyhow::ensure!(
+                    waited_from.elapsed() < Duration::from_secs(30),
+                    "no receipt for {dep} within 30 s"
+                );
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    Some(ack) = acks.next(), if !acks.is_empty() => { ack?; }
+                }
             }
         }
         let mut headers = async_nats::HeaderMap::new();
@@ -524,7 +565,7 @@ fn report(f: &Figures) {
         );
     }
     println!(
-        "publish acknowledged (into the exchange's stream): {:.0} events/s; CPU per event during ingest: exchange {:.1} µs, nats-server {:.1} µs",
+        "publish acknowledged (into the agencies' ingress streams, each event after the other agency's it follows was decided): {:.0} events/s; CPU per event during ingest: exchange {:.1} µs, nats-server {:.1} µs",
         f.handoff_publish_acked_events_per_sec, f.handoff_cpu_us_per_event, f.nats_cpu_us_per_event
     );
     println!(

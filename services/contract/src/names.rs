@@ -27,6 +27,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subject_erasure_requested",
     "service_offered",
     "service_withdrawn",
+    "agency_revoked",
+    "agency_reinstated",
 ];
 
 /// The source agency id the exchange itself publishes as (erasures by an operator or
@@ -59,12 +61,36 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::SubjectErasureRequested(_) => "subject_erasure_requested",
         Event::ServiceOffered(_) => "service_offered",
         Event::ServiceWithdrawn(_) => "service_withdrawn",
+        Event::AgencyRevoked(_) => "agency_revoked",
+        Event::AgencyReinstated(_) => "agency_reinstated",
     }
 }
 
 /// NATS subject an agency publishes an event on: `handoff.events.<agency>.<type>`.
 pub fn event_subject(agency: &str, event: &Event) -> String {
     format!("handoff.events.{agency}.{}", event_type(event))
+}
+
+/// Prefix of the per-agency ingress streams; see [`ingress_stream`].
+pub const INGRESS_PREFIX: &str = "HANDOFF_IN_";
+
+/// The JetStream stream that takes what one agency publishes (`handoff.events.<agency>.>`):
+/// its own duplicate window and its own quota, sourced into the one ordered events stream.
+/// An agency can neither occupy another's message ids nor fill another's share.
+pub fn ingress_stream(agency: &str) -> String {
+    format!("{INGRESS_PREFIX}{agency}")
+}
+
+/// The agency whose ingress stream this is (`None` for any other stream name).
+pub fn ingress_agency(stream: &str) -> Option<&str> {
+    stream
+        .strip_prefix(INGRESS_PREFIX)
+        .filter(|a| is_valid_agency_id(a))
+}
+
+/// The subjects an agency publishes on (its ingress stream captures exactly these).
+pub fn event_subjects(agency: &str) -> String {
+    format!("handoff.events.{agency}.>")
 }
 
 /// The JetStream stream that keeps receipts (`handoff.receipts.>`) for a day. Every
@@ -108,5 +134,15 @@ mod tests {
         assert!(!is_valid_agency_id("police.north"));
         assert!(!is_valid_agency_id("police*"));
         assert!(!is_valid_agency_id("Police"));
+    }
+
+    #[test]
+    fn ingress_streams_name_their_agency() {
+        assert_eq!(
+            ingress_agency(&ingress_stream("police-north")),
+            Some("police-north")
+        );
+        assert_eq!(ingress_agency("HANDOFF_EVENTS"), None);
+        assert_eq!(ingress_agency("HANDOFF_IN_"), None);
     }
 }

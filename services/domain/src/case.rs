@@ -26,6 +26,23 @@ pub struct Position {
     pub recorded_at_ms: i64,
 }
 
+/// The events that may open a case.
+pub fn opens_case(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::IncidentReported(_) | Event::EvictionOrdered(_) | Event::ReferralMade(_)
+    )
+}
+
+/// Whether `agency` has a part in `view` that lets it write: it opened, referred,
+/// holds or held the case, or it is asked now. An agency whose only part was being
+/// asked, and which declined, may still read the case as it was but writes nothing.
+pub fn may_write(view: &CaseView, agency: &str) -> bool {
+    view.parties
+        .iter()
+        .any(|p| p.agency == agency && p.visible_until_sequence == 0)
+}
+
 /// Lower-case name of a status for messages to people ("referred", "enrolled").
 pub fn status_name(status: CaseStatus) -> String {
     status
@@ -67,10 +84,25 @@ fn evolve_from(
     at: Position,
 ) -> Result<CaseView, Rejection> {
     let (event, kind_name) = publishable(envelope, registry)?;
-    if crate::directory::is_directory_event(Some(event)) {
-        // Directory events are decided by `directory::decide`; they belong to no case.
+    fold(current, envelope, event, kind_name, registry, at)
+}
+
+/// [`evolve`] of an envelope already found publishable (`event` and `kind_name` are its).
+pub(crate) fn fold(
+    current: Option<Cow<'_, CaseView>>,
+    envelope: &Envelope,
+    event: &Event,
+    kind_name: &'static str,
+    registry: &Registry,
+    at: Position,
+) -> Result<CaseView, Rejection> {
+    if !matches!(
+        crate::effect::target(envelope),
+        Some(crate::effect::Target::Case(_))
+    ) {
+        // Listings, subject-wide erasures and registry changes belong to no case.
         return Err(Rejection::Invalid(format!(
-            "{kind_name} belongs to the service directory, not a case"
+            "{kind_name} is not about a case"
         )));
     }
     let source = envelope.source_agency.as_str();
@@ -96,13 +128,10 @@ fn evolve_from(
             v.into_owned()
         }
         None => {
-            if !matches!(
-                event,
-                Event::IncidentReported(_) | Event::EvictionOrdered(_) | Event::ReferralMade(_)
-            ) {
-                return Err(Rejection::UnknownCase {
+            if !opens_case(event) {
+                return Err(Rejection::NoSuchCase {
                     case_id: envelope.case_id.clone(),
-                    event_type: kind_name,
+                    agency: source.to_string(),
                 });
             }
             CaseView {
@@ -353,13 +382,17 @@ fn evolve_from(
             view.outcome_note = e.reason.clone();
         }
         Event::SubjectErasureRequested(_) => {
+            // What it erases (the source's own contributions) is carried out on the
+            // keys; the case only records that it was asked.
             rule.party()?;
-            view.subject_details_erased = true;
         }
-        Event::ServiceOffered(_) | Event::ServiceWithdrawn(_) => {
+        Event::ServiceOffered(_)
+        | Event::ServiceWithdrawn(_)
+        | Event::AgencyRevoked(_)
+        | Event::AgencyReinstated(_) => {
             // Returned above already; kept so the match stays exhaustive.
             return Err(Rejection::Invalid(format!(
-                "{kind_name} belongs to the service directory, not a case"
+                "{kind_name} is not about a case"
             )));
         }
     }
@@ -437,12 +470,7 @@ impl Rule<'_> {
     }
 
     fn party(&self) -> Result<(), Rejection> {
-        if self
-            .view
-            .parties
-            .iter()
-            .any(|p| p.agency == self.source && p.visible_until_sequence == 0)
-        {
+        if may_write(self.view, self.source) {
             Ok(())
         } else {
             Err(self.not_a_party("a party to the case"))

@@ -10,9 +10,6 @@ use crate::case::Position;
 use crate::rejection::Rejection;
 use crate::validate::publishable;
 
-/// Longest free-text field of an offer accepted, in bytes.
-pub const MAX_TEXT_LEN: usize = 4096;
-
 /// What an accepted directory event does to the directory.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DirectoryChange {
@@ -27,23 +24,6 @@ pub enum DirectoryChange {
     },
 }
 
-/// Whether an event is about the directory rather than a case.
-pub fn is_directory_event(event: Option<&Event>) -> bool {
-    matches!(
-        event,
-        Some(Event::ServiceOffered(_) | Event::ServiceWithdrawn(_))
-    )
-}
-
-/// The service id a directory event names (`None` for any other event).
-pub fn service_id(envelope: &Envelope) -> Option<&str> {
-    match &envelope.event {
-        Some(Event::ServiceOffered(e)) => Some(&e.service_id),
-        Some(Event::ServiceWithdrawn(e)) => Some(&e.service_id),
-        _ => None,
-    }
-}
-
 fn invalid(msg: impl Into<String>) -> Rejection {
     Rejection::Invalid(msg.into())
 }
@@ -53,26 +33,10 @@ pub fn validate_offer(offer: &ServiceOffered) -> Result<(), Rejection> {
     if offer.name.trim().is_empty() {
         return Err(invalid("a service offer needs a name"));
     }
-    let texts = [
-        ("name", &offer.name),
-        ("description", &offer.description),
-        ("eligibility", &offer.eligibility),
-        ("how_to_refer", &offer.how_to_refer),
-        ("opening_hours", &offer.opening_hours),
-    ];
-    for (field, value) in texts {
-        if value.len() > MAX_TEXT_LEN {
-            return Err(invalid(format!(
-                "{field} is {} bytes; at most {MAX_TEXT_LEN}",
-                value.len()
-            )));
-        }
-    }
+    // Lengths are checked with every other field's (`limits`).
     for (field, list) in [("areas", &offer.areas), ("languages", &offer.languages)] {
-        if list.iter().any(|v| v.trim().is_empty() || v.len() > 128) {
-            return Err(invalid(format!(
-                "{field} holds an empty or over-long (128 bytes) entry"
-            )));
+        if list.iter().any(|v| v.trim().is_empty()) {
+            return Err(invalid(format!("{field} holds an empty entry")));
         }
     }
     if !offer.email.is_empty() && !is_email(&offer.email) {

@@ -1,13 +1,18 @@
 //! The case model of Handoff. Pure: no I/O, no async, no clock.
 //!
-//! [`evolve`] is the one place that decides whether an event may enter the
-//! log and what the case looks like after it; ingest calls it in stream
-//! order, and replays call it again to rebuild projections.
+//! [`admit`] decides whether an event may enter the log and what it changes
+//! ([`Effects`]); [`target`] says what an event is about, for every path that
+//! routes events; [`evolve`] folds a case's events into its view, called by
+//! admission and again by every replay that rebuilds a projection.
 
+pub mod admit;
 pub mod agency;
 pub mod case;
 pub mod directory;
+pub mod effect;
+pub mod ids;
 pub mod inbox;
+pub mod limits;
 pub mod policy;
 pub mod rejection;
 pub mod retention;
@@ -16,7 +21,9 @@ pub mod stats;
 pub mod validate;
 pub mod visibility;
 
+pub use admit::{Known, admit};
 pub use agency::{Agency, AgencyKind, Registry};
-pub use case::{Position, evolve, evolve_owned, status_name};
+pub use case::{Position, evolve, evolve_owned, may_write, opens_case, status_name};
+pub use effect::{CaseChange, Effects, Erasure, ErasureScope, RegistryChange, Target, target};
 pub use rejection::Rejection;
 pub use visibility::{Visibility, visibility};

@@ -31,16 +31,34 @@ pub enum Rejection {
         /// The refused event type.
         event_type: &'static str,
     },
-    /// The event names a case that does not exist and cannot open one.
+    /// No case with this id that the agency has a part in: it does not exist, it is
+    /// another agency's, or the event cannot open it. Worded from the envelope alone,
+    /// so the answer is the same in each of these cases (as NOT_FOUND on gRPC is).
     #[error(
-        "case {case_id} does not exist; a case is opened by an incident, an eviction or a referral, not by {event_type}"
+        "no case {case_id} that agency {agency} has a part in; a case is opened by an incident, an eviction or a referral under an id of the opening agency's own ({agency}/...)"
     )]
-    UnknownCase {
+    NoSuchCase {
         /// The case named.
         case_id: String,
-        /// The event type that cannot open a case.
-        event_type: &'static str,
+        /// The publisher.
+        agency: String,
     },
+    /// A new case names a subject its agency may not know. Worded from the envelope
+    /// alone: the same whether or not such a subject exists.
+    #[error(
+        "subject {pseudonym} is not one agency {agency} may name in a new case: use a pseudonym under its own id ({agency}/...) or the subject of a case it has a part in"
+    )]
+    UnknownSubject {
+        /// The pseudonym named.
+        pseudonym: String,
+        /// The publisher.
+        agency: String,
+    },
+    /// The agency was revoked earlier in the log.
+    #[error(
+        "agency {0} is revoked: the exchange takes no more events from it (ask the exchange's operator)"
+    )]
+    AgencyRevoked(String),
     /// Optimistic concurrency: the case moved on since the publisher read it.
     #[error(
         "case {case_id} is at version {actual} but the event expected version {expected}; read the case again and decide anew"
@@ -87,7 +105,9 @@ impl Rejection {
             Rejection::UnsupportedSchemaVersion { .. } => RejectionReason::UnsupportedSchemaVersion,
             Rejection::UnknownAgency(_) => RejectionReason::UnknownAgency,
             Rejection::KindMayNotPublish { .. } => RejectionReason::KindMayNotPublish,
-            Rejection::UnknownCase { .. } => RejectionReason::UnknownCase,
+            Rejection::NoSuchCase { .. } => RejectionReason::UnknownCase,
+            Rejection::UnknownSubject { .. } => RejectionReason::UnknownSubject,
+            Rejection::AgencyRevoked(_) => RejectionReason::AgencyRevoked,
             Rejection::WrongExpectedVersion { .. } => RejectionReason::WrongExpectedVersion,
             Rejection::TransitionNotAllowed { .. } => RejectionReason::TransitionNotAllowed,
             Rejection::AgencyNotAParty { .. } => RejectionReason::AgencyNotAParty,

@@ -7,8 +7,8 @@ use handoff_contract::v1::envelope::Event;
 
 use crate::rejection::Rejection;
 
-/// Longest case id or pseudonym accepted, in bytes.
-pub const MAX_ID_LEN: usize = 128;
+use crate::effect::Target;
+use crate::limits::ID as MAX_ID_LEN;
 
 fn invalid(msg: impl Into<String>) -> Rejection {
     Rejection::Invalid(msg.into())
@@ -26,7 +26,19 @@ fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks what every envelope needs regardless of the case: ids, version, timestamps.
+/// An id of the form `<agency>/<local part>` (see `ids`).
+fn owned_id(field: &str, value: &str) -> Result<(), Rejection> {
+    check_id(field, value)?;
+    if crate::ids::owner(value).is_none() {
+        return Err(invalid(format!(
+            "{field} {value:?} must be written <agency id>/<local part>, under the agency that introduced it"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what every envelope needs regardless of the case: ids, version, timestamps,
+/// and every field's size limit.
 pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
     match envelope.schema_version {
         0 => {
@@ -58,31 +70,46 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         )));
     }
     let from_exchange = envelope.source_agency == EXCHANGE_SOURCE;
-    let directory = crate::directory::is_directory_event(envelope.event.as_ref());
-    if directory {
-        // A listing describes the agency's own service: no case, no person.
+    let Some(target) = crate::effect::target(envelope) else {
+        return Err(invalid(
+            "the envelope carries no event (unknown event type from a newer contract?)",
+        ));
+    };
+    let none = |what: &str| -> Result<(), Rejection> {
         if !envelope.case_id.is_empty() || !envelope.subject_pseudonym.is_empty() {
+            return Err(invalid(format!(
+                "{what}: leave case_id and subject_pseudonym empty"
+            )));
+        }
+        Ok(())
+    };
+    match target {
+        // A listing describes the agency's own service: no case, no person.
+        Target::Listing { .. } => {
+            none("a service listing is about the agency, not a case or a person")?
+        }
+        Target::Agency(_) if !from_exchange => {
+            return Err(invalid("only the exchange revokes or reinstates agencies"));
+        }
+        Target::Agency(_) => none("a revocation is about an agency, not a case or a person")?,
+        Target::Subject(subject) => {
+            // The exchange's erasure is about a subject everywhere, not one case.
+            if !envelope.case_id.is_empty() {
+                return Err(invalid(
+                    "an erasure from the exchange names a subject, not a case: leave case_id empty",
+                ));
+            }
+            owned_id("subject_pseudonym", subject)?;
+        }
+        Target::Case(_) if from_exchange => {
             return Err(invalid(
-                "a service listing is about the agency, not a case or a person: leave case_id and subject_pseudonym empty",
+                "the exchange publishes only erasures and revocations under its own name",
             ));
         }
-    } else if from_exchange {
-        // The exchange itself publishes only erasures, and those are about a subject, not a case.
-        if !matches!(envelope.event, Some(Event::SubjectErasureRequested(_))) {
-            return Err(invalid(
-                "the exchange publishes only subject_erasure_requested under its own name",
-            ));
+        Target::Case(case_id) => {
+            owned_id("case_id", case_id)?;
+            owned_id("subject_pseudonym", &envelope.subject_pseudonym)?;
         }
-        if !envelope.case_id.is_empty() {
-            return Err(invalid(
-                "an erasure from the exchange names a subject, not a case: leave case_id empty",
-            ));
-        }
-    } else {
-        check_id("case_id", &envelope.case_id)?;
-    }
-    if !directory {
-        check_id("subject_pseudonym", &envelope.subject_pseudonym)?;
     }
     match &envelope.occurred_at {
         None => return Err(invalid("occurred_at is missing")),
@@ -92,9 +119,7 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         Some(_) => {}
     }
     let Some(event) = &envelope.event else {
-        return Err(invalid(
-            "the envelope carries no event (unknown event type from a newer contract?)",
-        ));
+        return Err(invalid("the envelope carries no event"));
     };
     let need = |field: &str, value: &str| check_id(field, value);
     match event {
@@ -119,12 +144,11 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
             crate::directory::validate_offer(e)?;
         }
         Event::ServiceWithdrawn(e) => need("service_id", &e.service_id)?,
-        Event::EvictionOrdered(e) if e.duration_days == 0 || e.duration_days > 366 => {
-            return Err(invalid("eviction duration_days must be between 1 and 366"));
-        }
+        Event::AgencyRevoked(e) => need("agency", &e.agency)?,
+        Event::AgencyReinstated(e) => need("agency", &e.agency)?,
         _ => {}
     }
-    Ok(())
+    crate::limits::check_fields(envelope)
 }
 
 /// Checks the envelope's structure and that its source is a registered agency whose

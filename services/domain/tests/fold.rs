@@ -39,8 +39,8 @@ fn env(n: u64, source: &str, event: Event) -> Envelope {
     Envelope {
         event_id: uuid7(n),
         source_agency: source.into(),
-        case_id: "case-1".into(),
-        subject_pseudonym: "subj-1".into(),
+        case_id: "police/case-1".into(),
+        subject_pseudonym: "police/subj-1".into(),
         occurred_at: Some(handoff_contract::time::from_unix_ms(
             1_700_000_000_000 + n as i64 * 60_000,
         )),
@@ -243,7 +243,7 @@ fn each_typed_reason_is_produced() {
     );
     assert!(matches!(
         evolve(None, &e, &reg, at),
-        Err(Rejection::UnknownCase { .. })
+        Err(Rejection::NoSuchCase { .. })
     ));
     // wrong expected version
     let mut e = env(2, "police", referral("r1", "ic"));

@@ -31,6 +31,42 @@ pub enum AdminCommand {
         #[arg(long, default_value = "data protection officer")]
         requested_by: String,
     },
+    /// Revoke an agency: the exchange refuses its later events (at one log position, on
+    /// every node) and its calls, and the NATS authorization is written without its user.
+    Revoke {
+        /// The exchange's config (its NATS connection and credentials).
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// The agency's registry id.
+        agency: String,
+        /// Why, for the record (e.g. "contract ended 2026-12-01").
+        #[arg(long)]
+        reason: String,
+        /// Who decided (role or name), for the record.
+        #[arg(long, default_value = "exchange operator")]
+        requested_by: String,
+        /// Rewrite nats-server's authorization in this directory (as `handoff nats-auth
+        /// --out`); then reload nats-server so the agency's NATS user stops working.
+        #[arg(long)]
+        nats_auth_out: Option<PathBuf>,
+    },
+    /// Reinstate a revoked agency (its events are taken and its calls answered again).
+    Reinstate {
+        /// The exchange's config.
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// The agency's registry id.
+        agency: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        /// Who decided, for the record.
+        #[arg(long, default_value = "exchange operator")]
+        requested_by: String,
+        /// Rewrite nats-server's authorization in this directory, with the agency's user.
+        #[arg(long)]
+        nats_auth_out: Option<PathBuf>,
+    },
     /// Write a consistent backup of the running exchange's store and keyring to a new directory.
     Backup {
         /// The running exchange's config (its data dir holds the admin socket).
@@ -105,6 +141,40 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
                 _ => false,
             })
         }
+        AdminCommand::Revoke {
+            config,
+            agency,
+            reason,
+            requested_by,
+            nats_auth_out,
+        } => {
+            registry_change(
+                &config,
+                &agency,
+                &reason,
+                &requested_by,
+                false,
+                nats_auth_out,
+            )
+            .await
+        }
+        AdminCommand::Reinstate {
+            config,
+            agency,
+            reason,
+            requested_by,
+            nats_auth_out,
+        } => {
+            registry_change(
+                &config,
+                &agency,
+                &reason,
+                &requested_by,
+                true,
+                nats_auth_out,
+            )
+            .await
+        }
         AdminCommand::Backup { config, out } => {
             let config = crate::config::Config::load(&config)?;
             let out = std::path::absolute(&out)
@@ -178,6 +248,59 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// Publishes a revocation or reinstatement as the exchange, waits for its receipt and
+/// rewrites the NATS authorization if asked.
+async fn registry_change(
+    config: &std::path::Path,
+    agency: &str,
+    reason: &str,
+    requested_by: &str,
+    reinstate: bool,
+    nats_auth_out: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let config = crate::config::Config::load(config)?;
+    let what = if reinstate {
+        "reinstatement"
+    } else {
+        "revocation"
+    };
+    let client = config
+        .nats_options(None)?
+        .name("handoff-admin")
+        .connect(config.nats_servers()?)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+    let envelope = crate::revocation::request(agency, reason, requested_by, reinstate);
+    let outcome = crate::erasure::publish(client, envelope).await?;
+    println!("{what} of agency {agency}: {outcome}");
+    if !matches!(
+        outcome,
+        Outcome::Accepted { .. } | Outcome::Duplicate { .. }
+    ) {
+        return Ok(false);
+    }
+    let configured_revoked = config.revoked().iter().any(|a| a == agency);
+    if reinstate && configured_revoked {
+        println!(
+            "note: the config still says revoked = true for {agency}: its certificate stays refused and nats-auth leaves out its user until you remove that line"
+        );
+    }
+    match nats_auth_out {
+        Some(out) => {
+            let revoked = crate::revocation::revoked(&config).await?;
+            let path = crate::nats_auth::write(&config, &out, &revoked)?;
+            println!(
+                "wrote {}; reload nats-server now (nats-server --signal reload, or systemctl reload nats-server)",
+                path.display()
+            );
+        }
+        None => println!(
+            "run `handoff nats-auth --config … --out …` and reload nats-server so the NATS users follow"
+        ),
+    }
+    Ok(true)
 }
 
 fn time(ts: &Option<prost_types::Timestamp>) -> String {

@@ -3,7 +3,9 @@
 //! locks, for a consistent copy. Local on purpose: whoever may read the data
 //! dir may back it up; nobody else can reach it.
 //!
-//! Protocol: one request line, one answer line (`ok …` or `error …`).
+//! Protocol: one request line, one answer line (`ok …` or `error …`):
+//! `backup <directory>`, or `revocations` (the agencies the log records as
+//! revoked, space-separated, for `handoff nats-auth`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,8 +44,15 @@ async fn answer(line: &str, log: &Log, keyring: &Keyring) -> String {
             }
             Err(e) => format!("error {e:#}"),
         },
+        _ if line.trim() == "revocations" => match log.revocations() {
+            Ok(list) => {
+                let names: Vec<String> = list.into_iter().map(|(agency, _)| agency).collect();
+                format!("ok {}", names.join(" ")).trim_end().to_string()
+            }
+            Err(e) => format!("error {e}"),
+        },
         _ => format!(
-            "error unknown request {:?}; expected: backup <directory>",
+            "error unknown request {:?}; expected: backup <directory>, or revocations",
             line.trim()
         ),
     }

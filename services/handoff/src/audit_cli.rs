@@ -272,63 +272,29 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
 }
 
 /// Rebuilds every projection from an export's records into a fresh log in `data_dir`,
-/// up to `until` (0 = all); returns the rebuilt log.
+/// up to `until` (0 = all): the records are imported as they are (each checked
+/// against its hash and its predecessor) and folded by the same rebuild as
+/// `handoff admin rebuild`, so a replay and a rebuild cannot disagree.
 pub async fn replay(
     records: &[handoff_contract::v1::LogRecord],
     registry: &handoff_domain::Registry,
     data_dir: &Path,
     until: u64,
 ) -> anyhow::Result<handoff_log::Log> {
-    use prost::Message;
     anyhow::ensure!(
         !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none(),
         "{} is not empty: replay into a fresh directory",
         data_dir.display()
     );
     let log = handoff_log::Log::open(data_dir)?;
-    for chunk in records.chunks(1024) {
-        let mut batch = log.batch();
-        for r in chunk.iter().filter(|r| until == 0 || r.sequence <= until) {
-            let envelope = handoff_contract::v1::Envelope::decode(r.envelope.as_slice())
-                .with_context(|| format!("record {} holds no envelope", r.sequence))?;
-            let at = handoff_domain::Position {
-                sequence: batch.next_sequence(),
-                recorded_at_ms: r.recorded_at_unix_ms,
-            };
-            anyhow::ensure!(
-                at.sequence == r.sequence,
-                "record {} out of sequence",
-                r.sequence
-            );
-            // A subject-wide erasure from the exchange itself belongs to no case.
-            let (current, view) = if envelope.source_agency
-                == handoff_contract::names::EXCHANGE_SOURCE
-            {
-                (None, None)
-            } else {
-                let current = batch.case(&envelope.case_id)?;
-                let view = handoff_domain::evolve(current.as_ref(), &envelope, registry, at)
-                        .map_err(|e| anyhow::anyhow!("record {} is no longer accepted on replay ({e}): was the registry changed?", r.sequence))?;
-                (current, Some(view))
-            };
-            let appended = batch.append(
-                handoff_log::NewRecord {
-                    stream_sequence: r.stream_sequence,
-                    recorded_at_unix_ms: r.recorded_at_unix_ms,
-                    envelope: &r.envelope,
-                    event_id: &envelope.event_id,
-                    sealed_details: r.sealed_details.as_ref(),
-                },
-                current.as_ref(),
-                view,
-            )?;
-            anyhow::ensure!(
-                appended.hash.as_slice() == r.hash.as_slice(),
-                "record {}: the replayed hash differs from the exported one",
-                r.sequence
-            );
-        }
-        log.commit(batch).await?;
-    }
+    log.import_records(
+        records
+            .iter()
+            .filter(|r| until == 0 || r.sequence <= until)
+            .cloned(),
+    )?;
+    log.rebuild_projections(registry).map_err(|e| {
+        anyhow::anyhow!("the export does not replay ({e}): was the agency registry changed?")
+    })?;
     Ok(log)
 }

@@ -54,6 +54,16 @@ pub struct NatsSection {
     /// Largest event message accepted, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Each agency's ingress quota: the most bytes of messages it may have the broker
+    /// hold within the window (its ingress stream refuses more).
+    #[serde(default = "default_agency_quota_mb")]
+    pub agency_quota_mb: u64,
+    /// ... and the most messages.
+    #[serde(default = "default_agency_quota_messages")]
+    pub agency_quota_messages: u64,
+    /// The quota's window: how long a message stays in its ingress stream, seconds.
+    #[serde(default = "default_agency_quota_window")]
+    pub agency_quota_window_secs: u64,
     /// The exchange's NATS user (see `handoff nats-auth`); none: no authentication.
     pub user: Option<String>,
     /// File with that user's password. Agencies' passwords lie beside it (`<agency>.password`).
@@ -83,6 +93,15 @@ pub struct QuerySection {
     pub listen: SocketAddr,
     /// mTLS. Without it no caller has an identity, so every case read is refused.
     pub tls: Option<TlsSection>,
+    /// Calls each agency may make per second, sustained (more are RESOURCE_EXHAUSTED).
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: f64,
+    /// Calls each agency may make at once after a quiet spell.
+    #[serde(default = "default_call_burst")]
+    pub call_burst: f64,
+    /// Streams (WatchCases, ReadLog) each agency may have open at once.
+    #[serde(default = "default_streams")]
+    pub streams_per_agency: usize,
 }
 
 /// `[query.tls]`: PEM files, relative to the config file (`handoff certs` writes them).
@@ -128,6 +147,10 @@ pub struct IngestSection {
     /// (health NOT_SERVING, `handoff_ingest_stuck` 1).
     #[serde(default = "default_stuck_after")]
     pub stuck_after_secs: u64,
+    /// Bytes of quarantine each agency's refused messages may take; past it they are
+    /// kept as summaries (reason, size, digest, ids) only.
+    #[serde(default = "default_quarantine_quota_mb")]
+    pub quarantine_quota_mb: u64,
 }
 
 impl Default for IngestSection {
@@ -135,8 +158,31 @@ impl Default for IngestSection {
         IngestSection {
             batch_max: default_batch(),
             stuck_after_secs: default_stuck_after(),
+            quarantine_quota_mb: default_quarantine_quota_mb(),
         }
     }
+}
+
+fn default_quarantine_quota_mb() -> u64 {
+    16
+}
+fn default_agency_quota_mb() -> u64 {
+    16
+}
+fn default_agency_quota_messages() -> u64 {
+    20_000
+}
+fn default_agency_quota_window() -> u64 {
+    3600
+}
+fn default_calls_per_second() -> f64 {
+    50.0
+}
+fn default_call_burst() -> f64 {
+    200.0
+}
+fn default_streams() -> usize {
+    4
 }
 
 fn default_stuck_after() -> u64 {
@@ -275,9 +321,14 @@ pub struct AgencyEntry {
     pub name: String,
     /// Kind, e.g. `police`.
     pub kind: String,
-    /// A revoked agency's certificates are refused (UNAUTHENTICATED).
+    /// A revoked agency's certificates are refused (UNAUTHENTICATED) and `handoff
+    /// nats-auth` leaves out its NATS user; `handoff admin revoke` records it in the log.
     #[serde(default)]
     pub revoked: bool,
+    /// This agency's ingress quota in MiB, instead of `[nats] agency_quota_mb`.
+    pub quota_mb: Option<u64>,
+    /// ... and in messages, instead of `[nats] agency_quota_messages`.
+    pub quota_messages: Option<u64>,
 }
 
 fn default_stream() -> String {
@@ -290,7 +341,7 @@ fn one() -> usize {
     1
 }
 fn default_max_message() -> usize {
-    1 << 20
+    64 << 10
 }
 fn default_cache_mb() -> u64 {
     handoff_log::DEFAULT_CACHE_BYTES >> 20
@@ -705,13 +756,42 @@ impl Config {
             .collect()
     }
 
-    /// Stream settings for ingest.
+    /// Stream settings for ingest: an ingress stream with its quota for every agency
+    /// and for the exchange itself.
     pub fn stream(&self) -> handoff_ingest::StreamSettings {
+        let as_limit = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let window = Duration::from_secs(self.nats.agency_quota_window_secs.max(1));
+        let quota =
+            |mb: Option<u64>, messages: Option<u64>, agency: &str| handoff_ingest::Ingress {
+                agency: agency.to_string(),
+                max_bytes: as_limit(
+                    mb.unwrap_or(self.nats.agency_quota_mb)
+                        .saturating_mul(1 << 20),
+                ),
+                max_messages: as_limit(messages.unwrap_or(self.nats.agency_quota_messages)),
+                window,
+            };
+        let mut ingress: Vec<_> = self
+            .agencies
+            .iter()
+            .map(|a| quota(a.quota_mb, a.quota_messages, &a.id))
+            .collect();
+        ingress.push(quota(None, None, handoff_contract::names::EXCHANGE_SOURCE));
         handoff_ingest::StreamSettings {
             name: self.nats.stream.clone(),
             duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
             max_message_bytes: self.nats.max_message_bytes,
             replicas: self.nats.replicas,
+            ingress,
+        }
+    }
+
+    /// Each agency's share of calls and streams on the query service.
+    pub fn call_quota(&self) -> handoff_query::CallQuota {
+        handoff_query::CallQuota {
+            per_second: self.query.calls_per_second.max(0.001),
+            burst: self.query.call_burst.max(1.0),
+            streams: self.query.streams_per_agency.max(1),
         }
     }
 }

@@ -341,7 +341,13 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     println!("\n== 4. Child protection refers another father straight to the programme ==");
     let form: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/referral-form.json"))?;
-    publish(config, SOCIAL, AdapterKind::Referral, vec![form]).await?;
+    let social = publish(config, SOCIAL, AdapterKind::Referral, vec![form]).await?;
+    let social_case = social
+        .first()
+        .and_then(|r| r.result.as_ref().ok())
+        .and_then(|events| events.first())
+        .map(|e| e.case_id.clone())
+        .context("the referral form produced no events")?;
 
     println!("\n== 5. Mistakes are refused and kept: the police try to record a session ==");
     let bad = activity(
@@ -360,6 +366,36 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     if !refused {
         bail!("the exchange accepted a session recorded by the police");
     }
+    println!(
+        "\n== 5b. The write path is an authorisation path: the police write on child protection's case =="
+    );
+    let foreign = InboxItem {
+        case_id: social_case.clone(),
+        subject_pseudonym: format!("{SOCIAL}/subj-unknown-to-police"),
+        ..InboxItem::default()
+    };
+    let probe = activity(
+        &foreign,
+        "risk_assessed",
+        "P-2",
+        "2026-12-23T18:05:00Z",
+        "PC 4471",
+        json!({"risk_instrument": "ODARA", "risk_level": "low"}),
+    );
+    let reports = publish(config, POLICE, AdapterKind::Programme, vec![probe]).await?;
+    let quiet = reports
+        .iter()
+        .flat_map(|r| r.result.iter().flatten())
+        .any(|e| {
+            matches!(&e.outcome, Outcome::Rejected { reason, .. }
+                if *reason == handoff_contract::v1::RejectionReason::UnknownCase)
+        });
+    if !quiet {
+        bail!("the police could write on child protection's case");
+    }
+    println!(
+        "  refused exactly as a case that does not exist: nothing about {social_case} was told or changed"
+    );
 
     println!("\n== 6. The programme lists its service in the public directory ==");
     let listing: Value = serde_json::from_str(include_str!(

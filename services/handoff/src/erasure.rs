@@ -36,7 +36,8 @@ pub fn request(subject: &str, reason: &str, requested_by: &str, event_id: String
     }
 }
 
-/// Publishes an erasure request as the exchange and waits for its receipt.
+/// Publishes an event as the exchange itself (an erasure, a revocation) and waits
+/// for its receipt.
 pub async fn publish(client: async_nats::Client, envelope: Envelope) -> anyhow::Result<Outcome> {
     let publisher = Publisher::new(client, EXCHANGE_SOURCE).with_timeout(Duration::from_secs(30));
     let outcomes = publisher.publish_all(&[envelope]).await?;
@@ -46,7 +47,8 @@ pub async fn publish(client: async_nats::Client, envelope: Envelope) -> anyhow::
         .context("the exchange answered nothing")
 }
 
-fn now_ms() -> i64 {
+/// The system clock, Unix ms.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

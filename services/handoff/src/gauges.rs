@@ -1,6 +1,9 @@
 //! Gauges too costly for the hot path, computed in the background:
-//! `handoff_store_bytes` (walking the data dir every 10 s) and
-//! `handoff_sla_overdue{rule}` (every agency's inbox against the SLA rules, every 30 s).
+//! `handoff_store_bytes` (walking the data dir every 10 s),
+//! `handoff_sla_overdue{rule}` (every agency's inbox against the SLA rules, every 30 s),
+//! and each agency's share of what the exchange keeps (every 10 s): its ingress
+//! stream's bytes and messages against its quota, its quarantine usage, and
+//! `handoff_agency_over_quota{agency,quota}`, which the alerts name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,12 @@ pub struct Watched {
     pub sla: SlaRules,
     /// Where the values go.
     pub metrics: IngestMetrics,
+    /// The exchange's NATS connection, to read the ingress streams' state.
+    pub client: async_nats::Client,
+    /// The ingress streams and their quotas.
+    pub ingress: Vec<handoff_ingest::Ingress>,
+    /// Bytes of quarantine each agency may fill before its entries are summarized.
+    pub quarantine_quota_bytes: u64,
 }
 
 const STORE_EVERY: Duration = Duration::from_secs(10);
@@ -39,6 +48,7 @@ pub async fn run(w: Watched, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = store.tick() => {
+                quotas(&w).await;
                 let dir = w.data_dir.clone();
                 // Walking a large store touches many inodes: off the async workers.
                 match tokio::task::spawn_blocking(move || dir_bytes(&dir)).await {
@@ -70,6 +80,67 @@ pub async fn run(w: Watched, mut shutdown: watch::Receiver<bool>) {
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Ingress stream fill and quarantine usage per agency, and who is over a quota.
+async fn quotas(w: &Watched) {
+    let js = async_nats::jetstream::new(w.client.clone());
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for ingress in &w.ingress {
+        let name = handoff_contract::names::ingress_stream(&ingress.agency);
+        let Ok(mut stream) = js.get_stream(&name).await else {
+            continue;
+        };
+        let Ok(info) = stream.info().await else {
+            continue;
+        };
+        let (bytes, messages) = (info.state.bytes, info.state.messages);
+        let m = &w.metrics;
+        IngestMetrics::set_for(&m.agency_ingress_bytes, &ingress.agency, None, gauge(bytes));
+        IngestMetrics::set_for(
+            &m.agency_ingress_messages,
+            &ingress.agency,
+            None,
+            gauge(messages),
+        );
+        let full = |used: u64, limit: i64| limit > 0 && used as f64 >= 0.95 * limit as f64;
+        let over = full(bytes, ingress.max_bytes) || full(messages, ingress.max_messages);
+        IngestMetrics::set_for(
+            &m.agency_over_quota,
+            &ingress.agency,
+            Some("ingress"),
+            i64::from(over),
+        );
+        if over {
+            tracing::warn!(
+                agency = %ingress.agency,
+                bytes,
+                messages,
+                "agency over its ingress quota: the broker refuses its further publishes until its window passes"
+            );
+        }
+    }
+    let log = w.log.clone();
+    let Ok(Ok(usage)) = tokio::task::spawn_blocking(move || log.quarantine_usage()).await else {
+        return;
+    };
+    for (agency, u) in usage {
+        let m = &w.metrics;
+        IngestMetrics::set_for(&m.agency_quarantine_bytes, &agency, None, gauge(u.bytes));
+        IngestMetrics::set_for(
+            &m.agency_quarantine_summarized,
+            &agency,
+            None,
+            gauge(u.summarized),
+        );
+        let over = u.bytes >= w.quarantine_quota_bytes || u.summarized > 0;
+        IngestMetrics::set_for(
+            &m.agency_over_quota,
+            &agency,
+            Some("quarantine"),
+            i64::from(over),
+        );
     }
 }
 

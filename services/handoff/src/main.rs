@@ -14,6 +14,7 @@ mod metrics;
 mod nats_auth;
 mod query_cli;
 mod report;
+mod revocation;
 mod serve;
 
 use std::path::PathBuf;
@@ -306,7 +307,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::NatsAuth { config, out } => {
             let config = config::Config::load(&config)?;
-            let path = nats_auth::write(&config, &out)?;
+            let revoked = revocation::revoked(&config).await?;
+            let path = nats_auth::write(&config, &out, &revoked)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -28,6 +28,27 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Says where the configuration and the log disagree about revocations: both are
+/// refused on gRPC, but only the log stops ingest from taking an agency's events.
+fn warn_on_revocation_drift(config: &Config, log: &Log) -> anyhow::Result<()> {
+    let in_log: std::collections::BTreeSet<String> =
+        log.revocations()?.into_iter().map(|(a, _)| a).collect();
+    for agency in config.revoked() {
+        if !in_log.contains(&agency) {
+            tracing::warn!(
+                %agency,
+                "revoked in the config but not in the log: its calls are refused, but its events are still taken until `handoff admin revoke {agency}` records the revocation"
+            );
+        }
+    }
+    for agency in &in_log {
+        if !config.revoked().contains(agency) {
+            tracing::info!(%agency, "revoked in the log: its events and calls are refused");
+        }
+    }
+    Ok(())
+}
+
 /// Runs until SIGINT/SIGTERM, or until ingest meets a fault it must not hide.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = config.registry().map_err(anyhow::Error::msg)?;
@@ -56,6 +77,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         quarantined = head.quarantined,
         "log opened, chain tail verified"
     );
+    warn_on_revocation_drift(&config, &log)?;
 
     // Every reconnect bumps this, so ingest recreates its consumer at once instead of
     // waiting for the old one's heartbeat to fail.
@@ -107,6 +129,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             batch_max: config.ingest.batch_max,
             min_free_bytes: config.store.min_free_mb.saturating_mul(1 << 20),
             stuck_after: std::time::Duration::from_secs(config.ingest.stuck_after_secs.max(1)),
+            quarantine_quota_bytes: config.ingest.quarantine_quota_mb.saturating_mul(1 << 20),
         },
         key.clone(),
         keyring.clone(),
@@ -155,6 +178,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 registry: registry_for_gauges.clone(),
                 sla: policy.sla,
                 metrics: ingest_metrics.clone(),
+                client: client.clone(),
+                ingress: config.stream().ingress,
+                quarantine_quota_bytes: config.ingest.quarantine_quota_mb.saturating_mul(1 << 20),
             },
             stop_rx.clone(),
         ))
@@ -166,6 +192,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         fields: policy.fields,
         sla: policy.sla,
         suppress_below: policy.suppress_below,
+        calls: config.call_quota(),
         key,
         keyring,
         tls: match &config.query.tls {

@@ -2,19 +2,24 @@
 //!
 //! The outcome is a function of the message and the batch it joins (which
 //! sees the log before it), so every replica consuming the same stream decides
-//! the same and chains the same hashes. Only the sealing of personal details
-//! uses each node's own keys; sealed details sit outside the hash chain.
+//! the same and chains the same hashes. Who may cause what is the domain's
+//! `admit`; this file checks what only the transport knows (size, subject,
+//! encoding), answers repeats, seals personal details and carries out the
+//! effects. Only the sealing uses each node's own keys; sealed details sit
+//! outside the hash chain.
 
-use handoff_contract::names::{EXCHANGE_SOURCE, event_type};
-use handoff_contract::v1::envelope::Event;
+use handoff_contract::names::event_type;
 use handoff_contract::v1::{
-    CaseView, Envelope, QuarantineEntry, Receipt, RejectionReason, SealedDetails, receipt::Status,
+    Envelope, QuarantineEntry, Receipt, RejectionReason, SealedDetails, receipt::Status,
 };
-use handoff_domain::directory::{self, DirectoryChange};
-use handoff_domain::{Position, Registry, evolve, validate::validate_envelope};
+use handoff_domain::limits::{KEPT_TEXT, bounded};
+use handoff_domain::{
+    Effects, ErasureScope, Position, Registry, admit, validate::validate_envelope,
+};
 use handoff_keyring::{Keyring, Opened, take_details};
 use handoff_log::{NewRecord, WriteBatch};
 use prost::Message;
+use sha2::{Digest, Sha256};
 
 use crate::IngestError;
 
@@ -31,6 +36,19 @@ pub struct Incoming<'a> {
     pub stream_sequence: u64,
     /// JetStream's receive time, Unix ms (the same on every replica).
     pub recorded_at_unix_ms: i64,
+    /// The agency ingress stream it was sourced from and its sequence there (the
+    /// `Nats-Stream-Source` header), if it came through one.
+    pub ingress: Option<(&'a str, u64)>,
+}
+
+/// Bounds on what one message may make the exchange keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Larger messages are refused as too large.
+    pub max_message_bytes: usize,
+    /// Once an agency's quarantine entries take this many bytes, its further refused
+    /// messages are kept as a summary only (reason, size, digest, ids).
+    pub quarantine_quota_bytes: u64,
 }
 
 struct Refusal {
@@ -53,7 +71,7 @@ pub struct Decision {
     pub agency: String,
     /// The receipt.
     pub receipt: Receipt,
-    /// The message erased a subject: the key store must be rewritten after the commit.
+    /// The message erased keys: the key store must be rewritten after the commit.
     pub erased: bool,
 }
 
@@ -64,7 +82,7 @@ pub fn decide(
     batch: &mut WriteBatch<'_>,
     registry: &Registry,
     keyring: &Keyring,
-    max_message_bytes: usize,
+    limits: Limits,
     incoming: &Incoming<'_>,
 ) -> Result<Decision, IngestError> {
     let mut tokens = incoming.subject.split('.');
@@ -79,18 +97,24 @@ pub fn decide(
         (Some("handoff"), Some("events"), Some(a), _, _) => (a, ""),
         _ => ("", ""),
     };
+    if let Some((agency, sequence)) = incoming.ingress {
+        batch.ingress(agency, sequence);
+    }
     let envelope = Envelope::decode(incoming.payload).ok();
     let mut receipt = Receipt {
-        event_id: envelope
-            .as_ref()
-            .map(|e| e.event_id.clone())
-            .filter(|id| !id.is_empty())
-            .or_else(|| incoming.msg_id.map(str::to_string))
-            .unwrap_or_default(),
+        event_id: bounded(
+            &envelope
+                .as_ref()
+                .map(|e| e.event_id.clone())
+                .filter(|id| !id.is_empty())
+                .or_else(|| incoming.msg_id.map(str::to_string))
+                .unwrap_or_default(),
+            KEPT_TEXT,
+        ),
         stream_sequence: incoming.stream_sequence,
         case_id: envelope
             .as_ref()
-            .map(|e| e.case_id.clone())
+            .map(|e| bounded(&e.case_id, KEPT_TEXT))
             .unwrap_or_default(),
         ..Receipt::default()
     };
@@ -100,7 +124,7 @@ pub fn decide(
         batch,
         registry,
         keyring,
-        max_message_bytes,
+        limits,
         incoming,
         envelope.as_ref(),
         subject_agency,
@@ -113,43 +137,44 @@ pub fn decide(
                 ..original
             };
         }
-        Ok(Checked::Accepted(accepted)) => {
-            let Accepted {
-                before,
-                view,
-                listing,
-            } = *accepted;
+        Ok(Checked::Accepted(effects)) => {
             let Some(envelope) = envelope else {
                 unreachable!("only a decoded envelope is accepted")
             };
-            receipt.case_version = view.as_ref().map_or(0, |v| v.version);
-            let (facts, sealed) = seal(keyring, &envelope, incoming.payload, "")?;
+            let Effects {
+                case,
+                listing,
+                erasure,
+                registry: registry_change,
+            } = *effects;
+            receipt.case_version = case.as_ref().map_or(0, |c| c.after.version);
+            let (facts, sealed) = seal(keyring, &envelope, incoming.payload, "", subject_agency)?;
             let appended = batch.append(
                 NewRecord {
                     stream_sequence: incoming.stream_sequence,
                     recorded_at_unix_ms: incoming.recorded_at_unix_ms,
                     envelope: &facts,
                     event_id: &receipt.event_id,
+                    agency: &envelope.source_agency,
                     sealed_details: sealed.as_ref(),
                 },
-                before.as_ref(),
-                view,
+                case.map(|c| *c),
             )?;
             if let Some(change) = listing {
                 batch.directory(change);
             }
-            if let Some(Event::SubjectErasureRequested(e)) = &envelope.event {
-                let reason = if e.requested_by.is_empty() {
-                    e.reason.clone()
-                } else {
-                    format!(
-                        "{} (requested by {} of {})",
-                        e.reason, e.requested_by, envelope.source_agency
-                    )
+            if let Some(change) = registry_change {
+                batch.registry(change, appended.sequence);
+            }
+            if let Some(erasure) = erasure {
+                let agency = match &erasure.scope {
+                    ErasureScope::Everyone => None,
+                    ErasureScope::Agency(a) => Some(a.as_str()),
                 };
                 keyring.erase(
-                    &envelope.subject_pseudonym,
-                    &reason,
+                    &erasure.subject,
+                    agency,
+                    &erasure.reason,
                     incoming.recorded_at_unix_ms,
                 )?;
                 erased = true;
@@ -159,32 +184,38 @@ pub fn decide(
             receipt.hash = appended.hash.to_vec();
         }
         Err(refusal) => {
+            let detail = bounded(&refusal.detail, KEPT_TEXT);
             receipt.status = Status::Rejected as i32;
             receipt.reason = refusal.reason as i32;
-            receipt.detail = refusal.detail.clone();
+            receipt.detail = detail.clone();
+            let used = batch.quarantine_usage(subject_agency)?;
+            let summarized =
+                used.bytes + incoming.payload.len() as u64 > limits.quarantine_quota_bytes;
             // Refused messages can carry personal details too: they are kept sealed.
             let (raw, sealed_details) = match &envelope {
+                _ if summarized => (Vec::new(), None),
                 Some(e) => {
                     let fallback = format!("unattributed-{}", incoming.stream_sequence);
-                    seal(keyring, e, incoming.payload, &fallback)?
+                    seal(keyring, e, incoming.payload, &fallback, subject_agency)?
                 }
                 None => (incoming.payload.to_vec(), None),
             };
             let entry = QuarantineEntry {
                 stream_sequence: incoming.stream_sequence,
-                subject: incoming.subject.to_string(),
+                subject: bounded(incoming.subject, KEPT_TEXT),
                 recorded_at_unix_ms: incoming.recorded_at_unix_ms,
                 raw,
                 reason: refusal.reason as i32,
-                detail: refusal.detail,
-                event_id: envelope
-                    .as_ref()
-                    .map(|e| e.event_id.clone())
-                    .unwrap_or_default(),
-                msg_id: incoming.msg_id.unwrap_or_default().to_string(),
+                detail,
+                event_id: receipt.event_id.clone(),
+                msg_id: bounded(incoming.msg_id.unwrap_or_default(), KEPT_TEXT),
                 sealed_details,
+                raw_size: incoming.payload.len() as u64,
+                raw_sha256: Sha256::digest(incoming.payload).to_vec(),
+                summarized,
+                agency: subject_agency.to_string(),
             };
-            batch.quarantine(entry, &receipt, subject_agency);
+            batch.quarantine(entry, &receipt, subject_agency)?;
         }
     }
     Ok(Decision {
@@ -195,13 +226,15 @@ pub fn decide(
 }
 
 /// The envelope as it is stored (the published bytes when it carries no personal
-/// details, else re-encoded without them) and the details sealed under the subject's
-/// key (`fallback_subject` when the envelope names none).
+/// details, else re-encoded without them) and the details sealed under the key of
+/// the subject and `agency`, who contributed them (`fallback_subject` when the
+/// envelope names none).
 fn seal(
     keyring: &Keyring,
     envelope: &Envelope,
     payload: &[u8],
     fallback_subject: &str,
+    agency: &str,
 ) -> Result<(Vec<u8>, Option<SealedDetails>), IngestError> {
     let mut facts = envelope.clone();
     let Some(details) = take_details(&mut facts) else {
@@ -212,21 +245,13 @@ fn seal(
     } else {
         facts.subject_pseudonym.as_str()
     };
-    let sealed = keyring.seal(subject, &facts.event_id, &details)?;
+    let sealed = keyring.seal(subject, agency, &facts.event_id, &details)?;
     Ok((facts.encode_to_vec(), Some(sealed)))
 }
 
-/// An accepted event's case before and after it (`None` for a subject-wide erasure
-/// from the exchange itself, and for a directory event, which changes `listing`).
-struct Accepted {
-    before: Option<CaseView>,
-    view: Option<CaseView>,
-    listing: Option<DirectoryChange>,
-}
-
 enum Checked {
-    /// The case as it was before the event and as it is after.
-    Accepted(Box<Accepted>),
+    /// Everything the event changes.
+    Accepted(Box<Effects>),
     /// The original's receipt.
     Duplicate(Receipt),
 }
@@ -236,18 +261,19 @@ fn check(
     batch: &WriteBatch<'_>,
     registry: &Registry,
     keyring: &Keyring,
-    max_message_bytes: usize,
+    limits: Limits,
     incoming: &Incoming<'_>,
     envelope: Option<&Envelope>,
     subject_agency: &str,
     subject_type: &str,
 ) -> Result<Result<Checked, Refusal>, IngestError> {
     use RejectionReason as R;
-    if incoming.payload.len() > max_message_bytes {
+    let max = limits.max_message_bytes;
+    if incoming.payload.len() > max {
         return Ok(Err(refuse(
             R::TooLarge,
             format!(
-                "message is {} bytes; the most the exchange takes is {max_message_bytes}",
+                "message is {} bytes; the most the exchange takes is {max}",
                 incoming.payload.len()
             ),
         )));
@@ -286,7 +312,7 @@ fn check(
             format!("published on subject type {subject_type} but the event is {kind}"),
         )));
     }
-    if let Some(logged) = batch.duplicate_of(&envelope.event_id)? {
+    if let Some(logged) = batch.duplicate_of(&envelope.source_agency, &envelope.event_id)? {
         let mut facts = envelope.clone();
         let details = take_details(&mut facts);
         let same_facts = Envelope::decode(logged.envelope.as_slice()).ok() == Some(facts);
@@ -311,40 +337,12 @@ fn check(
             ))
         });
     }
-    if envelope.source_agency == EXCHANGE_SOURCE {
-        // validate_envelope let through only a subject-wide erasure under this name,
-        // and only the exchange's own NATS user may publish on its subjects.
-        return Ok(Ok(Checked::Accepted(Box::new(Accepted {
-            before: None,
-            view: None,
-            listing: None,
-        }))));
-    }
     let at = Position {
         sequence: batch.next_sequence(),
         recorded_at_ms: incoming.recorded_at_unix_ms,
     };
-    if let Some(service_id) = directory::service_id(envelope) {
-        // A listing belongs to no case: decided against the directory as it stands.
-        let current = batch.listing(&envelope.source_agency, service_id)?;
-        return Ok(
-            match directory::decide(current.as_ref(), envelope, registry, at) {
-                Ok(change) => Ok(Checked::Accepted(Box::new(Accepted {
-                    before: None,
-                    view: None,
-                    listing: Some(change),
-                }))),
-                Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
-            },
-        );
-    }
-    let current = batch.case(&envelope.case_id)?;
-    Ok(match evolve(current.as_ref(), envelope, registry, at) {
-        Ok(view) => Ok(Checked::Accepted(Box::new(Accepted {
-            before: current,
-            view: Some(view),
-            listing: None,
-        }))),
+    Ok(match admit(batch, envelope, registry, at)? {
+        Ok(effects) => Ok(Checked::Accepted(Box::new(effects))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })
 }

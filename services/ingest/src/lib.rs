@@ -23,10 +23,12 @@ use handoff_log::{Log, LogError, hex};
 use prost::Message as _;
 use tokio::sync::watch;
 
-pub use decide::{Decision, Incoming, decide};
+pub use decide::{Decision, Incoming, Limits, decide};
 pub use metrics::{IngestMetrics, reason_label};
 pub use progress::StuckDetector;
-pub use stream::{RECEIPTS_KEPT, StreamSettings, ensure_receipts_stream, ensure_stream};
+pub use stream::{
+    Ingress, RECEIPTS_KEPT, StreamSettings, ensure_receipts_stream, ensure_stream, ingress_source,
+};
 
 /// Why ingest stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,9 @@ pub struct IngestSettings {
     /// Messages waiting while the stored position has not moved for this long: ingest
     /// is stuck, health says NOT_SERVING and `handoff_ingest_stuck` is 1.
     pub stuck_after: Duration,
+    /// Bytes of quarantine each agency may fill before its refused messages are kept
+    /// as summaries only.
+    pub quarantine_quota_bytes: u64,
 }
 
 /// Consumes the stream into the log until `shutdown` turns true.
@@ -410,16 +415,19 @@ impl Ingest {
                 .as_ref()
                 .and_then(|h| h.get(handoff_contract::trace::TRACEPARENT))
                 .and_then(|v| handoff_contract::trace::TraceParent::parse(v.as_str()));
+            let header = |name: &str| {
+                msg.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str())
+            };
             let incoming = Incoming {
                 subject: msg.subject.as_str(),
                 payload: &msg.payload,
-                msg_id: msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Nats-Msg-Id"))
-                    .map(|v| v.as_str()),
+                msg_id: header("Nats-Msg-Id"),
                 stream_sequence: info.stream_sequence,
                 recorded_at_unix_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+                ingress: header("Nats-Stream-Source").and_then(stream::ingress_source),
             };
             let Decision {
                 agency,
@@ -429,7 +437,10 @@ impl Ingest {
                 &mut batch,
                 &self.registry,
                 &self.keyring,
-                self.settings.stream.max_message_bytes,
+                Limits {
+                    max_message_bytes: self.settings.stream.max_message_bytes,
+                    quarantine_quota_bytes: self.settings.quarantine_quota_bytes,
+                },
                 &incoming,
             )?;
             erasures += usize::from(erased);

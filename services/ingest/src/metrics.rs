@@ -42,6 +42,18 @@ pub struct IngestMetrics {
     pub batch_messages: Histogram,
     /// Inbox items past their SLA deadline, by `rule` (computed in the background).
     pub sla_overdue: Family<Labels, Gauge>,
+    /// Bytes of messages each agency's ingress stream holds now, by `agency`.
+    pub agency_ingress_bytes: Family<Labels, Gauge>,
+    /// Messages each agency's ingress stream holds now, by `agency`.
+    pub agency_ingress_messages: Family<Labels, Gauge>,
+    /// Bytes each agency's refused messages take in the quarantine, by `agency`.
+    pub agency_quarantine_bytes: Family<Labels, Gauge>,
+    /// Refused messages kept only as summaries (the agency's quota was used up), by `agency`.
+    pub agency_quarantine_summarized: Family<Labels, Gauge>,
+    /// 1 while an agency is over a quota, by `agency` and `quota` (`ingress`: its
+    /// ingress stream is 95 % full and the broker refuses or soon refuses its
+    /// publishes; `quarantine`: its refused messages are kept as summaries only).
+    pub agency_over_quota: Family<Labels, Gauge>,
 }
 
 impl Default for IngestMetrics {
@@ -64,6 +76,11 @@ impl Default for IngestMetrics {
             // 1 .. 4096 messages.
             batch_messages: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             sla_overdue: Family::default(),
+            agency_ingress_bytes: Family::default(),
+            agency_ingress_messages: Family::default(),
+            agency_quarantine_bytes: Family::default(),
+            agency_quarantine_summarized: Family::default(),
+            agency_over_quota: Family::default(),
         }
     }
 }
@@ -147,6 +164,40 @@ impl IngestMetrics {
             "Inbox items past their SLA deadline, by rule",
             self.sla_overdue.clone(),
         );
+        r.register(
+            "agency_ingress_bytes",
+            "Bytes of messages an agency's ingress stream holds (its quota's window)",
+            self.agency_ingress_bytes.clone(),
+        );
+        r.register(
+            "agency_ingress_messages",
+            "Messages an agency's ingress stream holds (its quota's window)",
+            self.agency_ingress_messages.clone(),
+        );
+        r.register(
+            "agency_quarantine_bytes",
+            "Bytes an agency's refused messages take in the quarantine",
+            self.agency_quarantine_bytes.clone(),
+        );
+        r.register(
+            "agency_quarantine_summarized",
+            "An agency's refused messages kept only as summaries, its quarantine quota used up",
+            self.agency_quarantine_summarized.clone(),
+        );
+        r.register(
+            "agency_over_quota",
+            "1 while an agency is over its ingress or quarantine quota, by agency and quota",
+            self.agency_over_quota.clone(),
+        );
+    }
+
+    /// Sets a gauge of `family` for one agency (and, if given, one quota).
+    pub fn set_for(family: &Family<Labels, Gauge>, agency: &str, quota: Option<&str>, value: i64) {
+        let mut labels = vec![("agency".to_string(), agency.to_string())];
+        if let Some(q) = quota {
+            labels.push(("quota".to_string(), q.to_string()));
+        }
+        family.get_or_create(&labels).set(value);
     }
 
     /// Counts one refusal under its reason's snake_case name (e.g. `too_large`).

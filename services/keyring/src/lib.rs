@@ -1,13 +1,15 @@
-//! The keyring: one random data key per subject, wrapped by the deployment's
-//! key-encryption key (KEK) and kept in a sled store of its own (`<data>/keys`),
-//! never in the log.
+//! The keyring: one random data key per subject and contributing agency,
+//! wrapped by the deployment's key-encryption key (KEK) and kept in a sled
+//! store of its own (`<data>/keys`), never in the log.
 //!
-//! Personal details are sealed with XChaCha20-Poly1305 under the subject's
-//! data key before anything is written to the log or a projection. Erasing a
-//! subject destroys the data key and rewrites the key store into fresh files,
-//! so the wrapped key is not left behind in sled's old segments: from then on
-//! every sealed copy of the subject's details, in the log, the projections, the
-//! quarantine and every export, is ciphertext nobody can open.
+//! Personal details are sealed with XChaCha20-Poly1305 under the key of the
+//! subject and the agency that contributed them, before anything is written to
+//! the log or a projection. Erasing destroys keys and rewrites the key store
+//! into fresh files, so no wrapped key is left behind in sled's old segments:
+//! from then on every sealed copy under those keys, in the log, the
+//! projections, the quarantine and every export, is ciphertext nobody can open.
+//! An agency's own erasure destroys only its key for the subject; the
+//! exchange's destroys them all.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ const CHECK: &[u8] = b"mcheck";
 const PENDING_REWRITE: &[u8] = b"mrewrite";
 const CHECK_PLAINTEXT: &[u8] = b"handoff-kek-check-v1";
 const WRAP_AAD: &[u8] = b"handoff-subject-key-v1";
-const DETAILS_AAD: &[u8] = b"handoff-details-v1";
+const DETAILS_AAD: &[u8] = b"handoff-details-v2";
 const NONCE_LEN: usize = 24;
 
 /// What went wrong with keys; each message says what an operator can do.
@@ -189,6 +191,21 @@ fn entry(prefix: u8, subject: &str) -> Vec<u8> {
     k
 }
 
+/// The entry of one agency's key or erasure for a subject: prefix, subject, 0, agency.
+fn agency_entry(prefix: u8, subject: &str, agency: &str) -> Vec<u8> {
+    let mut k = entry(prefix, subject);
+    k.push(0);
+    k.extend_from_slice(agency.as_bytes());
+    k
+}
+
+/// The prefix of every agency's entry for a subject.
+fn agencies_prefix(prefix: u8, subject: &str) -> Vec<u8> {
+    let mut k = entry(prefix, subject);
+    k.push(0);
+    k
+}
+
 fn aad(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut a = prefix.to_vec();
     for p in parts {
@@ -305,15 +322,28 @@ impl Keyring {
             .ok())
     }
 
-    /// The subject's data key; created (not yet flushed) when `create` and none exists.
-    fn data_key(&self, subject: &str, create: bool) -> Result<Option<[u8; 32]>, KeyringError> {
-        if let Some(k) = self.cache.lock().unwrap_or_else(lock_poisoned).get(subject) {
+    /// The data key of what `agency` contributed about `subject`; created (not yet
+    /// flushed) when `create` and none exists.
+    fn data_key(
+        &self,
+        subject: &str,
+        agency: &str,
+        create: bool,
+    ) -> Result<Option<[u8; 32]>, KeyringError> {
+        let name = agency_entry(KEY_PREFIX, subject, agency);
+        let cache_key = String::from_utf8_lossy(&name).into_owned();
+        if let Some(k) = self
+            .cache
+            .lock()
+            .unwrap_or_else(lock_poisoned)
+            .get(&cache_key)
+        {
             return Ok(Some(*k));
         }
-        let name = entry(KEY_PREFIX, subject);
+        let wrap_aad = &name[1..];
         let key = match self.read(&name)? {
             Some(wrapped) => self
-                .unwrap_with_kek(&wrapped, subject.as_bytes())?
+                .unwrap_with_kek(&wrapped, wrap_aad)?
                 .and_then(|k| <[u8; 32]>::try_from(k).ok())
                 .ok_or_else(|| KeyringError::Tampered {
                     subject: subject.to_string(),
@@ -321,7 +351,7 @@ impl Keyring {
                 })?,
             None if create => {
                 let key: [u8; 32] = random()?;
-                let wrapped = self.wrap_with_kek(&key, subject.as_bytes())?;
+                let wrapped = self.wrap_with_kek(&key, wrap_aad)?;
                 self.write(&name, &wrapped)?;
                 key
             }
@@ -330,34 +360,43 @@ impl Keyring {
         self.cache
             .lock()
             .unwrap_or_else(lock_poisoned)
-            .insert(subject.to_string(), key);
+            .insert(cache_key, key);
         Ok(Some(key))
     }
 
-    /// Seals `details` under the subject's data key, creating the key for a new subject.
-    /// For a subject already erased the details are dropped and the seal says so.
-    /// Call [`Keyring::flush`] before writing anything that refers to a new key.
+    /// Whether what `agency` contributed about `subject` is erased: by the exchange
+    /// (everything about the subject) or by the agency itself.
+    fn erased_for(&self, subject: &str, agency: &str) -> Result<bool, KeyringError> {
+        Ok(self.erasure(subject)?.is_some() || self.erasure_by(subject, agency)?.is_some())
+    }
+
+    /// Seals `details` that `agency` contributed about `subject` under their key,
+    /// creating it if needed. Details about a subject already erased (by the exchange,
+    /// or by this agency) are dropped and the seal says so. Call [`Keyring::flush`]
+    /// before writing anything that refers to a new key.
     pub fn seal(
         &self,
         subject: &str,
+        agency: &str,
         event_id: &str,
         details: &PersonalDetails,
     ) -> Result<SealedDetails, KeyringError> {
         let mut sealed = SealedDetails {
             subject_pseudonym: subject.to_string(),
             event_id: event_id.to_string(),
+            agency: agency.to_string(),
             ..SealedDetails::default()
         };
-        if self.erasure(subject)?.is_some() {
+        if self.erased_for(subject, agency)? {
             sealed.erased = true;
             return Ok(sealed);
         }
-        let Some(key) = self.data_key(subject, true)? else {
+        let Some(key) = self.data_key(subject, agency, true)? else {
             return Err(KeyringError::KeyMissing(subject.to_string()));
         };
         let nonce: [u8; NONCE_LEN] = random()?;
         let plaintext = details.encode_to_vec();
-        let associated = aad(DETAILS_AAD, &[subject, event_id]);
+        let associated = aad(DETAILS_AAD, &[subject, agency, event_id]);
         sealed.ciphertext = XChaCha20Poly1305::new((&key).into())
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -371,14 +410,15 @@ impl Keyring {
         Ok(sealed)
     }
 
-    /// Opens sealed details: the details, or `Erased` once the subject's key is destroyed.
+    /// Opens sealed details: the details, or `Erased` once their key is destroyed.
     pub fn open(&self, sealed: &SealedDetails) -> Result<Opened, KeyringError> {
         let subject = sealed.subject_pseudonym.as_str();
+        let agency = sealed.agency.as_str();
         if sealed.erased {
             return Ok(Opened::Erased);
         }
-        let Some(key) = self.data_key(subject, false)? else {
-            return if self.erasure(subject)?.is_some() {
+        let Some(key) = self.data_key(subject, agency, false)? else {
+            return if self.erased_for(subject, agency)? {
                 Ok(Opened::Erased)
             } else {
                 Err(KeyringError::KeyMissing(subject.to_string()))
@@ -391,7 +431,7 @@ impl Keyring {
         if sealed.nonce.len() != NONCE_LEN {
             return Err(tampered());
         }
-        let associated = aad(DETAILS_AAD, &[subject, &sealed.event_id]);
+        let associated = aad(DETAILS_AAD, &[subject, agency, &sealed.event_id]);
         let plaintext = XChaCha20Poly1305::new((&key).into())
             .decrypt(
                 XNonce::from_slice(&sealed.nonce),
@@ -406,54 +446,107 @@ impl Keyring {
             .map_err(|_| tampered())
     }
 
-    /// The subject's erasure, if they were erased.
+    /// The exchange's erasure of the subject (every key), if there was one.
     pub fn erasure(&self, subject: &str) -> Result<Option<Erasure>, KeyringError> {
-        Ok(self.read(&entry(ERASED_PREFIX, subject))?.map(|v| {
-            let at = u64_prefix(&v);
-            Erasure {
-                at_unix_ms: at as i64,
-                reason: String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned(),
-            }
-        }))
+        Ok(self
+            .read(&entry(ERASED_PREFIX, subject))?
+            .map(|v| tombstone(&v)))
     }
 
-    /// Whether a data key exists for the subject.
-    pub fn has_key(&self, subject: &str) -> Result<bool, KeyringError> {
-        Ok(self.read(&entry(KEY_PREFIX, subject))?.is_some())
+    /// An agency's erasure of what it contributed about the subject, if there was one.
+    pub fn erasure_by(&self, subject: &str, agency: &str) -> Result<Option<Erasure>, KeyringError> {
+        Ok(self
+            .read(&agency_entry(ERASED_PREFIX, subject, agency))?
+            .map(|v| tombstone(&v)))
     }
 
-    /// The subject's wrapped data key as stored, for checking that an erasure left no copy.
-    pub fn wrapped_key(&self, subject: &str) -> Result<Option<Vec<u8>>, KeyringError> {
-        Ok(self.read(&entry(KEY_PREFIX, subject))?.map(|v| v.to_vec()))
+    /// Every agency's own erasure about the subject, by agency.
+    pub fn agency_erasures(&self, subject: &str) -> Result<Vec<(String, Erasure)>, KeyringError> {
+        self.by_agency(ERASED_PREFIX, subject, tombstone)
     }
 
-    /// Destroys the subject's data key and records the erasure (not yet flushed; then
-    /// call [`Keyring::flush`] and [`Keyring::finish_erasures`]). False if already erased.
+    /// The subject's wrapped data keys as stored, by contributing agency (for checking
+    /// that an erasure left no copy).
+    pub fn wrapped_keys(&self, subject: &str) -> Result<Vec<(String, Vec<u8>)>, KeyringError> {
+        self.by_agency(KEY_PREFIX, subject, |v| v.to_vec())
+    }
+
+    fn by_agency<T>(
+        &self,
+        prefix: u8,
+        subject: &str,
+        value: impl Fn(&[u8]) -> T,
+    ) -> Result<Vec<(String, T)>, KeyringError> {
+        let start = agencies_prefix(prefix, subject);
+        let db = self.db.read().unwrap_or_else(lock_poisoned);
+        let mut out = Vec::new();
+        for item in db.scan_prefix(&start) {
+            let (k, v) = item.map_err(|e| self.store_err(e))?;
+            out.push((
+                String::from_utf8_lossy(&k[start.len()..]).into_owned(),
+                value(&v),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Destroys keys and records the erasure (not yet flushed; then call
+    /// [`Keyring::flush`] and [`Keyring::finish_erasures`]): with `agency`, only that
+    /// agency's key for the subject; without, every key of the subject (the exchange's
+    /// erasure). False if that erasure already happened.
     pub fn erase(
         &self,
         subject: &str,
+        agency: Option<&str>,
         reason: &str,
         at_unix_ms: i64,
     ) -> Result<bool, KeyringError> {
-        if self.erasure(subject)?.is_some() {
-            return Ok(false);
-        }
-        let mut tombstone = (at_unix_ms as u64).to_be_bytes().to_vec();
-        tombstone.extend_from_slice(reason.as_bytes());
+        let (tombstone_key, doomed) = match agency {
+            Some(agency) => {
+                if self.erased_for(subject, agency)? {
+                    return Ok(false);
+                }
+                (
+                    agency_entry(ERASED_PREFIX, subject, agency),
+                    vec![agency_entry(KEY_PREFIX, subject, agency)],
+                )
+            }
+            None => {
+                if self.erasure(subject)?.is_some() {
+                    return Ok(false);
+                }
+                let keys = self
+                    .wrapped_keys(subject)?
+                    .into_iter()
+                    .map(|(agency, _)| agency_entry(KEY_PREFIX, subject, &agency))
+                    .collect();
+                (entry(ERASED_PREFIX, subject), keys)
+            }
+        };
+        let mut value = (at_unix_ms as u64).to_be_bytes().to_vec();
+        value.extend_from_slice(reason.as_bytes());
         {
             let db = self.db.read().unwrap_or_else(lock_poisoned);
             let mut batch = sled::Batch::default();
-            batch.insert(entry(ERASED_PREFIX, subject), tombstone);
-            batch.remove(entry(KEY_PREFIX, subject));
+            batch.insert(tombstone_key, value);
+            for key in &doomed {
+                batch.remove(key.as_slice());
+            }
             batch.insert(PENDING_REWRITE, &[] as &[u8]);
             db.apply_batch(batch).map_err(|e| self.store_err(e))?;
         }
         self.dirty.store(true, Ordering::Release);
-        self.cache
-            .lock()
-            .unwrap_or_else(lock_poisoned)
-            .remove(subject);
-        tracing::info!(subject, reason, "subject erased: data key destroyed");
+        let mut cache = self.cache.lock().unwrap_or_else(lock_poisoned);
+        for key in &doomed {
+            cache.remove(String::from_utf8_lossy(key).as_ref());
+        }
+        drop(cache);
+        tracing::info!(
+            subject,
+            agency,
+            reason,
+            "subject erased: data keys destroyed"
+        );
         Ok(true)
     }
 
@@ -559,6 +652,13 @@ pub fn put_details(envelope: &mut Envelope, details: PersonalDetails) {
     }
 }
 
+fn tombstone(v: &[u8]) -> Erasure {
+    Erasure {
+        at_unix_ms: u64_prefix(v) as i64,
+        reason: String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned(),
+    }
+}
+
 fn u64_prefix(bytes: &[u8]) -> u64 {
     bytes
         .get(..8)
@@ -651,8 +751,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let kek = Kek::generate().expect("kek");
         let ring = Keyring::load(dir.path(), kek.clone()).expect("open");
-        let sealed = ring.seal("s1", "e1", &details()).expect("seal");
-        let other = ring.seal("s2", "e2", &details()).expect("seal");
+        let sealed = ring.seal("s1", "police", "e1", &details()).expect("seal");
+        let other = ring.seal("s2", "police", "e2", &details()).expect("seal");
         assert!(!sealed.ciphertext.is_empty());
         assert!(
             !sealed
@@ -665,14 +765,14 @@ mod tests {
             Opened::Details(details())
         );
         ring.flush_blocking().expect("flush");
-        let wrapped = ring.wrapped_key("s1").expect("read").expect("a key");
+        let wrapped = ring.wrapped_keys("s1").expect("read").remove(0).1;
         assert!(
             files_contain(dir.path(), &wrapped),
             "the scan sees stored keys"
         );
 
-        assert!(ring.erase("s1", "asked to", 1000).expect("erase"));
-        assert!(!ring.erase("s1", "again", 2000).expect("erase"));
+        assert!(ring.erase("s1", None, "asked to", 1000).expect("erase"));
+        assert!(!ring.erase("s1", None, "again", 2000).expect("erase"));
         ring.flush_blocking().expect("flush");
         ring.finish_erasures().expect("rewrite");
         assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
@@ -689,9 +789,9 @@ mod tests {
         );
         assert_eq!(ring.open(&other).expect("open"), Opened::Details(details()));
         // New details for an erased subject are dropped, not stored.
-        let again = ring.seal("s1", "e3", &details()).expect("seal");
+        let again = ring.seal("s1", "police", "e3", &details()).expect("seal");
         assert!(again.erased && again.ciphertext.is_empty());
-        assert!(!ring.has_key("s1").expect("read"));
+        assert!(ring.wrapped_keys("s1").expect("read").is_empty());
 
         drop(ring);
         let ring = Keyring::load(dir.path(), kek).expect("reopen");
@@ -700,10 +800,49 @@ mod tests {
     }
 
     #[test]
+    fn an_agency_erases_only_what_it_contributed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ring = Keyring::load(dir.path(), Kek::generate().expect("kek")).expect("open");
+        let police = ring.seal("s1", "police", "e1", &details()).expect("seal");
+        let social = ring.seal("s1", "social", "e2", &details()).expect("seal");
+        assert!(ring.erase("s1", Some("police"), "asked", 5).expect("erase"));
+        assert!(!ring.erase("s1", Some("police"), "again", 6).expect("erase"));
+        ring.flush_blocking().expect("flush");
+        ring.finish_erasures().expect("rewrite");
+        assert_eq!(ring.open(&police).expect("open"), Opened::Erased);
+        assert_eq!(
+            ring.open(&social).expect("open"),
+            Opened::Details(details())
+        );
+        assert!(ring.erasure("s1").expect("read").is_none());
+        assert_eq!(ring.agency_erasures("s1").expect("read").len(), 1);
+        // The police's later details about the subject are dropped; others' are kept.
+        assert!(
+            ring.seal("s1", "police", "e3", &details())
+                .expect("seal")
+                .erased
+        );
+        assert!(
+            !ring
+                .seal("s1", "social", "e4", &details())
+                .expect("seal")
+                .erased
+        );
+        // A sealed copy moved to another agency's name does not open.
+        let mut moved = social.clone();
+        moved.agency = "ngo".into();
+        assert!(ring.open(&moved).is_err());
+        // The exchange's erasure takes every key.
+        assert!(ring.erase("s1", None, "retention", 7).expect("erase"));
+        assert_eq!(ring.open(&social).expect("open"), Opened::Erased);
+        assert!(ring.wrapped_keys("s1").expect("read").is_empty());
+    }
+
+    #[test]
     fn refuses_a_foreign_kek_and_altered_details() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ring = Keyring::load(dir.path(), Kek::generate().expect("kek")).expect("open");
-        let mut sealed = ring.seal("s1", "e1", &details()).expect("seal");
+        let mut sealed = ring.seal("s1", "police", "e1", &details()).expect("seal");
         sealed.event_id = "e2".into();
         assert!(matches!(
             ring.open(&sealed),
@@ -723,8 +862,8 @@ mod tests {
         let sealed;
         {
             let ring = Keyring::load(dir.path(), kek.clone()).expect("open");
-            sealed = ring.seal("s1", "e1", &details()).expect("seal");
-            ring.erase("s1", "asked", 1).expect("erase");
+            sealed = ring.seal("s1", "police", "e1", &details()).expect("seal");
+            ring.erase("s1", None, "asked", 1).expect("erase");
             ring.flush_blocking().expect("flush");
             // Crash before the rewrite: the marker stays.
         }

@@ -8,6 +8,10 @@ pub const INBOX: u8 = b'i';
 pub const QUARANTINE: u8 = b'q';
 pub const REJECTED_EVENT: u8 = b'x';
 pub const DIRECTORY: u8 = b'd';
+pub const SUBJECT_CASES: u8 = b's';
+pub const AGENCY_STATUS: u8 = b'a';
+pub const INGRESS: u8 = b'p';
+pub const QUARANTINE_USAGE: u8 = b'u';
 
 pub const META_HEAD: &[u8] = b"mhead";
 pub const META_POSITION: &[u8] = b"mposition";
@@ -17,7 +21,7 @@ pub const META_FORMAT: &[u8] = b"mformat";
 pub const META_REBUILDING: &[u8] = b"mrebuilding";
 
 /// Format of this key layout; a store written by another format is refused, not repaired.
-pub const FORMAT: u64 = 1;
+pub const FORMAT: u64 = 2;
 
 pub fn record(seq: u64) -> [u8; 9] {
     let mut k = [RECORD; 9];
@@ -25,9 +29,13 @@ pub fn record(seq: u64) -> [u8; 9] {
     k
 }
 
-pub fn event(id: &[u8; 16]) -> [u8; 17] {
-    let mut k = [EVENT; 17];
-    k[1..].copy_from_slice(id);
+/// An event id, scoped to the agency that published it: agency, 0, the id's 16 bytes.
+pub fn event(agency: &str, id: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + 18);
+    k.push(EVENT);
+    k.extend_from_slice(agency.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id);
     k
 }
 
@@ -98,6 +106,29 @@ pub fn listing(agency: &str, service_id: &str) -> Vec<u8> {
     k.extend_from_slice(agency.as_bytes());
     k.push(0);
     k.extend_from_slice(service_id.as_bytes());
+    k
+}
+
+/// The subject index: subject, 0, case id.
+pub fn subject_case(subject: &str, case_id: &str) -> Vec<u8> {
+    let mut k = subject_cases_prefix(subject);
+    k.extend_from_slice(case_id.as_bytes());
+    k
+}
+
+pub fn subject_cases_prefix(subject: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subject.len() + 2);
+    k.push(SUBJECT_CASES);
+    k.extend_from_slice(subject.as_bytes());
+    k.push(0);
+    k
+}
+
+/// One key per agency: `prefix` + agency.
+pub fn per_agency(prefix: u8, agency: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(agency.as_bytes());
     k
 }
 

@@ -6,13 +6,17 @@
 //! | prefix | key                                  | value                                   |
 //! |--------|--------------------------------------|-----------------------------------------|
 //! | `r`    | sequence                             | `LogRecord`                             |
-//! | `e`    | event id (16 bytes)                  | sequence, case version after it         |
+//! | `e`    | agency, 0, event id (16 bytes)       | sequence, case version after it         |
 //! | `c`    | case id, 0, sequence                 | (empty): the case's records in order    |
 //! | `v`    | case id                              | `CaseView` (projection)                 |
 //! | `i`    | agency, 0, case id, 0, item id       | `InboxItem` (projection)                |
 //! | `q`    | stream sequence                      | `QuarantineEntry`                       |
 //! | `x`    | agency, 0, event id (text)           | latest rejection `Receipt` for it       |
 //! | `d`    | agency, 0, service id                | current `ServiceListing` (projection)   |
+//! | `s`    | subject, 0, case id                  | (empty): the subject's cases            |
+//! | `a`    | agency                               | its revocation: sequence, reason        |
+//! | `p`    | agency                               | last ingress sequence decided           |
+//! | `u`    | agency                               | quarantine usage: entries, bytes, summarized |
 //! | `m`    | name                                 | head, stream position, counters, format |
 //!
 //! Because everything lives in one tree, one `sled::Batch` applies records,
@@ -21,13 +25,17 @@
 //! acknowledged or receipted.
 
 pub mod access;
+mod batch;
 pub mod chain;
 mod keys;
+mod rebuild;
 mod store;
 
 pub use access::{AccessLog, access_hash};
+pub use batch::{Appended, Logged, NewRecord, WriteBatch, attach_sealed_details};
 pub use chain::{GENESIS, Hash, hex, is_intact, record_hash};
+pub use rebuild::Rebuilt;
 pub use store::{
-    Appended, CaseFilter, CommitPause, DEFAULT_CACHE_BYTES, Head, Log, LogError, Logged, NewRecord,
-    Rebuilt, StoreOptions, WriteBatch, attach_sealed_details, check_writable, settle,
+    CaseFilter, CommitPause, DEFAULT_CACHE_BYTES, Head, Log, LogError, QuarantineUsage, Revocation,
+    StoreOptions, check_writable, settle,
 };

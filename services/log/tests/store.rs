@@ -3,8 +3,8 @@
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
-use handoff_log::{CaseFilter, Log, LogError, NewRecord, StoreOptions, is_intact};
+use handoff_domain::{Agency, AgencyKind, Effects, Position, Registry, admit};
+use handoff_log::{CaseFilter, Log, LogError, NewRecord, StoreOptions, WriteBatch, is_intact};
 use prost::Message;
 
 fn registry() -> Registry {
@@ -23,14 +23,19 @@ fn registry() -> Registry {
     .expect("registry")
 }
 
-fn envelope(n: u64, case: &str, event: Event) -> Envelope {
+/// Test case `name`'s id: the police open every test case, under their own id.
+fn case(name: &str) -> String {
+    format!("police/{name}")
+}
+
+fn envelope(n: u64, name: &str, event: Event) -> Envelope {
     Envelope {
         event_id: uuid::Builder::from_unix_timestamp_millis(1_700_000_000_000 + n, &[n as u8; 10])
             .into_uuid()
             .to_string(),
         source_agency: "police".into(),
-        case_id: case.into(),
-        subject_pseudonym: format!("subj-{case}"),
+        case_id: case(name),
+        subject_pseudonym: format!("police/subj-{name}"),
         occurred_at: Some(handoff_contract::time::from_unix_ms(1_700_000_000_000)),
         schema_version: 1,
         event: Some(event),
@@ -42,30 +47,39 @@ fn incident() -> Event {
     Event::IncidentReported(IncidentReported::default())
 }
 
-/// Appends envelopes the way ingest does, one stream sequence each.
+/// Stages one event the way ingest does: admitted against the log plus the batch,
+/// appended with the case it changes, then the listing it changes.
+fn stage(batch: &mut WriteBatch<'_>, e: &Envelope, stream_sequence: u64) {
+    let at = Position {
+        sequence: batch.next_sequence(),
+        recorded_at_ms: 1_700_000_000_000,
+    };
+    let Effects { case, listing, .. } = admit(&*batch, e, &registry(), at)
+        .expect("read")
+        .expect("accepted");
+    batch
+        .append(
+            NewRecord {
+                stream_sequence,
+                recorded_at_unix_ms: at.recorded_at_ms,
+                envelope: &e.encode_to_vec(),
+                event_id: &e.event_id,
+                agency: &e.source_agency,
+                sealed_details: None,
+            },
+            case.map(|c| *c),
+        )
+        .expect("append");
+    if let Some(change) = listing {
+        batch.directory(change);
+    }
+}
+
+/// Appends envelopes the way ingest does, one stream sequence each, in one commit.
 async fn append_all(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
-    let reg = registry();
     let mut batch = log.batch();
     for (i, e) in envelopes.iter().enumerate() {
-        let current = batch.case(&e.case_id).expect("read");
-        let at = Position {
-            sequence: batch.next_sequence(),
-            recorded_at_ms: 1_700_000_000_000,
-        };
-        let view = evolve(current.as_ref(), e, &reg, at).expect("accepted");
-        batch
-            .append(
-                NewRecord {
-                    stream_sequence: first_stream_seq + i as u64,
-                    recorded_at_unix_ms: at.recorded_at_ms,
-                    envelope: &e.encode_to_vec(),
-                    event_id: &e.event_id,
-                    sealed_details: None,
-                },
-                current.as_ref(),
-                Some(view),
-            )
-            .expect("append");
+        stage(&mut batch, e, first_stream_seq + i as u64);
     }
     log.commit(batch).await.expect("commit");
 }
@@ -98,8 +112,11 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
     assert!(records.iter().all(is_intact));
-    assert_eq!(log.case_records("c1").expect("c1").len(), 3);
-    assert_eq!(log.case("c0").expect("c0").expect("exists").version, 2);
+    assert_eq!(log.case_records(&case("c1")).expect("c1").len(), 3);
+    assert_eq!(
+        log.case(&case("c0")).expect("c0").expect("exists").version,
+        2
+    );
     let receipt = log
         .receipt_for("police", &events[2].event_id)
         .expect("lookup")
@@ -111,6 +128,22 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
             .is_none(),
         "another agency's receipt is not shown"
     );
+    {
+        let batch = log.batch();
+        assert!(
+            batch
+                .duplicate_of("police", &events[2].event_id)
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            batch
+                .duplicate_of("ic", &events[2].event_id)
+                .expect("read")
+                .is_none(),
+            "event ids are scoped to the agency that published them"
+        );
+    }
     let all_of = |v: CaseView| Ok(CaseFilter::default().matches(&v).then_some(v));
     let (all, more) = log.list_cases("", 1, all_of).expect("list");
     assert_eq!((all.len(), more), (1, true));
@@ -118,13 +151,13 @@ async fn appended_records_chain_and_index_and_survive_reopen() {
     assert_eq!((rest.len(), more), (1, false));
     // The past is re-folded from the records: c1 after its first event, at sequence 1.
     let past = log
-        .case_as_of("c1", 2, &registry())
+        .case_as_of(&case("c1"), 2, &registry())
         .expect("as of")
         .expect("existed");
     assert_eq!(past.version, 1);
-    let now = log.case("c1").expect("c1").expect("exists");
+    let now = log.case(&case("c1")).expect("c1").expect("exists");
     let refolded = log
-        .case_as_of("c1", 5, &registry())
+        .case_as_of(&case("c1"), 5, &registry())
         .expect("as of")
         .expect("exists");
     assert_eq!(
@@ -167,45 +200,23 @@ async fn an_uncommitted_batch_leaves_nothing_behind() {
     let log = Log::open(dir.path()).expect("open");
     append_all(&log, &[envelope(1, "c", incident())], 1).await;
     {
-        let reg = registry();
         let mut batch = log.batch();
-        let e = envelope(2, "d", incident());
-        let view = evolve(
-            None,
-            &e,
-            &reg,
-            Position {
-                sequence: batch.next_sequence(),
-                recorded_at_ms: 0,
-            },
-        )
-        .expect("ok");
+        stage(&mut batch, &envelope(2, "d", incident()), 2);
         batch
-            .append(
-                NewRecord {
-                    stream_sequence: 2,
-                    recorded_at_unix_ms: 0,
-                    envelope: &e.encode_to_vec(),
-                    event_id: &e.event_id,
-                    sealed_details: None,
+            .quarantine(
+                QuarantineEntry {
+                    stream_sequence: 3,
+                    ..Default::default()
                 },
-                None,
-                Some(view),
+                &Receipt::default(),
+                "police",
             )
             .expect("staged");
-        batch.quarantine(
-            QuarantineEntry {
-                stream_sequence: 3,
-                ..Default::default()
-            },
-            &Receipt::default(),
-            "police",
-        );
         // dropped without commit, as when the process dies before the flush
     }
     assert_eq!(log.head().sequence, 1);
     assert_eq!(log.head().stream_position, 1);
-    assert!(log.case("d").expect("read").is_none());
+    assert!(log.case(&case("d")).expect("read").is_none());
     assert!(log.quarantine(0, 10).expect("q").is_empty());
 }
 
@@ -272,9 +283,12 @@ async fn a_rebuild_puts_back_dropped_altered_and_extra_projection_entries_exactl
     };
     // Damage three projection entries (layout in lib.rs): one dropped, one altered, one extra.
     tamper(dir.path(), |tree| {
-        tree.remove(key(b'v', b"c1")).expect("drop a view");
+        tree.remove(key(b'v', case("c1").as_bytes()))
+            .expect("drop a view");
         let id = uuid::Uuid::parse_str(&events[0].event_id).expect("uuid");
-        tree.insert(key(b'e', id.as_bytes()), &b"garbage"[..])
+        let mut event_key = b"police\0".to_vec();
+        event_key.extend_from_slice(id.as_bytes());
+        tree.insert(key(b'e', &event_key), &b"garbage"[..])
             .expect("alter an index entry");
         let mut ghost = key(b'c', b"ghost\0");
         ghost.extend_from_slice(&99u64.to_be_bytes());
@@ -378,37 +392,6 @@ async fn a_store_whose_rebuild_was_cut_off_is_not_served_until_rebuilt() {
     Log::open(dir.path()).expect("served again after the rebuild");
 }
 
-/// Appends directory events the way ingest does (decided against the staged directory).
-async fn append_listings(log: &Log, envelopes: &[Envelope], first_stream_seq: u64) {
-    let reg = registry();
-    let mut batch = log.batch();
-    for (i, e) in envelopes.iter().enumerate() {
-        let service_id = handoff_domain::directory::service_id(e).expect("a directory event");
-        let current = batch.listing(&e.source_agency, service_id).expect("read");
-        let at = Position {
-            sequence: batch.next_sequence(),
-            recorded_at_ms: 1_700_000_000_000,
-        };
-        let change =
-            handoff_domain::directory::decide(current.as_ref(), e, &reg, at).expect("accepted");
-        batch
-            .append(
-                NewRecord {
-                    stream_sequence: first_stream_seq + i as u64,
-                    recorded_at_unix_ms: at.recorded_at_ms,
-                    envelope: &e.encode_to_vec(),
-                    event_id: &e.event_id,
-                    sealed_details: None,
-                },
-                None,
-                None,
-            )
-            .expect("append");
-        batch.directory(change);
-    }
-    log.commit(batch).await.expect("commit");
-}
-
 #[tokio::test]
 async fn a_rebuild_puts_back_a_dropped_directory_listing() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -445,7 +428,7 @@ async fn a_rebuild_puts_back_a_dropped_directory_listing() {
     let exact = {
         let log = Log::open(dir.path()).expect("open");
         append_all(&log, &[envelope(6, "case-1", incident())], 1).await;
-        append_listings(&log, &events, 2).await;
+        append_all(&log, &events, 2).await;
         let names: Vec<String> = log
             .directory()
             .expect("directory")

@@ -68,7 +68,8 @@ impl DirectoryApi for Directory {
     ) -> Result<Response<ListServicesResponse>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
-        let result = self.list(&req);
+        let result = crate::cases::within_limits(&req, "handoff.v1.ListServicesRequest")
+            .and_then(|()| self.list(&req));
         // Recorded before the answer leaves, like every read; it names no case or subject.
         let record = AccessRecord {
             at_unix_ms: super::now_unix_ms(),
@@ -78,9 +79,12 @@ impl DirectoryApi for Directory {
                 Ok(_) => "ok".into(),
                 Err(status) => super::outcome_of(status),
             },
-            query: format!(
-                "area={:?} language={:?} text={:?}",
-                req.area, req.language, req.text
+            query: handoff_domain::limits::bounded(
+                &format!(
+                    "area={:?} language={:?} text={:?}",
+                    req.area, req.language, req.text
+                ),
+                handoff_domain::limits::KEPT_TEXT,
             ),
             ..AccessRecord::default()
         };

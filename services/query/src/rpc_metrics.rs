@@ -28,6 +28,7 @@ fn new_histogram() -> Histogram {
 pub struct RpcMetrics {
     requests: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
+    throttled: Family<Labels, Counter>,
 }
 
 impl Default for RpcMetrics {
@@ -35,6 +36,7 @@ impl Default for RpcMetrics {
         RpcMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(new_histogram as fn() -> Histogram),
+            throttled: Family::default(),
         }
     }
 }
@@ -53,6 +55,16 @@ impl RpcMetrics {
             "Seconds from a gRPC call's arrival to its response headers, by method",
             self.duration.clone(),
         );
+        r.register(
+            "rpc_throttled",
+            "gRPC calls refused because the calling agency was over its share, by agency",
+            self.throttled.clone(),
+        );
+    }
+
+    /// The counter of calls refused for being over an agency's share.
+    pub fn throttled(&self) -> Family<Labels, Counter> {
+        self.throttled.clone()
     }
 
     fn record(&self, method: &str, code: &str, seconds: f64) {

@@ -122,18 +122,25 @@ impl StatisticsApi for Statistics {
     ) -> Result<Response<StatsReport>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
-        let result = self.report(&caller, &req);
+        let result = crate::cases::within_limits(&req, "handoff.v1.StatsRequest")
+            .and_then(|()| self.report(&caller, &req));
         // Recorded like every read, before the answer leaves; a report names no case or subject.
         let record = AccessRecord {
             at_unix_ms: super::now_unix_ms(),
             agency: caller.agency.clone(),
             rpc: "GetStats".into(),
-            purpose: req.purpose.clone(),
+            purpose: handoff_domain::limits::bounded(
+                &req.purpose,
+                handoff_domain::limits::REQUEST_PURPOSE,
+            ),
             outcome: match &result {
                 Ok(_) => "ok".into(),
                 Err(status) => super::outcome_of(status),
             },
-            query: format!("from={:?} to={:?}", req.from_month, req.to_month),
+            query: handoff_domain::limits::bounded(
+                &format!("from={:?} to={:?}", req.from_month, req.to_month),
+                handoff_domain::limits::KEPT_TEXT,
+            ),
             ..AccessRecord::default()
         };
         super::record_read(&self.log, record).await?;
