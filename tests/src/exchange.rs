@@ -432,14 +432,7 @@ impl Exchange {
             let top = want.entry(s.agency.as_str()).or_default();
             *top = (*top).max(s.sequence);
         }
-        let mut client = self.client_as(AUDITOR).await;
-        let deadline = Instant::now() + within;
-        loop {
-            let head = client
-                .get_log_head(LogHeadRequest {})
-                .await
-                .expect("head")
-                .into_inner();
+        self.head_when(within, |head| {
             let behind: Vec<String> = want
                 .iter()
                 .filter(|(agency, sequence)| {
@@ -450,21 +443,32 @@ impl Exchange {
                 })
                 .map(|(agency, sequence)| format!("{agency} {sequence}"))
                 .collect();
-            if behind.is_empty() {
-                return head;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "exchange has not decided {behind:?} after {within:?}; ingress at {:?}\n{}",
-                head.ingress,
-                self.last_log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (!behind.is_empty())
+                .then(|| format!("has not decided {behind:?}; ingress at {:?}", head.ingress))
+        })
+        .await
     }
 
     /// Waits until the exchange has consumed the events stream up to `stream_sequence`.
     pub async fn wait_for_position(&self, stream_sequence: u64, within: Duration) -> LogHead {
+        self.head_when(within, |head| {
+            (head.stream_position < stream_sequence).then(|| {
+                format!(
+                    "at stream position {} of {stream_sequence}",
+                    head.stream_position
+                )
+            })
+        })
+        .await
+    }
+
+    /// Polls the head (as the auditor) until `waiting` says nothing is missing, and
+    /// returns it; fails after `within` with what was missing and the exchange's log.
+    async fn head_when(
+        &self,
+        within: Duration,
+        waiting: impl Fn(&LogHead) -> Option<String>,
+    ) -> LogHead {
         let mut client = self.client_as(AUDITOR).await;
         let deadline = Instant::now() + within;
         loop {
@@ -473,17 +477,37 @@ impl Exchange {
                 .await
                 .expect("head")
                 .into_inner();
-            if head.stream_position >= stream_sequence {
+            let Some(missing) = waiting(&head) else {
                 return head;
-            }
+            };
             assert!(
                 Instant::now() < deadline,
-                "exchange at stream position {} of {stream_sequence} after {within:?}\n{}",
-                head.stream_position,
+                "exchange {missing} after {within:?}\n{}",
                 self.last_log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The log's head now, as the auditor sees it.
+    pub async fn head(&self) -> LogHead {
+        self.client_as(AUDITOR)
+            .await
+            .get_log_head(LogHeadRequest {})
+            .await
+            .expect("head")
+            .into_inner()
+    }
+
+    /// The first hundred quarantine entries, as the auditor reads them.
+    pub async fn quarantine(&self) -> Vec<QuarantineEntry> {
+        self.client_as(AUDITOR)
+            .await
+            .list_quarantine(ListQuarantineRequest::default())
+            .await
+            .expect("quarantine")
+            .into_inner()
+            .entries
     }
 
     /// A case's current view, via GetCase, as the auditor sees it.

@@ -229,13 +229,16 @@ impl NatsCluster {
             .join(",")
     }
 
-    /// A connection as an agency's own NATS user, to any node.
-    pub async fn connect_as(&self, agency: &str) -> async_nats::Client {
-        let urls: Vec<async_nats::ServerAddr> = self
-            .nodes
+    fn addresses(&self) -> Vec<async_nats::ServerAddr> {
+        self.nodes
             .iter()
             .map(|n| n.url().parse().expect("server address"))
-            .collect();
+            .collect()
+    }
+
+    /// A connection as an agency's own NATS user, to any node.
+    pub async fn connect_as(&self, agency: &str) -> async_nats::Client {
+        let urls = self.addresses();
         async_nats::ConnectOptions::new()
             .user_and_password(agency.into(), self.nodes[0].password(agency))
             .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
@@ -246,11 +249,7 @@ impl NatsCluster {
 
     /// A connection as the exchange's NATS user, to any node.
     pub async fn connect(&self) -> async_nats::Client {
-        let urls: Vec<async_nats::ServerAddr> = self
-            .nodes
-            .iter()
-            .map(|n| n.url().parse().expect("server address"))
-            .collect();
+        let urls = self.addresses();
         async_nats::ConnectOptions::new()
             .user_and_password(
                 "handoff-exchange".into(),

@@ -164,14 +164,7 @@ async fn agencies_publish_their_services_and_the_directory_serves_and_exports_th
     .await;
     assert_eq!(text.len(), 1, "{text:?}");
 
-    let quarantine = exchange
-        .client_as(AUDITOR)
-        .await
-        .list_quarantine(ListQuarantineRequest::default())
-        .await
-        .expect("quarantine")
-        .into_inner()
-        .entries;
+    let quarantine = exchange.quarantine().await;
     // Each agency publishes into its own ingress stream, so refusals of different
     // agencies reach the quarantine in no fixed order: each is found by its agency.
     assert_eq!(quarantine.len(), 3, "{quarantine:?}");

@@ -68,16 +68,6 @@ async fn overall_health(exchange: &Exchange) -> i32 {
         .unwrap_or(-1)
 }
 
-async fn head(exchange: &Exchange) -> LogHead {
-    exchange
-        .client_as(AUDITOR)
-        .await
-        .get_log_head(LogHeadRequest {})
-        .await
-        .expect("head")
-        .into_inner()
-}
-
 async fn wait_for(what: &str, exchange: &Exchange, mut ok: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ok().await {
@@ -177,7 +167,7 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
     })
     .await;
     assert_eq!(
-        head(&exchange).await.sequence,
+        exchange.head().await.sequence,
         20,
         "nothing stored while full"
     );
@@ -358,7 +348,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
             .is_err(),
         "nothing receipted while unwritable"
     );
-    assert_eq!(head(&exchange).await.sequence, 10, "nothing stored");
+    assert_eq!(exchange.head().await.sequence, 10, "nothing stored");
 
     // Fixed: everything held back is stored once and receipted, without a restart.
     mode(0o755);

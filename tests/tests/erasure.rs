@@ -150,14 +150,7 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         .wait_for([&stranger, &own], Duration::from_secs(30))
         .await;
     assert_eq!((head.sequence, head.quarantined), (5, 2));
-    let quarantine = exchange
-        .client_as(AUDITOR)
-        .await
-        .list_quarantine(ListQuarantineRequest::default())
-        .await
-        .expect("quarantine")
-        .into_inner()
-        .entries;
+    let quarantine = exchange.quarantine().await;
     let refusal = quarantine
         .iter()
         .find(|q| q.agency == PROGRAMME)

@@ -61,14 +61,7 @@ async fn truncated_future_unknown_and_oversized_messages_are_refused_and_ingest_
 
     let head = exchange.wait_for([&last], Duration::from_secs(30)).await;
     assert_eq!((head.sequence, head.quarantined), (1, 3));
-    let q = exchange
-        .client_as(AUDITOR)
-        .await
-        .list_quarantine(ListQuarantineRequest::default())
-        .await
-        .expect("quarantine")
-        .into_inner()
-        .entries;
+    let q = exchange.quarantine().await;
     let found: Vec<(RejectionReason, &str)> =
         q.iter().map(|e| (e.reason(), e.detail.as_str())).collect();
     assert!(

@@ -112,17 +112,7 @@ async fn a_flooding_agency_fills_only_its_own_share() {
             Duration::from_secs(30),
         )
         .await;
-    let entries = exchange
-        .client_as(AUDITOR)
-        .await
-        .list_quarantine(ListQuarantineRequest {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("quarantine")
-        .into_inner()
-        .entries;
+    let entries = exchange.quarantine().await;
     assert_eq!(entries.len(), 40);
     let whole = entries.iter().filter(|e| !e.summarized).count();
     assert!(

@@ -66,15 +66,11 @@ async fn updates(stream: &mut Streaming<CaseUpdate>, until: u64) -> Vec<CaseUpda
     out
 }
 
-/// Finding 3: after consent was withdrawn, GetCaseAsOf at an earlier sequence and a
-/// WatchCases replay from 0 still returned the withheld fields.
-#[tokio::test(flavor = "multi_thread")]
-async fn withdrawn_consent_narrows_every_read_of_the_past_too() {
-    let nats = NatsServer::start();
-    let exchange = Exchange::start(&nats).await;
-    shared_case(&nats, 1, "k").await;
-    let mut police = exchange.client_as(POLICE).await;
-    let before = police
+/// Case `k` as it stood after sequence 2, as the police read it now.
+async fn as_of_two(
+    police: &mut handoff_contract::v1::cases_client::CasesClient<tonic::transport::Channel>,
+) -> CaseView {
+    police
         .get_case_as_of(GetCaseAsOfRequest {
             case_id: case_id("k"),
             as_of_sequence: 2,
@@ -83,7 +79,18 @@ async fn withdrawn_consent_narrows_every_read_of_the_past_too() {
         })
         .await
         .expect("as of")
-        .into_inner();
+        .into_inner()
+}
+
+/// Finding 3: after consent was withdrawn, GetCaseAsOf at an earlier sequence and a
+/// WatchCases replay from 0 still returned the withheld fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn withdrawn_consent_narrows_every_read_of_the_past_too() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    shared_case(&nats, 1, "k").await;
+    let mut police = exchange.client_as(POLICE).await;
+    let before = as_of_two(&mut police).await;
     assert!(
         before.subject_details.is_some(),
         "granted while consent stands"
@@ -100,16 +107,7 @@ async fn withdrawn_consent_narrows_every_read_of_the_past_too() {
     );
     accepted_all(&publish_as(&nats, PROGRAMME, &[withdraw]).await);
 
-    let as_of = police
-        .get_case_as_of(GetCaseAsOfRequest {
-            case_id: case_id("k"),
-            as_of_sequence: 2,
-            purpose: "follow-up".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("as of")
-        .into_inner();
+    let as_of = as_of_two(&mut police).await;
     assert!(
         as_of.subject_details.is_none(),
         "current consent governs the past"

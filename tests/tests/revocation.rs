@@ -28,16 +28,6 @@ fn listing(n: u64) -> Envelope {
     }
 }
 
-async fn head(exchange: &Exchange) -> LogHead {
-    exchange
-        .client_as(AUDITOR)
-        .await
-        .get_log_head(LogHeadRequest {})
-        .await
-        .expect("head")
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revocation_stops_an_agency_at_one_position_on_every_node() {
     let nats = NatsServer::start();
@@ -83,7 +73,7 @@ async fn a_revocation_stops_an_agency_at_one_position_on_every_node() {
         other => panic!("expected a refusal, got {other}"),
     }
     // Both nodes decided it the same, at the same position.
-    let (head_a, head_b) = (head(&a).await, head(&b).await);
+    let (head_a, head_b) = (a.head().await, b.head().await);
     assert_eq!(head_a.sequence, 2, "the listing and the revocation");
     let settle = std::time::Instant::now();
     let mut head_b = head_b;
@@ -91,7 +81,7 @@ async fn a_revocation_stops_an_agency_at_one_position_on_every_node() {
         && settle.elapsed() < Duration::from_secs(20)
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        head_b = head(&b).await;
+        head_b = b.head().await;
     }
     assert_eq!(
         (head_a.sequence, &head_a.hash, head_a.quarantined),

@@ -37,6 +37,33 @@ fn social_case(n: u64, name: &str) -> Envelope {
     )
 }
 
+/// Child protection's case `c1`, as child protection reads it.
+async fn read_c1(
+    social: &mut handoff_contract::v1::cases_client::CasesClient<tonic::transport::Channel>,
+) -> CaseView {
+    social
+        .get_case(GetCaseRequest {
+            case_id: case_id("social-north/c1"),
+            purpose: "casework".into(),
+        })
+        .await
+        .expect("child protection reads its case")
+        .into_inner()
+}
+
+/// `agency` asks for the erasure of what it contributed about `case`'s subject.
+fn erasure(n: u64, agency: &str, case: &str) -> Envelope {
+    envelope(
+        n,
+        agency,
+        case,
+        Event::SubjectErasureRequested(SubjectErasureRequested {
+            reason: "asked under GDPR art. 17".into(),
+            requested_by: "caseworker".into(),
+        }),
+    )
+}
+
 fn rejected(outcome: &Outcome) -> (RejectionReason, String) {
     match outcome {
         Outcome::Rejected { reason, detail } => (*reason, detail.clone()),
@@ -89,18 +116,7 @@ async fn no_agency_can_erase_what_it_has_no_part_in() {
     );
 
     // An erasure on child protection's case itself: refused like a missing case.
-    let erase = |n: u64, case: &str| {
-        envelope(
-            n,
-            POLICE,
-            case,
-            Event::SubjectErasureRequested(SubjectErasureRequested {
-                reason: "asked".into(),
-                requested_by: "officer 7".into(),
-            }),
-        )
-    };
-    let outcomes = publish_as(&nats, POLICE, &[erase(4, "social-north/c1")]).await;
+    let outcomes = publish_as(&nats, POLICE, &[erasure(4, POLICE, "social-north/c1")]).await;
     assert_eq!(rejected(&outcomes[0]).0, RejectionReason::UnknownCase);
     assert!(
         !exchange
@@ -110,14 +126,7 @@ async fn no_agency_can_erase_what_it_has_no_part_in() {
         "child protection's subject is not erased"
     );
     let mut social = exchange.client_as(SOCIAL).await;
-    let view = social
-        .get_case(GetCaseRequest {
-            case_id: case_id("social-north/c1"),
-            purpose: "casework".into(),
-        })
-        .await
-        .expect("child protection reads its case")
-        .into_inner();
+    let view = read_c1(&mut social).await;
     assert_eq!(
         view.subject_details.map(|d| d.full_name).as_deref(),
         Some("Petr Dvořák"),
@@ -126,24 +135,15 @@ async fn no_agency_can_erase_what_it_has_no_part_in() {
 
     // A party's erasure reaches only what it contributed: the programme (asked by the
     // referral) erases its own details; child protection's stay.
-    let own = envelope(
-        5,
-        PROGRAMME,
-        "social-north/c1",
-        Event::SubjectErasureRequested(SubjectErasureRequested {
-            reason: "asked".into(),
-            requested_by: "counsellor".into(),
-        }),
+    accepted(
+        &publish_as(
+            &nats,
+            PROGRAMME,
+            &[erasure(5, PROGRAMME, "social-north/c1")],
+        )
+        .await[0],
     );
-    accepted(&publish_as(&nats, PROGRAMME, &[own]).await[0]);
-    let view = social
-        .get_case(GetCaseRequest {
-            case_id: case_id("social-north/c1"),
-            purpose: "casework".into(),
-        })
-        .await
-        .expect("read")
-        .into_inner();
+    let view = read_c1(&mut social).await;
     assert!(!view.subject_details_erased);
     assert_eq!(
         view.subject_details.map(|d| d.full_name).as_deref(),
@@ -169,24 +169,8 @@ async fn no_agency_can_erase_what_it_has_no_part_in() {
         vec![PROGRAMME]
     );
     // Child protection's own request does erase what it contributed.
-    let theirs_too = envelope(
-        6,
-        SOCIAL,
-        "social-north/c1",
-        Event::SubjectErasureRequested(SubjectErasureRequested {
-            reason: "asked".into(),
-            requested_by: "caseworker".into(),
-        }),
-    );
-    accepted(&publish_as(&nats, SOCIAL, &[theirs_too]).await[0]);
-    let view = social
-        .get_case(GetCaseRequest {
-            case_id: case_id("social-north/c1"),
-            purpose: "casework".into(),
-        })
-        .await
-        .expect("read")
-        .into_inner();
+    accepted(&publish_as(&nats, SOCIAL, &[erasure(6, SOCIAL, "social-north/c1")]).await[0]);
+    let view = read_c1(&mut social).await;
     assert!(view.subject_details_erased && view.subject_details.is_none());
 }
 

@@ -33,40 +33,9 @@ pub enum AdminCommand {
     },
     /// Revoke an agency: the exchange refuses its later events (at one log position, on
     /// every node) and its calls, and the NATS authorization is written without its user.
-    Revoke {
-        /// The exchange's config (its NATS connection and credentials).
-        #[arg(long, env = "HANDOFF_CONFIG")]
-        config: PathBuf,
-        /// The agency's registry id.
-        agency: String,
-        /// Why, for the record (e.g. "contract ended 2026-12-01").
-        #[arg(long)]
-        reason: String,
-        /// Who decided (role or name), for the record.
-        #[arg(long, default_value = "exchange operator")]
-        requested_by: String,
-        /// Rewrite nats-server's authorization in this directory (as `handoff nats-auth
-        /// --out`); then reload nats-server so the agency's NATS user stops working.
-        #[arg(long)]
-        nats_auth_out: Option<PathBuf>,
-    },
+    Revoke(RegistryChangeArgs),
     /// Reinstate a revoked agency (its events are taken and its calls answered again).
-    Reinstate {
-        /// The exchange's config.
-        #[arg(long, env = "HANDOFF_CONFIG")]
-        config: PathBuf,
-        /// The agency's registry id.
-        agency: String,
-        /// Why, for the record.
-        #[arg(long)]
-        reason: String,
-        /// Who decided, for the record.
-        #[arg(long, default_value = "exchange operator")]
-        requested_by: String,
-        /// Rewrite nats-server's authorization in this directory, with the agency's user.
-        #[arg(long)]
-        nats_auth_out: Option<PathBuf>,
-    },
+    Reinstate(RegistryChangeArgs),
     /// Write a consistent backup of the running exchange's store and keyring to a new directory.
     Backup {
         /// The running exchange's config (its data dir holds the admin socket).
@@ -107,6 +76,26 @@ pub enum AdminCommand {
     },
 }
 
+/// What `admin revoke` and `admin reinstate` take.
+#[derive(clap::Args)]
+pub struct RegistryChangeArgs {
+    /// The exchange's config (its NATS connection and credentials).
+    #[arg(long, env = "HANDOFF_CONFIG")]
+    config: PathBuf,
+    /// The agency's registry id.
+    agency: String,
+    /// Why, for the record (e.g. "contract ended 2026-12-01").
+    #[arg(long)]
+    reason: String,
+    /// Who decided (role or name), for the record.
+    #[arg(long, default_value = "exchange operator")]
+    requested_by: String,
+    /// Rewrite nats-server's authorization in this directory (as `handoff nats-auth
+    /// --out`); then reload nats-server so the agency's NATS user follows.
+    #[arg(long)]
+    nats_auth_out: Option<PathBuf>,
+}
+
 /// Runs an admin command; false when the exchange refused it.
 pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
     match cmd {
@@ -141,40 +130,8 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
                 _ => false,
             })
         }
-        AdminCommand::Revoke {
-            config,
-            agency,
-            reason,
-            requested_by,
-            nats_auth_out,
-        } => {
-            registry_change(
-                &config,
-                &agency,
-                &reason,
-                &requested_by,
-                false,
-                nats_auth_out,
-            )
-            .await
-        }
-        AdminCommand::Reinstate {
-            config,
-            agency,
-            reason,
-            requested_by,
-            nats_auth_out,
-        } => {
-            registry_change(
-                &config,
-                &agency,
-                &reason,
-                &requested_by,
-                true,
-                nats_auth_out,
-            )
-            .await
-        }
+        AdminCommand::Revoke(args) => registry_change(args, false).await,
+        AdminCommand::Reinstate(args) => registry_change(args, true).await,
         AdminCommand::Backup { config, out } => {
             let config = crate::config::Config::load(&config)?;
             let out = std::path::absolute(&out)
@@ -252,15 +209,16 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
 
 /// Publishes a revocation or reinstatement as the exchange, waits for its receipt and
 /// rewrites the NATS authorization if asked.
-async fn registry_change(
-    config: &std::path::Path,
-    agency: &str,
-    reason: &str,
-    requested_by: &str,
-    reinstate: bool,
-    nats_auth_out: Option<PathBuf>,
-) -> anyhow::Result<bool> {
-    let config = crate::config::Config::load(config)?;
+async fn registry_change(args: RegistryChangeArgs, reinstate: bool) -> anyhow::Result<bool> {
+    let RegistryChangeArgs {
+        config,
+        agency,
+        reason,
+        requested_by,
+        nats_auth_out,
+    } = args;
+    let agency = agency.as_str();
+    let config = crate::config::Config::load(&config)?;
     let what = if reinstate {
         "reinstatement"
     } else {
@@ -272,7 +230,7 @@ async fn registry_change(
         .connect(config.nats_servers()?)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
-    let envelope = crate::revocation::request(agency, reason, requested_by, reinstate);
+    let envelope = crate::revocation::request(agency, &reason, &requested_by, reinstate);
     let outcome = crate::erasure::publish(client, envelope).await?;
     println!("{what} of agency {agency}: {outcome}");
     if !matches!(

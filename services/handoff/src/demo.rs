@@ -63,6 +63,15 @@ async fn publish(
     Ok(reports)
 }
 
+/// The case the first published event of `reports` belongs to.
+fn first_case(reports: &[RecordReport]) -> Option<String> {
+    reports
+        .first()
+        .and_then(|r| r.result.as_ref().ok())
+        .and_then(|events| events.first())
+        .map(|e| e.case_id.clone())
+}
+
 fn activity(
     case: &InboxItem,
     kind: &str,
@@ -194,12 +203,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         vec![eviction],
     )
     .await?;
-    let case_id = reports
-        .first()
-        .and_then(|r| r.result.as_ref().ok())
-        .and_then(|events| events.first())
-        .map(|e| e.case_id.clone())
-        .context("the police record produced no events")?;
+    let case_id = first_case(&reports).context("the police record produced no events")?;
 
     println!(
         "\n== 2. Intervention centre: reads its inbox, acknowledges within 24 h, reaches the man, refers him on =="
@@ -342,12 +346,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let form: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/referral-form.json"))?;
     let social = publish(config, SOCIAL, AdapterKind::Referral, vec![form]).await?;
-    let social_case = social
-        .first()
-        .and_then(|r| r.result.as_ref().ok())
-        .and_then(|events| events.first())
-        .map(|e| e.case_id.clone())
-        .context("the referral form produced no events")?;
+    let social_case = first_case(&social).context("the referral form produced no events")?;
 
     println!("\n== 5. Mistakes are refused and kept: the police try to record a session ==");
     let bad = activity(
