@@ -8,8 +8,8 @@ use std::time::Duration;
 use handoff_contract::v1::directory_client::DirectoryClient;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
-    Envelope, ListQuarantineRequest, ListServicesRequest, ProjectionDigestRequest, RejectionReason,
-    ServiceOffered, ServiceWithdrawn,
+    Envelope, ListServicesRequest, ProjectionDigestRequest, RejectionReason, ServiceOffered,
+    ServiceWithdrawn,
 };
 use handoff_e2e::events::{envelope, publish};
 use handoff_e2e::{
