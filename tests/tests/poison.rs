@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish, publish_raw, subject};
-use handoff_e2e::{AUDITOR, Exchange, NatsServer};
+use handoff_e2e::{Exchange, NatsServer};
 use prost::Message;
 
 #[tokio::test(flavor = "multi_thread")]

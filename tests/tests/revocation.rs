@@ -9,7 +9,7 @@ use handoff_adapters::Outcome;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{id, publish_as};
-use handoff_e2e::{AUDITOR, Exchange, NatsServer, PROGRAMME, run_handoff};
+use handoff_e2e::{Exchange, NatsServer, PROGRAMME, run_handoff};
 use tonic::Code;
 
 fn listing(n: u64) -> Envelope {
