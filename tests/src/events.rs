@@ -128,9 +128,16 @@ pub async fn publish_raw(
     }
 }
 
-/// Publishes an envelope on its agency's subject with Nats-Msg-Id = event id.
+/// Publishes an envelope on its agency's subject with Nats-Msg-Id = event id, its
+/// private parts sealed to the exchange's transport key as an adapter seals them.
 pub async fn publish(js: &async_nats::jetstream::Context, e: &Envelope) -> Sent {
-    publish_raw(js, &subject(e), Some(&e.event_id), e.encode_to_vec()).await
+    publish_raw(
+        js,
+        &subject(e),
+        Some(&e.event_id),
+        crate::seal(e).encode_to_vec(),
+    )
+    .await
 }
 
 /// Publishes `envelopes` as `agency` does: over its own NATS user (with the permissions
@@ -143,6 +150,8 @@ pub async fn publish_as(
 ) -> Vec<handoff_adapters::Outcome> {
     let client = nats.connect_as(agency).await.expect("the agency connects");
     handoff_adapters::Publisher::new(client, agency)
+        .with_transport(&crate::transport_public())
+        .expect("transport key")
         .with_timeout(std::time::Duration::from_secs(30))
         .publish_all(envelopes)
         .await

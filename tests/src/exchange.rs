@@ -254,7 +254,16 @@ impl Exchange {
                 .expect("handoff kek runs");
             assert!(status.success(), "handoff kek failed");
         }
+        crate::write_transport_files(
+            &self.dir.path().join("secrets/transport.keys"),
+            &self.transport_public_path(),
+        );
         issue_certificates(&self.config_path(), &self.certs_dir());
+    }
+
+    /// The transport public key file publishers seal to (`--transport-key`).
+    pub fn transport_public_path(&self) -> PathBuf {
+        self.dir.path().join("secrets/transport.pub")
     }
 
     /// Where the CA, the server's and every agency's certificate are.
@@ -333,6 +342,12 @@ impl Exchange {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The directory the exchange runs in: its config, secrets, certificates, logs
+    /// (`handoff-<n>.log`) and, unless given another, its data dir.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
     }
 
     /// What the exchange logged in its latest run (for failure messages).

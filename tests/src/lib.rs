@@ -16,10 +16,12 @@ mod browser;
 pub mod events;
 mod exchange;
 mod nats;
+mod transport;
 
 pub use browser::{Rendered, chromium, render_in_browser, screenshot};
 pub use exchange::{Exchange, ExchangeOptions};
 pub use nats::{Broker, NatsCluster, NatsServer};
+pub use transport::{seal, transport_keys, transport_public, write_transport_files};
 
 /// The agencies every test exchange registers: `(id, kind)`.
 pub const AGENCIES: &[(&str, &str)] = &[
@@ -163,7 +165,7 @@ pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path
 pub fn registry_config(nats_url: &str, grpc_port: u16, data_dir: &str) -> String {
     let policy = repo_root().join("ops/policy.toml");
     let mut text = format!(
-        "[nats]\nurl = {nats_url:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = {data_dir:?}\n\n[query]\nlisten = \"127.0.0.1:{grpc_port}\"\n\n[ingest]\nbatch_max = 256\n\n[policy]\nfile = {:?}\n\n[keys]\nkek_file = \"secrets/kek\"\n",
+        "[nats]\nurl = {nats_url:?}\nstream = \"HANDOFF_EVENTS\"\nduplicate_window_secs = 120\n\n[store]\ndata_dir = {data_dir:?}\n\n[query]\nlisten = \"127.0.0.1:{grpc_port}\"\n\n[ingest]\nbatch_max = 256\n\n[policy]\nfile = {:?}\n\n[keys]\nkek_file = \"secrets/kek\"\ntransport_file = \"secrets/transport.keys\"\n",
         policy.display().to_string()
     );
     for (id, kind) in AGENCIES {

@@ -105,6 +105,11 @@ impl NatsServer {
         self.child = Some(child);
     }
 
+    /// Where this server's JetStream keeps its streams (`store_dir`).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
     /// `nats://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

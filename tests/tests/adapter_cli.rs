@@ -11,7 +11,12 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run_police(nats: &NatsServer, input: &PathBuf, rejects: &PathBuf) -> (i32, String) {
+fn run_police(
+    nats: &NatsServer,
+    exchange: &Exchange,
+    input: &PathBuf,
+    rejects: &PathBuf,
+) -> (i32, String) {
     let out = Command::new(handoff_binary())
         .args([
             "adapter",
@@ -28,6 +33,8 @@ fn run_police(nats: &NatsServer, input: &PathBuf, rejects: &PathBuf) -> (i32, St
                 .join(format!("{POLICE}.password"))
                 .display()
                 .to_string(),
+            "--transport-key",
+            &exchange.transport_public_path().display().to_string(),
             "--rejects",
         ])
         .arg(rejects)
@@ -47,7 +54,7 @@ async fn the_police_adapter_publishes_a_csv_export_once_and_keeps_bad_rows() {
     let dir = tempfile::tempdir().expect("tmp");
     let rejects = dir.path().join("rejects.jsonl");
 
-    let (code, out) = run_police(&nats, &example("police-records.csv"), &rejects);
+    let (code, out) = run_police(&nats, &exchange, &example("police-records.csv"), &rejects);
     assert_eq!(code, 0, "{out}");
     // an eviction (incident, eviction, referral) and an incident without referral
     assert!(
@@ -57,7 +64,7 @@ async fn the_police_adapter_publishes_a_csv_export_once_and_keeps_bad_rows() {
         "{out}"
     );
 
-    let (code, out) = run_police(&nats, &example("police-records.csv"), &rejects);
+    let (code, out) = run_police(&nats, &exchange, &example("police-records.csv"), &rejects);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("0 accepted, 4 duplicate"),
@@ -79,7 +86,7 @@ async fn the_police_adapter_publishes_a_csv_export_once_and_keeps_bad_rows() {
     let broken = lines[2].replace("2026-11-21T18:05:00Z", "yesterday evening");
     lines[2] = &broken;
     std::fs::write(&bad, lines.join("\n")).expect("write");
-    let (code, out) = run_police(&nats, &bad, &rejects);
+    let (code, out) = run_police(&nats, &exchange, &bad, &rejects);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("row 3: invalid, not published") && out.contains("reported_at"),

@@ -76,7 +76,8 @@ fn valid_envelopes() -> Vec<Vec<u8>> {
         incident(3, "f2"),
     ]
     .iter()
-    .map(Message::encode_to_vec)
+    // Sealed as publishers seal them, so mutations reach the transport seal too.
+    .map(|e| handoff_e2e::seal(e).encode_to_vec())
     .collect()
 }
 
@@ -123,6 +124,7 @@ async fn every_message_is_decided_and_nothing_panics() {
         handoff_keyring::Keyring::load(dir.path(), handoff_keyring::Kek::generate().expect("kek"))
             .expect("keyring");
     let registry = registry();
+    let opener = handoff_transport::Opener::new(handoff_e2e::transport_keys().clone());
     let input = (
         prop_oneof![proptest::collection::vec(any::<u8>(), 0..600), mutated()],
         subjects(),
@@ -145,7 +147,7 @@ async fn every_message_is_decided_and_nothing_panics() {
             max_message_bytes: 1 << 20,
             quarantine_quota_bytes: 1 << 20,
         };
-        let decision = decide(&mut batch, &registry, &keyring, limits, &incoming)
+        let decision = decide(&mut batch, &registry, &keyring, &opener, limits, &incoming)
             .expect("a log or key store fault, not an input problem");
         assert_ne!(
             decision.receipt.status,

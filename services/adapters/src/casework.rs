@@ -169,6 +169,7 @@ pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
         correlation_id: String::new(),
         causation_id: String::new(),
         schema_version: handoff_contract::SCHEMA_VERSION,
+        transport_seal: None,
         event: Some(event),
     })
 }

@@ -120,6 +120,7 @@ pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError
         correlation_id: String::new(),
         causation_id: String::new(),
         schema_version: handoff_contract::SCHEMA_VERSION,
+        transport_seal: None,
         event: Some(Event::ReferralMade(ReferralMade {
             referral_id: ids::step_id("ref", &[agency, &form.referral_ref]),
             to_agency: form.to_agency,

@@ -78,6 +78,33 @@ impl AdapterKind {
         }
     }
 
+    /// The schema its documents follow.
+    pub fn schema(&self) -> schema::Schema {
+        match self {
+            AdapterKind::Police { .. } => schema::Schema::PoliceRecord,
+            AdapterKind::Programme => schema::Schema::ProgrammeActivity,
+            AdapterKind::Referral => schema::Schema::ReferralForm,
+            AdapterKind::Generic => schema::Schema::Event,
+            AdapterKind::Directory => schema::Schema::ServiceListing,
+        }
+    }
+
+    /// A document as a rejects file keeps it: its private values withheld (the schema
+    /// marks them; for any event as JSON, the domain's list of private parts), since a
+    /// rejects file lies outside both the input and the exchange's erasure.
+    pub fn withhold_private(&self, document: &Value) -> Value {
+        if *self != AdapterKind::Generic {
+            return self.schema().withhold_private(document);
+        }
+        match handoff_contract::json::envelope_from_json(document) {
+            Ok(mut envelope) => {
+                handoff_domain::private::take_private(&mut envelope, 0);
+                handoff_contract::json::to_json(&envelope, "handoff.v1.Envelope")
+            }
+            Err(_) => Value::String(schema::WITHHELD.into()),
+        }
+    }
+
     /// Reads an input file into documents (CSV only for police records).
     pub fn read(&self, path: &Path) -> Result<Vec<Document>, AdapterError> {
         let csv = matches!(self, AdapterKind::Police { .. })
@@ -166,8 +193,13 @@ pub async fn process(
     Ok(reports)
 }
 
-/// Keeps every refused record, with its reasons, as JSON Lines, so nothing is lost.
-pub fn write_rejects(path: &Path, reports: &[RecordReport]) -> Result<usize, AdapterError> {
+/// Keeps every refused record, with its reasons, as JSON Lines, so nothing is lost:
+/// where it is in the input and why, with its private values withheld.
+pub fn write_rejects(
+    path: &Path,
+    kind: &AdapterKind,
+    reports: &[RecordReport],
+) -> Result<usize, AdapterError> {
     let refused: Vec<&RecordReport> = reports.iter().filter(|r| r.is_refused()).collect();
     if refused.is_empty() {
         return Ok(0);
@@ -190,7 +222,8 @@ pub fn write_rejects(path: &Path, reports: &[RecordReport]) -> Result<usize, Ada
                 .map(|e| format!("{} {}: {}", e.event_type, e.event_id, e.outcome))
                 .collect(),
         };
-        let line = json!({ "label": r.label, "reasons": reasons, "record": r.record });
+        let record = r.record.as_ref().map(|v| kind.withhold_private(v));
+        let line = json!({ "label": r.label, "reasons": reasons, "record": record });
         writeln!(file, "{line}").map_err(err)?;
     }
     file.sync_all().map_err(err)?;

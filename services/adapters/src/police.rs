@@ -191,6 +191,7 @@ pub fn events(
         correlation_id: correlation.clone(),
         causation_id: String::new(),
         schema_version: handoff_contract::SCHEMA_VERSION,
+        transport_seal: None,
         event: Some(event),
     };
     let details = PersonalDetails {

@@ -98,6 +98,8 @@ pub struct Publisher {
     js: jetstream::Context,
     agency: String,
     timeout: Duration,
+    /// Seals private parts to the exchange's transport key before anything leaves.
+    sealer: Option<std::sync::Arc<handoff_transport::Sealer>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -127,7 +129,21 @@ impl Publisher {
             js,
             agency: agency.into(),
             timeout: Duration::from_secs(30),
+            sealer: None,
         }
+    }
+
+    /// Seals every envelope's personal details and free text to `transport` (the
+    /// exchange's transport public key) before publishing: one key agreement for the
+    /// publisher's life. Without it, an envelope carrying either is not published.
+    pub fn with_transport(
+        mut self,
+        transport: &handoff_transport::TransportPublic,
+    ) -> Result<Self, AdapterError> {
+        let sealer = handoff_transport::Sealer::new(transport)
+            .map_err(|e| AdapterError::Invalid(vec![e.to_string()]))?;
+        self.sealer = Some(std::sync::Arc::new(sealer));
+        Ok(self)
     }
 
     /// Connects to NATS at `url` as `agency` (its NATS user, with `password` if the
@@ -379,11 +395,21 @@ impl Publisher {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
         headers.insert(TRACEPARENT, trace.to_string().as_str());
-        Ok((
-            event_subject(&self.agency, event),
-            headers,
-            envelope.encode_to_vec().into(),
-        ))
+        let subject = event_subject(&self.agency, event);
+        let mut sealed = envelope.clone();
+        match &self.sealer {
+            Some(sealer) => sealer
+                .seal(&mut sealed)
+                .map_err(|e| AdapterError::Invalid(vec![e.to_string()]))?,
+            None if handoff_domain::private::has_clear_private(&mut sealed) => {
+                return Err(AdapterError::Invalid(vec![format!(
+                    "event {} carries personal details or free text, and this publisher has no transport key to seal them to (--transport-key, from `handoff transport-key public`)",
+                    envelope.event_id
+                )]));
+            }
+            None => {}
+        }
+        Ok((subject, headers, sealed.encode_to_vec().into()))
     }
 
     /// Asks the exchange for the receipt of an event this agency published earlier.

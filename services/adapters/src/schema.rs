@@ -4,6 +4,11 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+/// The schema keyword that marks a property private.
+const PRIVATE: &str = "x-handoff-private";
+/// What stands in for a private value outside the agency's input.
+pub const WITHHELD: &str = "[withheld]";
+
 /// A document kind with a schema in `schemas/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schema {
@@ -46,6 +51,66 @@ impl Schema {
         &SLOTS[self as usize]
     }
 
+    fn parsed(self) -> &'static Value {
+        static PARSED: [OnceLock<Value>; 5] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        PARSED[self as usize]
+            .get_or_init(|| serde_json::from_str(self.text()).expect("shipped schemas are valid JSON"))
+    }
+
+    /// Whether the value at `path` (a JSON pointer into a document) is private: the
+    /// schema marks it, or something around it, `"x-handoff-private": true` (personal
+    /// details, the agency's own person references, free text).
+    pub fn is_private(self, path: &str) -> bool {
+        let mut node = self.parsed();
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            if node.get(PRIVATE) == Some(&Value::Bool(true)) {
+                return true;
+            }
+            let next = node
+                .get("properties")
+                .and_then(|p| p.get(segment))
+                .or_else(|| node.get("items"));
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        node.get(PRIVATE) == Some(&Value::Bool(true))
+    }
+
+    /// `document` with every private value (see [`Schema::is_private`]) withheld, for
+    /// what is kept outside the agency's own input: a rejects file is not erased with
+    /// the subject.
+    pub fn withhold_private(self, document: &Value) -> Value {
+        fn walk(schema: Schema, value: &Value, path: &str) -> Value {
+            if !path.is_empty() && schema.is_private(path) {
+                return Value::String(WITHHELD.into());
+            }
+            match value {
+                Value::Object(map) => Value::Object(
+                    map.iter()
+                        .map(|(k, v)| (k.clone(), walk(schema, v, &format!("{path}/{k}"))))
+                        .collect(),
+                ),
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| walk(schema, v, &format!("{path}/{i}")))
+                        .collect(),
+                ),
+                other => other.clone(),
+            }
+        }
+        walk(self, document, "")
+    }
+
     fn validator(self) -> &'static jsonschema::Validator {
         self.slot().get_or_init(|| {
             let schema: Value =
@@ -65,6 +130,10 @@ impl Schema {
             .iter_errors(document)
             .map(|e| {
                 let path = e.instance_path().to_string();
+                if !path.is_empty() && self.is_private(&path) {
+                    // The message would quote the value: a name or a birth date.
+                    return format!("{path}: invalid (the value is withheld here; see the input)");
+                }
                 let at = if path.is_empty() {
                     "/".to_string()
                 } else {

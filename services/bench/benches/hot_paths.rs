@@ -3,8 +3,10 @@
 //!
 //! Groups: `envelope` (protobuf codec), `fold` (the domain's `evolve` over whole
 //! cases), `chain` (record hashing, staging into a log batch, committing it flushed),
-//! `verify` (the offline audit verifier against plain SHA-256 of the same bytes) and
-//! `policy` (field need-to-know on case views and events).
+//! `verify` (the offline audit verifier against plain SHA-256 of the same bytes),
+//! `policy` (field need-to-know on case views and events) and `transport` (sealing
+//! an event's private parts to the transport key at the agency, opening them and
+//! re-sealing them under the subject's key at ingest).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -17,7 +19,9 @@ use handoff_bench::workload::{self, CENTRE, POLICE, PROGRAMME};
 use handoff_contract::v1::{CaseView, Envelope, LogRecord, SealedDetails};
 use handoff_domain::policy::{FieldGroup, FieldPolicy};
 use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
-use handoff_keyring::{Kek, Keyring, take_details};
+use handoff_domain::private::take_private;
+use handoff_keyring::{Kek, Keyring};
+use handoff_transport::{Opener, Sealer, TransportKeys};
 use handoff_log::{GENESIS, Log, NewRecord, record_hash};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -116,7 +120,7 @@ fn seal_all(envelopes: &[Envelope], keyring: &Keyring) -> Vec<Sealed> {
         .iter()
         .map(|e| {
             let mut facts = e.clone();
-            let sealed = take_details(&mut facts).map(|d| {
+            let sealed = take_private(&mut facts, 0).map(|d| {
                 keyring
                     .seal(
                         &facts.subject_pseudonym,
@@ -510,9 +514,98 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sealed before it leaves the agency: the publisher's seal to the transport key, the
+/// exchange's opening (one key agreement per publisher session, cached) and its
+/// re-sealing under the subject's key, per event of the workload.
+fn transport(c: &mut Criterion) {
+    let envelopes = stream(STREAM_EVENTS);
+    let keys = TransportKeys::generate(1_790_000_000).expect("transport keys");
+    let sealer = Sealer::new(&keys.current_public()).expect("sealer");
+    let opener = Opener::new(keys.clone());
+    let sealed: Vec<Envelope> = envelopes
+        .iter()
+        .map(|e| {
+            let mut s = e.clone();
+            sealer.seal(&mut s).expect("sealed");
+            s
+        })
+        .collect();
+    let private = sealed.iter().filter(|e| e.transport_seal.is_some()).count();
+    eprintln!(
+        "transport: {} envelopes, {private} carry private parts (details or free text)",
+        envelopes.len()
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let ring = keyring(dir.path());
+
+    let mut g = c.benchmark_group("transport");
+    g.throughput(Throughput::Elements(envelopes.len() as u64));
+    g.bench_function(BenchmarkId::new("seal", envelopes.len()), |b| {
+        b.iter_batched(
+            || envelopes.clone(),
+            |mut batch| {
+                for e in &mut batch {
+                    sealer.seal(e).expect("sealed");
+                }
+                batch
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("open", envelopes.len()), |b| {
+        b.iter_batched(
+            || sealed.clone(),
+            |mut batch| {
+                for e in &mut batch {
+                    opener.open(e).expect("opens");
+                }
+                batch
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("seal+open", envelopes.len()), |b| {
+        b.iter_batched(
+            || envelopes.clone(),
+            |mut batch| {
+                for e in &mut batch {
+                    sealer.seal(e).expect("sealed");
+                    opener.open(e).expect("opens");
+                }
+                batch
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("open+reseal", envelopes.len()), |b| {
+        b.iter_batched(
+            || sealed.clone(),
+            |mut batch| {
+                for e in &mut batch {
+                    opener.open(e).expect("opens");
+                    if let Some(parts) = take_private(e, 1) {
+                        black_box(
+                            ring.seal(&e.subject_pseudonym, &e.source_agency, &e.event_id, &parts)
+                                .expect("sealed"),
+                        );
+                    }
+                }
+                batch
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    let mut g = c.benchmark_group("transport-agreement");
+    g.bench_function("hpke setup (sender)", |b| {
+        b.iter(|| black_box(Sealer::new(&keys.current_public()).expect("sealer")))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = envelope, fold_cases, chain, verify_export, policy
+    targets = envelope, fold_cases, chain, verify_export, policy, transport
 }
 criterion_main!(benches);

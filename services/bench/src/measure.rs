@@ -45,7 +45,8 @@ pub fn prepare(envelopes: impl Iterator<Item = handoff_contract::v1::Envelope>) 
             Prepared {
                 subject: handoff_e2e::events::subject(&e),
                 msg_id: e.event_id.clone(),
-                body: e.encode_to_vec().into(),
+                // Sealed as an adapter seals it: the broker and the baselines carry ciphertext.
+                body: handoff_e2e::seal(&e).encode_to_vec().into(),
                 case_id: e.case_id,
                 after,
             }

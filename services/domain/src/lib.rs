@@ -14,6 +14,7 @@ pub mod ids;
 pub mod inbox;
 pub mod limits;
 pub mod policy;
+pub mod private;
 pub mod rejection;
 pub mod retention;
 pub mod sla;

@@ -126,6 +126,10 @@ pub struct KeysSection {
     pub kek_file: Option<PathBuf>,
     /// Or the name of an environment variable holding it.
     pub kek_env: Option<String>,
+    /// The transport key epochs publishers seal to (`handoff transport-key new --out
+    /// FILE` makes it), relative to this config. Secret like the KEK, the same file on
+    /// every node; publishers get only its public key (`handoff transport-key public`).
+    pub transport_file: PathBuf,
 }
 
 /// `[metrics]`
@@ -625,6 +629,12 @@ impl Config {
                 "create it with `handoff kek --out FILE`",
             ));
         }
+        wanted.push((
+            "keys",
+            "transport_file",
+            &self.keys.transport_file,
+            "create it with `handoff transport-key new --out FILE`",
+        ));
         if let Some(tls) = &self.query.tls {
             let fix = "create development certificates with `handoff certs`, or point at your own";
             wanted.push(("query.tls", "ca", &tls.ca, fix));
@@ -733,6 +743,13 @@ impl Config {
         }
     }
 
+    /// The transport key epochs, from the file `[keys] transport_file` names.
+    pub fn transport_keys(
+        &self,
+    ) -> Result<handoff_transport::TransportKeys, handoff_transport::TransportError> {
+        handoff_transport::TransportKeys::load(&self.resolve(&self.keys.transport_file))
+    }
+
     /// The NATS servers `[nats] url` lists (comma-separated for a cluster).
     pub fn nats_servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
         self.nats
@@ -833,6 +850,7 @@ listen = "127.0.0.1:50051"
 file = "policy.toml"
 [keys]
 kek_env = "HANDOFF_TEST_KEK"
+transport_file = "transport.keys"
 [[agency]]
 id = "police-north"
 name = "Police"

@@ -39,7 +39,10 @@ async fn publish(
         .connect(config.nats_servers()?)
         .await
         .with_context(|| format!("{agency} cannot connect to NATS at {}", config.nats.url))?;
-    let publisher = Publisher::new(nats, agency).with_timeout(Duration::from_secs(20));
+    // Personal details and free text leave the agency sealed to the exchange's key.
+    let publisher = Publisher::new(nats, agency)
+        .with_transport(&config.transport_keys()?.current_public())?
+        .with_timeout(Duration::from_secs(20));
     let docs = records
         .into_iter()
         .enumerate()

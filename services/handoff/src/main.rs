@@ -16,6 +16,7 @@ mod query_cli;
 mod report;
 mod revocation;
 mod serve;
+mod transport_key;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The transport key epochs publishers seal personal details and free text to.
+    #[command(subcommand)]
+    TransportKey(transport_key::TransportKeyCommand),
     /// Operations and data protection: backup, restore, erase a subject, report on one.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -124,6 +128,9 @@ enum KeyCommand {
         /// The exchange's config (for its data dir).
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: PathBuf,
+        /// Print instead the transport public key publishers seal to (one line).
+        #[arg(long)]
+        transport: bool,
     },
 }
 
@@ -142,6 +149,10 @@ struct AdapterArgs {
     /// File holding this agency's NATS password (see `handoff nats-auth`); none: no authentication.
     #[arg(long, env = "HANDOFF_NATS_PASSWORD_FILE")]
     nats_password_file: Option<PathBuf>,
+    /// The exchange's transport public key (`handoff transport-key public`): personal
+    /// details and free text are sealed to it before they leave.
+    #[arg(long, env = "HANDOFF_TRANSPORT_KEY")]
+    transport_key: Option<PathBuf>,
     /// Where refused records are kept, with reasons (JSON Lines; appended). Default: beside each input.
     #[arg(long)]
     rejects: Option<PathBuf>,
@@ -270,8 +281,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } else {
             ExitCode::from(3)
         }),
-        Command::Key(KeyCommand::Show { config }) => {
+        Command::Key(KeyCommand::Show { config, transport }) => {
             let config = config::Config::load(&config)?;
+            if transport {
+                println!("{}", config.transport_keys()?.current_public().to_line());
+                return Ok(ExitCode::SUCCESS);
+            }
             let dir = config.data_dir();
             if !dir.join(handoff_audit::key_file_name()).exists() {
                 anyhow::bail!(
@@ -300,6 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::TransportKey(cmd) => transport_key::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Admin(cmd) => Ok(if admin::run(cmd).await? {
             ExitCode::SUCCESS
         } else {
@@ -336,9 +352,12 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
                 .to_string(),
         ),
     };
-    let publisher = Publisher::connect(&args.nats, &args.agency, password)
+    let mut publisher = Publisher::connect(&args.nats, &args.agency, password)
         .await?
         .with_timeout(Duration::from_secs(args.timeout));
+    if let Some(path) = &args.transport_key {
+        publisher = publisher.with_transport(&handoff_transport::TransportPublic::from_file(path)?)?;
+    }
     let mut refused_any = false;
     for file in &args.files {
         let documents = kind.read(file)?;
@@ -384,7 +403,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
             p.push(".rejects.jsonl");
             PathBuf::from(p)
         });
-        let kept = handoff_adapters::write_rejects(&rejects, &reports)?;
+        let kept = handoff_adapters::write_rejects(&rejects, &kind, &reports)?;
         if kept > 0 {
             println!(
                 "{kept} refused record(s) kept with reasons in {}",

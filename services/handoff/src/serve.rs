@@ -68,6 +68,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         handoff_keyring::Keyring::load(&data_dir, config.kek()?)
             .context("cannot open the subjects' key store")?,
     );
+    let transport_keys = config
+        .transport_keys()
+        .context("cannot read the transport keys ([keys] transport_file)")?;
+    tracing::info!(
+        epochs = ?transport_keys.epochs().map(|e| e.epoch).collect::<Vec<_>>(),
+        public_key = %transport_keys.current_public().to_line(),
+        "transport keys loaded"
+    );
+    let transport = std::sync::Arc::new(handoff_transport::Opener::new(transport_keys));
     let head = log.head();
     tracing::info!(
         data_dir = %data_dir.display(),
@@ -133,6 +142,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         key.clone(),
         keyring.clone(),
+        transport.clone(),
     )
     .with_reconnects(reconnected_rx)
     .with_metrics(ingest_metrics.clone());

@@ -4,9 +4,11 @@
 //! sees the log before it), so every replica consuming the same stream decides
 //! the same and chains the same hashes. Who may cause what is the domain's
 //! `admit`; this file checks what only the transport knows (size, subject,
-//! encoding), answers repeats, seals personal details and carries out the
-//! effects. Only the sealing uses each node's own keys; sealed details sit
-//! outside the hash chain.
+//! encoding, the transport seal), answers repeats, seals the private parts
+//! (personal details, free text) under the subject's key and carries out the
+//! effects. Only the sealing uses each node's own keys; sealed parts sit outside
+//! the hash chain. Nothing private is ever kept in the clear: a refused body that
+//! cannot be read is sealed whole under the agency's quarantine key.
 
 use handoff_contract::names::event_type;
 use handoff_contract::v1::{
@@ -16,8 +18,10 @@ use handoff_domain::limits::{KEPT_TEXT, bounded};
 use handoff_domain::{
     Effects, ErasureScope, Position, Registry, admit, validate::validate_envelope,
 };
-use handoff_keyring::{Keyring, Opened, take_details};
+use handoff_domain::private::take_private;
+use handoff_keyring::{Keyring, Opened, QUARANTINE_SUBJECT};
 use handoff_log::{NewRecord, WriteBatch};
+use handoff_transport::{OpenError, Opener};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -75,13 +79,14 @@ pub struct Decision {
     pub erased: bool,
 }
 
-/// Decides one message into `batch`, sealing personal details with `keyring`. New
-/// keys and erasures are written to the keyring but not flushed: flush it before
-/// committing the batch.
+/// Decides one message into `batch`, opening its transport seal with `transport` and
+/// sealing its private parts with `keyring`. New keys and erasures are written to the
+/// keyring but not flushed: flush it before committing the batch.
 pub fn decide(
     batch: &mut WriteBatch<'_>,
     registry: &Registry,
     keyring: &Keyring,
+    transport: &Opener,
     limits: Limits,
     incoming: &Incoming<'_>,
 ) -> Result<Decision, IngestError> {
@@ -100,7 +105,9 @@ pub fn decide(
     if let Some((agency, sequence)) = incoming.ingress {
         batch.ingress(agency, sequence);
     }
-    let envelope = Envelope::decode(incoming.payload).ok();
+    let mut envelope = Envelope::decode(incoming.payload).ok();
+    // Opened here, once: the checks below see the envelope as its publisher wrote it.
+    let opened = envelope.as_mut().map(|e| transport.open(e));
     let mut receipt = Receipt {
         event_id: bounded(
             &envelope
@@ -127,6 +134,7 @@ pub fn decide(
         limits,
         incoming,
         envelope.as_ref(),
+        opened.clone(),
         subject_agency,
         subject_type,
     )? {
@@ -148,7 +156,8 @@ pub fn decide(
                 registry: registry_change,
             } = *effects;
             receipt.case_version = case.as_ref().map_or(0, |c| c.after.version);
-            let (facts, sealed) = seal(keyring, &envelope, incoming.payload, "", subject_agency)?;
+            let Stored { facts, sealed } =
+                stored(keyring, &envelope, batch.next_sequence(), "", subject_agency)?;
             let appended = batch.append(
                 NewRecord {
                     stream_sequence: incoming.stream_sequence,
@@ -191,14 +200,26 @@ pub fn decide(
             let used = batch.quarantine_usage(subject_agency)?;
             let summarized =
                 used.bytes + incoming.payload.len() as u64 > limits.quarantine_quota_bytes;
-            // Refused messages can carry personal details too: they are kept sealed.
-            let (raw, sealed_details) = match &envelope {
+            // Refused messages can carry personal details and free text too: they are
+            // kept sealed, and a body that cannot be read is sealed whole.
+            let mut sealed_raw = None;
+            let (raw, sealed_details) = match (&envelope, &opened) {
                 _ if summarized => (Vec::new(), None),
-                Some(e) => {
+                (Some(e), Some(Ok(()) | Err(OpenError::Unsealed))) => {
                     let fallback = format!("unattributed-{}", incoming.stream_sequence);
-                    seal(keyring, e, incoming.payload, &fallback, subject_agency)?
+                    let Stored { facts, sealed } = stored(keyring, e, 0, &fallback, subject_agency)?;
+                    (facts, sealed)
                 }
-                None => (incoming.payload.to_vec(), None),
+                _ => {
+                    let id = format!("stream-{}", incoming.stream_sequence);
+                    sealed_raw = Some(keyring.seal_bytes(
+                        QUARANTINE_SUBJECT,
+                        subject_agency,
+                        &id,
+                        incoming.payload,
+                    )?);
+                    (Vec::new(), None)
+                }
             };
             let entry = QuarantineEntry {
                 stream_sequence: incoming.stream_sequence,
@@ -214,6 +235,7 @@ pub fn decide(
                 raw_sha256: Sha256::digest(incoming.payload).to_vec(),
                 summarized,
                 agency: subject_agency.to_string(),
+                sealed_raw,
             };
             batch.quarantine(entry, &receipt, subject_agency)?;
         }
@@ -225,28 +247,41 @@ pub fn decide(
     })
 }
 
-/// The envelope as it is stored (the published bytes when it carries no personal
-/// details, else re-encoded without them) and the details sealed under the key of
-/// the subject and `agency`, who contributed them (`fallback_subject` when the
-/// envelope names none).
-fn seal(
+/// An envelope as it is kept: the facts (encoded, private parts taken out, their
+/// references pointing at `sequence`) and the private parts sealed.
+struct Stored {
+    facts: Vec<u8>,
+    sealed: Option<SealedDetails>,
+}
+
+/// The envelope as it is stored, with the private parts the publisher wrote sealed under
+/// the key of the subject and `agency`, who contributed them (`fallback_subject` when
+/// the envelope names none).
+fn stored(
     keyring: &Keyring,
     envelope: &Envelope,
-    payload: &[u8],
+    sequence: u64,
     fallback_subject: &str,
     agency: &str,
-) -> Result<(Vec<u8>, Option<SealedDetails>), IngestError> {
+) -> Result<Stored, IngestError> {
     let mut facts = envelope.clone();
-    let Some(details) = take_details(&mut facts) else {
-        return Ok((payload.to_vec(), None));
+    facts.transport_seal = None;
+    let Some(parts) = take_private(&mut facts, sequence) else {
+        return Ok(Stored {
+            facts: facts.encode_to_vec(),
+            sealed: None,
+        });
     };
     let subject = if facts.subject_pseudonym.is_empty() {
         fallback_subject
     } else {
         facts.subject_pseudonym.as_str()
     };
-    let sealed = keyring.seal(subject, agency, &facts.event_id, &details)?;
-    Ok((facts.encode_to_vec(), Some(sealed)))
+    let sealed = keyring.seal(subject, agency, &facts.event_id, &parts)?;
+    Ok(Stored {
+        facts: facts.encode_to_vec(),
+        sealed: Some(sealed),
+    })
 }
 
 enum Checked {
@@ -264,6 +299,7 @@ fn check(
     limits: Limits,
     incoming: &Incoming<'_>,
     envelope: Option<&Envelope>,
+    opened: Option<Result<(), OpenError>>,
     subject_agency: &str,
     subject_type: &str,
 ) -> Result<Result<Checked, Refusal>, IngestError> {
@@ -293,6 +329,14 @@ fn check(
             "the body is not a handoff.v1.Envelope (protobuf); check the adapter's encoder",
         )));
     };
+    match opened {
+        Some(Err(e @ OpenError::Unsealed)) => return Ok(Err(refuse(R::Unsealed, e.to_string()))),
+        Some(Err(e @ OpenError::Seal(_))) => {
+            return Ok(Err(refuse(R::TransportSeal, e.to_string())));
+        }
+        Some(Err(OpenError::Mismatch(why))) => return Ok(Err(refuse(R::Invalid, why))),
+        _ => {}
+    }
     if let Err(rejection) = validate_envelope(envelope) {
         return Ok(Err(refuse(rejection.reason(), rejection.to_string())));
     }
@@ -314,12 +358,13 @@ fn check(
     }
     if let Some(logged) = batch.duplicate_of(&envelope.source_agency, &envelope.event_id)? {
         let mut facts = envelope.clone();
-        let details = take_details(&mut facts);
+        facts.transport_seal = None;
+        let parts = take_private(&mut facts, logged.receipt.sequence);
         let same_facts = Envelope::decode(logged.envelope.as_slice()).ok() == Some(facts);
-        let same_details = match (details, &logged.sealed_details) {
+        let same_details = match (parts, &logged.sealed_details) {
             (None, None) => true,
             (Some(d), Some(sealed)) => match keyring.open(sealed)? {
-                Opened::Details(logged) => logged == d,
+                Opened::Private(logged) => logged == d,
                 // Nothing left to compare with; the facts decide.
                 Opened::Erased => true,
             },
@@ -341,7 +386,12 @@ fn check(
         sequence: batch.next_sequence(),
         recorded_at_ms: incoming.recorded_at_unix_ms,
     };
-    Ok(match admit(batch, envelope, registry, at)? {
+    // The fold sees the facts as they are stored (references in place of the private
+    // parts), so the views hold no text in the clear and a rebuild derives the same.
+    let mut facts = envelope.clone();
+    facts.transport_seal = None;
+    take_private(&mut facts, at.sequence);
+    Ok(match admit(batch, &facts, registry, at)? {
         Ok(effects) => Ok(Checked::Accepted(Box::new(effects))),
         Err(rejection) => Err(refuse(rejection.reason(), rejection.to_string())),
     })

@@ -88,13 +88,15 @@ pub struct Ingest {
     settings: IngestSettings,
     key: std::sync::Arc<handoff_audit::ExchangeKey>,
     keyring: std::sync::Arc<handoff_keyring::Keyring>,
+    transport: std::sync::Arc<handoff_transport::Opener>,
     reconnects: Option<watch::Receiver<u64>>,
     metrics: IngestMetrics,
 }
 
 impl Ingest {
     /// An ingest loop over this log, registry and NATS connection, signing receipts with
-    /// `key` and sealing personal details with `keyring`.
+    /// `key`, opening transport seals with `transport` and sealing private parts with
+    /// `keyring`.
     pub fn new(
         log: Log,
         registry: Registry,
@@ -102,6 +104,7 @@ impl Ingest {
         settings: IngestSettings,
         key: std::sync::Arc<handoff_audit::ExchangeKey>,
         keyring: std::sync::Arc<handoff_keyring::Keyring>,
+        transport: std::sync::Arc<handoff_transport::Opener>,
     ) -> Self {
         Ingest {
             log,
@@ -110,6 +113,7 @@ impl Ingest {
             settings,
             key,
             keyring,
+            transport,
             reconnects: None,
             metrics: IngestMetrics::default(),
         }
@@ -437,6 +441,7 @@ impl Ingest {
                 &mut batch,
                 &self.registry,
                 &self.keyring,
+                &self.transport,
                 Limits {
                     max_message_bytes: self.settings.stream.max_message_bytes,
                     quarantine_quota_bytes: self.settings.quarantine_quota_bytes,

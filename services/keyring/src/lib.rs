@@ -18,8 +18,7 @@ use std::sync::{Mutex, RwLock};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::{Envelope, PersonalDetails, SealedDetails};
+use handoff_contract::v1::{PrivateParts, SealedDetails};
 use prost::Message;
 
 /// The directory of the key store inside the data dir.
@@ -31,7 +30,11 @@ const CHECK: &[u8] = b"mcheck";
 const PENDING_REWRITE: &[u8] = b"mrewrite";
 const CHECK_PLAINTEXT: &[u8] = b"handoff-kek-check-v1";
 const WRAP_AAD: &[u8] = b"handoff-subject-key-v1";
-const DETAILS_AAD: &[u8] = b"handoff-details-v2";
+const DETAILS_AAD: &[u8] = b"handoff-details-v3";
+
+/// The subject under whose key (with the publishing agency) the exchange seals a refused
+/// body it could not read: it may hold anything, so it is never kept in the clear.
+pub const QUARANTINE_SUBJECT: &str = "";
 const NONCE_LEN: usize = 24;
 
 /// What went wrong with keys; each message says what an operator can do.
@@ -154,11 +157,11 @@ pub struct Erasure {
     pub reason: String,
 }
 
-/// What sealed details open to.
+/// What sealed private parts open to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Opened {
-    /// The subject's details.
-    Details(PersonalDetails),
+    /// The subject's details and the event's free text.
+    Private(PrivateParts),
     /// The subject was erased; the details are gone for good.
     Erased,
 }
@@ -370,16 +373,30 @@ impl Keyring {
         Ok(self.erasure(subject)?.is_some() || self.erasure_by(subject, agency)?.is_some())
     }
 
-    /// Seals `details` that `agency` contributed about `subject` under their key,
-    /// creating it if needed. Details about a subject already erased (by the exchange,
-    /// or by this agency) are dropped and the seal says so. Call [`Keyring::flush`]
-    /// before writing anything that refers to a new key.
+    /// Seals the private parts (personal details, free text) that `agency` contributed
+    /// about `subject` under their key, creating it if needed. Parts about a subject
+    /// already erased (by the exchange, or by this agency) are dropped and the seal says
+    /// so. Call [`Keyring::flush`] before writing anything that refers to a new key.
     pub fn seal(
         &self,
         subject: &str,
         agency: &str,
         event_id: &str,
-        details: &PersonalDetails,
+        parts: &PrivateParts,
+    ) -> Result<SealedDetails, KeyringError> {
+        let mut sealed = self.seal_bytes(subject, agency, event_id, &parts.encode_to_vec())?;
+        sealed.has_details = parts.details.is_some();
+        Ok(sealed)
+    }
+
+    /// Seals any bytes under the key of `subject` and `agency` (a refused body that could
+    /// not be read is sealed under the agency's quarantine key, [`QUARANTINE_SUBJECT`]).
+    pub fn seal_bytes(
+        &self,
+        subject: &str,
+        agency: &str,
+        event_id: &str,
+        plaintext: &[u8],
     ) -> Result<SealedDetails, KeyringError> {
         let mut sealed = SealedDetails {
             subject_pseudonym: subject.to_string(),
@@ -395,13 +412,12 @@ impl Keyring {
             return Err(KeyringError::KeyMissing(subject.to_string()));
         };
         let nonce: [u8; NONCE_LEN] = random()?;
-        let plaintext = details.encode_to_vec();
         let associated = aad(DETAILS_AAD, &[subject, agency, event_id]);
         sealed.ciphertext = XChaCha20Poly1305::new((&key).into())
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: &plaintext,
+                    msg: plaintext,
                     aad: &associated,
                 },
             )
@@ -410,16 +426,29 @@ impl Keyring {
         Ok(sealed)
     }
 
-    /// Opens sealed details: the details, or `Erased` once their key is destroyed.
+    /// Opens sealed private parts: the parts, or `Erased` once their key is destroyed.
     pub fn open(&self, sealed: &SealedDetails) -> Result<Opened, KeyringError> {
+        let Some(plaintext) = self.open_bytes(sealed)? else {
+            return Ok(Opened::Erased);
+        };
+        PrivateParts::decode(plaintext.as_slice())
+            .map(Opened::Private)
+            .map_err(|_| KeyringError::Tampered {
+                subject: sealed.subject_pseudonym.clone(),
+                event_id: sealed.event_id.clone(),
+            })
+    }
+
+    /// Opens sealed bytes: `None` once their key is destroyed.
+    pub fn open_bytes(&self, sealed: &SealedDetails) -> Result<Option<Vec<u8>>, KeyringError> {
         let subject = sealed.subject_pseudonym.as_str();
         let agency = sealed.agency.as_str();
         if sealed.erased {
-            return Ok(Opened::Erased);
+            return Ok(None);
         }
         let Some(key) = self.data_key(subject, agency, false)? else {
             return if self.erased_for(subject, agency)? {
-                Ok(Opened::Erased)
+                Ok(None)
             } else {
                 Err(KeyringError::KeyMissing(subject.to_string()))
             };
@@ -432,7 +461,7 @@ impl Keyring {
             return Err(tampered());
         }
         let associated = aad(DETAILS_AAD, &[subject, agency, &sealed.event_id]);
-        let plaintext = XChaCha20Poly1305::new((&key).into())
+        XChaCha20Poly1305::new((&key).into())
             .decrypt(
                 XNonce::from_slice(&sealed.nonce),
                 Payload {
@@ -440,9 +469,7 @@ impl Keyring {
                     aad: &associated,
                 },
             )
-            .map_err(|_| tampered())?;
-        PersonalDetails::decode(plaintext.as_slice())
-            .map(Opened::Details)
+            .map(Some)
             .map_err(|_| tampered())
     }
 
@@ -634,24 +661,6 @@ impl Keyring {
     }
 }
 
-/// Takes the subject's personal details out of an envelope (the events that carry them).
-pub fn take_details(envelope: &mut Envelope) -> Option<PersonalDetails> {
-    match envelope.event.as_mut()? {
-        Event::IncidentReported(e) => e.subject_details.take(),
-        Event::ReferralMade(e) => e.subject_details.take(),
-        _ => None,
-    }
-}
-
-/// Puts opened personal details back into the event they came with.
-pub fn put_details(envelope: &mut Envelope, details: PersonalDetails) {
-    match envelope.event.as_mut() {
-        Some(Event::IncidentReported(e)) => e.subject_details = Some(details),
-        Some(Event::ReferralMade(e)) => e.subject_details = Some(details),
-        _ => {}
-    }
-}
-
 fn tombstone(v: &[u8]) -> Erasure {
     Erasure {
         at_unix_ms: u64_prefix(v) as i64,
@@ -720,12 +729,15 @@ fn recover(data_dir: &Path) -> Result<(), KeyringError> {
 mod tests {
     use super::*;
 
-    fn details() -> PersonalDetails {
-        PersonalDetails {
-            full_name: "Jonas Beispielmann".into(),
-            date_of_birth: "1984-03-02".into(),
-            phone: "+43 660 1234567".into(),
-            address: "Musterweg 1, 8010 Graz".into(),
+    fn details() -> PrivateParts {
+        PrivateParts {
+            details: Some(handoff_contract::v1::PersonalDetails {
+                full_name: "Jonas Beispielmann".into(),
+                date_of_birth: "1984-03-02".into(),
+                phone: "+43 660 1234567".into(),
+                address: "Musterweg 1, 8010 Graz".into(),
+            }),
+            text: vec!["met him at Musterweg 1".into()],
         }
     }
 
@@ -762,7 +774,7 @@ mod tests {
         );
         assert_eq!(
             ring.open(&sealed).expect("open"),
-            Opened::Details(details())
+            Opened::Private(details())
         );
         ring.flush_blocking().expect("flush");
         let wrapped = ring.wrapped_keys("s1").expect("read").remove(0).1;
@@ -787,7 +799,7 @@ mod tests {
             !files_contain(dir.path(), &wrapped),
             "no copy of the key left"
         );
-        assert_eq!(ring.open(&other).expect("open"), Opened::Details(details()));
+        assert_eq!(ring.open(&other).expect("open"), Opened::Private(details()));
         // New details for an erased subject are dropped, not stored.
         let again = ring.seal("s1", "police", "e3", &details()).expect("seal");
         assert!(again.erased && again.ciphertext.is_empty());
@@ -796,7 +808,7 @@ mod tests {
         drop(ring);
         let ring = Keyring::load(dir.path(), kek).expect("reopen");
         assert_eq!(ring.open(&sealed).expect("open"), Opened::Erased);
-        assert_eq!(ring.open(&other).expect("open"), Opened::Details(details()));
+        assert_eq!(ring.open(&other).expect("open"), Opened::Private(details()));
     }
 
     #[test]
@@ -812,7 +824,7 @@ mod tests {
         assert_eq!(ring.open(&police).expect("open"), Opened::Erased);
         assert_eq!(
             ring.open(&social).expect("open"),
-            Opened::Details(details())
+            Opened::Private(details())
         );
         assert!(ring.erasure("s1").expect("read").is_none());
         assert_eq!(ring.agency_erasures("s1").expect("read").len(), 1);

@@ -52,11 +52,12 @@ pub struct Logged {
     pub sealed_details: Option<SealedDetails>,
 }
 
-/// Replaces any plaintext personal details in a view by the sealed form, so that
-/// no projection ever stores them in the clear.
+/// Replaces any plaintext personal details in a view by the sealed form of the
+/// record's, when its seal holds details (a seal of free text alone leaves the latest
+/// details where they are), so that no projection ever stores them in the clear.
 pub fn attach_sealed_details(view: &mut CaseView, sealed: Option<&SealedDetails>) {
     view.subject_details = None;
-    if let Some(sealed) = sealed {
+    if let Some(sealed) = sealed.filter(|s| s.has_details) {
         view.sealed_subject_details = Some(sealed.clone());
     }
 }

@@ -14,7 +14,10 @@ use handoff_contract::v1::*;
 use handoff_domain::limits::{ID, KEPT_TEXT, REQUEST_PURPOSE, bounded};
 use handoff_domain::policy::{FieldPolicy, Grant};
 use handoff_domain::{AgencyKind, Visibility, visibility};
-use handoff_keyring::{Keyring, Opened, put_details};
+use handoff_keyring::{Keyring, Opened};
+
+use crate::private_text::{TextSource, resolve};
+use handoff_domain::private::{clear_references, put_private};
 use handoff_log::{CaseFilter, Log};
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
@@ -84,15 +87,20 @@ impl Cases {
         }
     }
 
-    /// Opens a view's sealed personal details (or marks them erased). Runs before the
-    /// field policy, which then removes them for callers not allowed to see them.
+    /// Opens a view's sealed personal details (or marks them erased) and its sealed free
+    /// text. Runs before the field policy, which then removes what callers may not see.
     pub(crate) fn open_view(&self, view: &mut CaseView) -> Result<(), Status> {
         if let Some(sealed) = view.sealed_subject_details.take() {
             match self.keyring.open(&sealed).map_err(keys)? {
-                Opened::Details(d) => view.subject_details = Some(d),
+                Opened::Private(p) => view.subject_details = p.details,
                 Opened::Erased => view.subject_details_erased = true,
             }
         }
+        resolve(
+            view,
+            "handoff.v1.CaseView",
+            &mut TextSource::new(&self.log, &self.keyring),
+        )?;
         if !view.subject_details_erased
             && self
                 .keyring
@@ -119,8 +127,18 @@ impl Cases {
         let mut erased = false;
         if let Some(sealed) = &record.sealed_details {
             match self.keyring.open(sealed).map_err(keys)? {
-                Opened::Details(d) => put_details(&mut envelope, d),
-                Opened::Erased => erased = true,
+                Opened::Private(parts) => {
+                    if put_private(&mut envelope, parts).is_err() {
+                        return Err(Status::internal(format!(
+                            "record {}'s sealed parts do not fit its envelope",
+                            record.sequence
+                        )));
+                    }
+                }
+                Opened::Erased => {
+                    erased = sealed.has_details;
+                    clear_references(&mut envelope);
+                }
             }
         }
         Ok(LoggedEvent {
@@ -390,6 +408,7 @@ impl Cases {
                 .filter_map(handoff_domain::sla::first_contact_item),
         );
         let now_ms = now_unix_ms();
+        let mut text = TextSource::new(&self.log, &self.keyring);
         for item in &mut items {
             let view = self
                 .log
@@ -401,6 +420,7 @@ impl Cases {
             if !grant.allows(handoff_domain::policy::FieldGroup::Reasons) {
                 item.reason.clear();
             }
+            resolve(item, "handoff.v1.InboxItem", &mut text)?;
             seen.cases
                 .push((item.case_id.clone(), item.subject_pseudonym.clone()));
             seen.fields

@@ -18,6 +18,7 @@ mod bulk;
 mod cases;
 pub mod directory;
 mod identity;
+mod private_text;
 mod reports;
 mod rpc_metrics;
 pub mod stats;

@@ -2,7 +2,8 @@
 //! one subject (SubjectReport), each itself recorded as a read of what it names.
 
 use handoff_contract::v1::*;
-use handoff_keyring::{Opened, put_details};
+use handoff_domain::private::put_private;
+use handoff_keyring::Opened;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -114,9 +115,10 @@ impl Cases {
                 if let (Some(mut envelope), Some(sealed)) = (envelope, entry.sealed_details.take())
                 {
                     match self.keyring.open(&sealed).map_err(keys)? {
-                        Opened::Details(d) => {
-                            put_details(&mut envelope, d);
-                            entry.raw = envelope.encode_to_vec();
+                        Opened::Private(parts) => {
+                            if put_private(&mut envelope, parts).is_ok() {
+                                entry.raw = envelope.encode_to_vec();
+                            }
                         }
                         Opened::Erased => entry.sealed_details = Some(sealed),
                     }
