@@ -31,7 +31,13 @@ const COORDINATOR: &str = "coord-north";
 /// exchange's data dir (`data/agency-secrets` in the quick start). In production
 /// each agency keeps its own, with its adapter.
 fn secrets_dir(config: &Config) -> PathBuf {
-    config.data_dir().with_file_name("agency-secrets")
+    let data = config.data_dir();
+    let beside = data.parent().unwrap_or(&data);
+    // Printed to the user: `data/agency-secrets`, not `ops/../data/agency-secrets`.
+    beside
+        .canonicalize()
+        .unwrap_or_else(|_| beside.to_path_buf())
+        .join("agency-secrets")
 }
 
 async fn publish(
