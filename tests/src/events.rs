@@ -33,6 +33,16 @@ pub fn subject_of(name: &str) -> String {
     format!("{owner}/subj-{local}")
 }
 
+/// The fixed test secret of `agency` that keys the ids its adapter derives
+/// (different per agency, the same in every test run).
+pub fn agency_secret(agency: &str) -> handoff_adapters::AgencySecret {
+    let mut bytes = [0x5a_u8; 32];
+    for (i, b) in agency.bytes().enumerate() {
+        bytes[i % 32] ^= b;
+    }
+    handoff_adapters::AgencySecret::from_bytes(bytes)
+}
+
 /// An envelope from `agency` about test case `case` (see [`case_id`], [`subject_of`]).
 pub fn envelope(n: u64, agency: &str, case: &str, event: Event) -> Envelope {
     Envelope {

@@ -217,6 +217,23 @@ pub fn run_handoff(args: &[&str], extra: &[&Path]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Writes the fixed test secret of `agency` ([`events::agency_secret`]) into `dir`
+/// as `handoff agency-secret` does (64 hex digits, 0600), for `--agency-secret`.
+pub fn agency_secret_file(dir: &Path, agency: &str) -> PathBuf {
+    let path = dir.join(format!("{agency}.secret"));
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).expect("create the agency secret");
+        let hex = events::agency_secret(agency).to_hex();
+        std::io::Write::write_all(&mut file, format!("{hex}\n").as_bytes())
+            .expect("write the agency secret");
+    }
+    path
+}
+
 /// Runs `handoff certs` for a config into `out` (a CA, the server, one per agency).
 pub fn issue_certificates(config: &Path, out: &Path) {
     let status = Command::new(handoff_binary())

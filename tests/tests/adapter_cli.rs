@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE, handoff_binary};
+use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE, agency_secret_file, handoff_binary};
 
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,12 +17,15 @@ fn run_police(
     input: &PathBuf,
     rejects: &PathBuf,
 ) -> (i32, String) {
+    let secrets = rejects.parent().expect("rejects in a dir");
     let out = Command::new(handoff_binary())
         .args([
             "adapter",
             "police",
             "--agency",
             POLICE,
+            "--agency-secret",
+            &agency_secret_file(secrets, POLICE).display().to_string(),
             "--refer-to",
             CENTRE,
             "--nats",

@@ -29,7 +29,7 @@ async fn publish_docs(
         .enumerate()
         .map(|(i, v)| Document::new(format!("record {i}"), v))
         .collect();
-    handoff_adapters::process(&kind, &publisher, docs)
+    handoff_adapters::process(&kind, &publisher, &events::agency_secret(agency), docs)
         .await
         .expect("published")
         .into_iter()

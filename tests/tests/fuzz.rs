@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
-use handoff_e2e::events::{incident, referral};
+use handoff_e2e::events::{agency_secret, incident, referral};
 use handoff_e2e::{CENTRE, POLICE};
 use handoff_ingest::{Incoming, decide};
 use proptest::prelude::*;
@@ -212,11 +212,12 @@ fn the_adapters_take_any_json_without_panicking() {
         handoff_adapters::AdapterKind::Referral,
         handoff_adapters::AdapterKind::Generic,
     ];
+    let secret = agency_secret(POLICE);
     fuzz("adapters-json", json_texts(), |text| {
         for document in handoff_adapters::document::json_documents(&text) {
             let Ok(value) = &document.value else { continue };
             for kind in &kinds {
-                let _ = kind.events(POLICE, value);
+                let _ = kind.events(POLICE, &secret, value);
             }
         }
     });
@@ -228,6 +229,7 @@ fn the_police_csv_reader_takes_any_bytes_without_panicking() {
     let path = dir.path().join("records.csv");
     let example = include_str!("../../schemas/examples/police-records.csv").to_string();
     let kind = handoff_adapters::AdapterKind::Police { refer_to: None };
+    let secret = agency_secret(POLICE);
     let input = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..400),
         (any::<usize>(), "[,\"\\n a-z0-9:-]{0,30}").prop_map(move |(at, junk)| {
@@ -242,7 +244,7 @@ fn the_police_csv_reader_takes_any_bytes_without_panicking() {
         if let Ok(documents) = kind.read(&path) {
             for d in documents {
                 if let Ok(value) = &d.value {
-                    let _ = kind.events(POLICE, value);
+                    let _ = kind.events(POLICE, &secret, value);
                 }
             }
         }

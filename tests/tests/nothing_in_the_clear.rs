@@ -106,6 +106,11 @@ fn run_referral_adapter(
         .arg(nats.auth_dir().join(format!("{POLICE}.password")))
         .arg("--transport-key")
         .arg(exchange.transport_public_path())
+        .arg("--agency-secret")
+        .arg(handoff_e2e::agency_secret_file(
+            rejects.parent().expect("a dir"),
+            POLICE,
+        ))
         .arg("--rejects")
         .arg(rejects)
         .arg(input)

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::document::{from_value, parse_time};
 use crate::schema::Schema;
-use crate::{AdapterError, ids};
+use crate::{AdapterError, AgencySecret, ids};
 
 /// One casework activity, as the schema describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,8 +60,12 @@ pub struct Activity {
     pub note: Option<String>,
 }
 
-/// Turns one validated activity into its event, published by `agency`.
-pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
+/// Turns one validated activity into its event, published by `agency` (event id keyed by its `secret`).
+pub fn event(
+    agency: &str,
+    secret: &AgencySecret,
+    document: &Value,
+) -> Result<Envelope, AdapterError> {
     Schema::ProgrammeActivity
         .validate(document)
         .map_err(AdapterError::Invalid)?;
@@ -157,6 +161,7 @@ pub fn event(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
     };
     Ok(Envelope {
         event_id: ids::event_id(
+            secret,
             handoff_contract::time::to_unix_ms(&at),
             &[agency, &a.case_id, &a.activity, &a.activity_ref],
         ),

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::document::{from_value, parse_time};
 use crate::schema::Schema;
-use crate::{AdapterError, ids};
+use crate::{AdapterError, AgencySecret, ids};
 
 /// A service listing, as the schema describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,8 +47,13 @@ struct Withdrawal {
 
 /// Turns one validated listing into the directory event from `agency`. Directory
 /// events belong to no case. The event id comes from the agency, the service and
-/// `listed_at`, so re-sending a listing is a duplicate and a new version is not.
-pub fn listing(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
+/// `listed_at` (keyed by the agency's `secret`), so re-sending a listing is a
+/// duplicate and a new version is not.
+pub fn listing(
+    agency: &str,
+    secret: &AgencySecret,
+    document: &Value,
+) -> Result<Envelope, AdapterError> {
     Schema::ServiceListing
         .validate(document)
         .map_err(AdapterError::Invalid)?;
@@ -82,6 +87,7 @@ pub fn listing(agency: &str, document: &Value) -> Result<Envelope, AdapterError>
     };
     Ok(Envelope {
         event_id: ids::event_id(
+            secret,
             unix_ms,
             &["handoff-listing", agency, &l.service_id, kind, &l.listed_at],
         ),
@@ -99,6 +105,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn secret() -> AgencySecret {
+        AgencySecret::from_bytes([7; 32])
+    }
+
     fn offer() -> Value {
         json!({
             "service_id": "programme-men-north",
@@ -113,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_listing_becomes_an_offer_without_a_case_and_with_a_stable_id() {
-        let e = listing("ngo-men-north", &offer()).expect("valid");
+        let e = listing("ngo-men-north", &secret(), &offer()).expect("valid");
         assert!(e.case_id.is_empty() && e.subject_pseudonym.is_empty());
         assert_eq!(e.source_agency, "ngo-men-north");
         let Some(Event::ServiceOffered(o)) = &e.event else {
@@ -123,12 +133,14 @@ mod tests {
             (o.name.as_str(), o.areas.len()),
             ("Anti-violence programme for men", 1)
         );
-        let again = listing("ngo-men-north", &offer()).expect("valid");
+        let again = listing("ngo-men-north", &secret(), &offer()).expect("valid");
         assert_eq!(e.event_id, again.event_id, "re-sending is idempotent");
         let mut newer = offer();
         newer["listed_at"] = json!("2026-11-03T09:00:00Z");
         assert_ne!(
-            listing("ngo-men-north", &newer).expect("valid").event_id,
+            listing("ngo-men-north", &secret(), &newer)
+                .expect("valid")
+                .event_id,
             e.event_id
         );
     }
@@ -141,12 +153,12 @@ mod tests {
             "listed_by": "programme lead",
             "withdrawn": {"reason": "funding ended"}
         });
-        let e = listing("ngo-men-north", &withdrawn).expect("valid");
+        let e = listing("ngo-men-north", &secret(), &withdrawn).expect("valid");
         assert!(matches!(e.event, Some(Event::ServiceWithdrawn(_))));
         let mut no_contact = offer();
         no_contact.as_object_mut().map(|m| m.remove("phone"));
         assert!(matches!(
-            listing("ngo-men-north", &no_contact),
+            listing("ngo-men-north", &secret(), &no_contact),
             Err(AdapterError::Invalid(_))
         ));
     }

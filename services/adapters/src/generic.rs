@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::document::{from_value, parse_time};
 use crate::schema::Schema;
-use crate::{AdapterError, ids};
+use crate::{AdapterError, AgencySecret, ids};
 
 /// Turns a JSON event (canonical protobuf JSON of `Envelope`) into an envelope from `agency`.
 /// A missing event id is generated (UUIDv7); a missing source is `agency`.
@@ -75,8 +75,13 @@ pub struct FormPerson {
     pub address: Option<String>,
 }
 
-/// Turns one validated referral form into a `referral_made` event from `agency`.
-pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError> {
+/// Turns one validated referral form into a `referral_made` event from `agency`
+/// (ids keyed by its `secret`).
+pub fn referral(
+    agency: &str,
+    secret: &AgencySecret,
+    document: &Value,
+) -> Result<Envelope, AdapterError> {
     Schema::ReferralForm
         .validate(document)
         .map_err(AdapterError::Invalid)?;
@@ -90,8 +95,8 @@ pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError
             None,
         ),
         (None, Some(p)) => (
-            ids::case_id(agency, &form.referral_ref),
-            ids::pseudonym(agency, &p.person_ref),
+            ids::case_id(secret, agency, &form.referral_ref),
+            ids::pseudonym(secret, agency, &p.person_ref),
             Some(PersonalDetails {
                 full_name: p.full_name.clone(),
                 date_of_birth: p.date_of_birth.clone().unwrap_or_default(),
@@ -108,6 +113,7 @@ pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError
     };
     Ok(Envelope {
         event_id: ids::event_id(
+            secret,
             handoff_contract::time::to_unix_ms(&at),
             &[agency, &form.referral_ref, "referral"],
         ),
@@ -122,7 +128,7 @@ pub fn referral(agency: &str, document: &Value) -> Result<Envelope, AdapterError
         schema_version: handoff_contract::SCHEMA_VERSION,
         transport_seal: None,
         event: Some(Event::ReferralMade(ReferralMade {
-            referral_id: ids::step_id("ref", &[agency, &form.referral_ref]),
+            referral_id: ids::step_id(secret, "ref", &[agency, &form.referral_ref]),
             to_agency: form.to_agency,
             reason: form.reason,
             court_ordered: form.court_ordered,

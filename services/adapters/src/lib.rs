@@ -13,6 +13,7 @@ pub mod ids;
 pub mod police;
 pub mod publisher;
 pub mod schema;
+pub mod secret;
 
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 
 pub use document::Document;
 pub use publisher::{Outcome, Publisher};
+pub use secret::{AgencySecret, SecretError};
 
 /// What can go wrong in an adapter, in words the agency's operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -65,16 +67,21 @@ pub enum AdapterKind {
 }
 
 impl AdapterKind {
-    /// The events one document becomes, for `agency`.
-    pub fn events(&self, agency: &str, document: &Value) -> Result<Vec<Envelope>, AdapterError> {
+    /// The events one document becomes, for `agency`, with ids keyed by its `secret`.
+    pub fn events(
+        &self,
+        agency: &str,
+        secret: &AgencySecret,
+        document: &Value,
+    ) -> Result<Vec<Envelope>, AdapterError> {
         match self {
             AdapterKind::Police { refer_to } => {
-                police::events(agency, refer_to.as_deref(), document)
+                police::events(agency, secret, refer_to.as_deref(), document)
             }
-            AdapterKind::Programme => casework::event(agency, document).map(|e| vec![e]),
-            AdapterKind::Referral => generic::referral(agency, document).map(|e| vec![e]),
+            AdapterKind::Programme => casework::event(agency, secret, document).map(|e| vec![e]),
+            AdapterKind::Referral => generic::referral(agency, secret, document).map(|e| vec![e]),
             AdapterKind::Generic => generic::event(agency, document).map(|e| vec![e]),
-            AdapterKind::Directory => directory::listing(agency, document).map(|e| vec![e]),
+            AdapterKind::Directory => directory::listing(agency, secret, document).map(|e| vec![e]),
         }
     }
 
@@ -149,10 +156,12 @@ impl RecordReport {
     }
 }
 
-/// Converts every document and publishes the events of the valid ones, in input order.
+/// Converts every document (ids keyed by the publishing agency's `secret`) and
+/// publishes the events of the valid ones, in input order.
 pub async fn process(
     kind: &AdapterKind,
     publisher: &Publisher,
+    secret: &AgencySecret,
     documents: Vec<Document>,
 ) -> Result<Vec<RecordReport>, AdapterError> {
     let mut reports = Vec::with_capacity(documents.len());
@@ -161,7 +170,7 @@ pub async fn process(
     for doc in documents {
         let (record, result) = match doc.value {
             Err(why) => (None, Err(vec![why])),
-            Ok(v) => match kind.events(publisher.agency(), &v) {
+            Ok(v) => match kind.events(publisher.agency(), secret, &v) {
                 Ok(events) => {
                     for e in events {
                         owners.push(reports.len());

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::document::{Document, from_value, parse_time};
 use crate::schema::Schema;
-use crate::{AdapterError, ids};
+use crate::{AdapterError, AgencySecret, ids};
 
 /// A police record, as the schema describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -159,10 +159,12 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// Turns one validated police record into events for `agency`, referring evictions
-/// (and incidents with `refer_to`) to `default_refer_to` unless the record names another.
+/// Turns one validated police record into events for `agency` (ids keyed by its
+/// `secret`), referring evictions (and incidents with `refer_to`) to
+/// `default_refer_to` unless the record names another.
 pub fn events(
     agency: &str,
+    secret: &AgencySecret,
     default_refer_to: Option<&str>,
     document: &Value,
 ) -> Result<Vec<Envelope>, AdapterError> {
@@ -171,14 +173,16 @@ pub fn events(
         .map_err(AdapterError::Invalid)?;
     let record: PoliceRecord = from_value(document)?;
     let reported_at = parse_time("reported_at", &record.reported_at)?;
-    let case_id = ids::case_id(agency, &record.incident_ref);
-    let subject = ids::pseudonym(agency, &record.person.police_person_ref);
+    let case_id = ids::case_id(secret, agency, &record.incident_ref);
+    let subject = ids::pseudonym(secret, agency, &record.person.police_person_ref);
     let correlation = ids::event_id(
+        secret,
         handoff_contract::time::to_unix_ms(&reported_at),
         &[agency, &record.incident_ref, "record"],
     );
     let base = |n: u32, kind: &str, at: prost_types::Timestamp, event: Event| Envelope {
         event_id: ids::event_id(
+            secret,
             handoff_contract::time::to_unix_ms(&at) + i64::from(n),
             &[agency, &record.incident_ref, kind],
         ),
@@ -271,7 +275,7 @@ pub fn events(
             "referral",
             last_at,
             Event::ReferralMade(ReferralMade {
-                referral_id: ids::step_id("ref", &[agency, &record.incident_ref, to]),
+                referral_id: ids::step_id(secret, "ref", &[agency, &record.incident_ref, to]),
                 to_agency: to.to_string(),
                 reason,
                 court_ordered: false,

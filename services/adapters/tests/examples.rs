@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use handoff_adapters::{AdapterKind, document, schema::Schema};
+use handoff_adapters::{AdapterKind, AgencySecret, document, schema::Schema};
 use handoff_contract::v1::envelope::Event;
 
 fn examples() -> PathBuf {
@@ -27,6 +27,11 @@ fn kind_of(name: &str) -> (Schema, AdapterKind) {
     } else {
         (Schema::Event, AdapterKind::Generic)
     }
+}
+
+/// A fixed secret per test: ids are keyed, but these tests only need them stable.
+fn secret() -> AgencySecret {
+    AgencySecret::from_bytes([42; 32])
 }
 
 fn agency_for(kind: &AdapterKind) -> &'static str {
@@ -61,7 +66,7 @@ fn valid_examples_validate_and_become_events() {
                 .validate(&value)
                 .unwrap_or_else(|e| panic!("{name} {}: {e:?}", doc.label));
             let events = kind
-                .events(agency_for(&kind), &value)
+                .events(agency_for(&kind), &secret(), &value)
                 .unwrap_or_else(|e| panic!("{name} {}: {e}", doc.label));
             assert!(!events.is_empty());
             seen += 1;
@@ -86,7 +91,7 @@ fn invalid_examples_are_refused_with_a_reason() {
             let errors = schema.validate(&value).expect_err(&name);
             assert!(errors.iter().all(|e| !e.is_empty()));
             assert!(
-                kind.events(agency_for(&kind), &value).is_err(),
+                kind.events(agency_for(&kind), &secret(), &value).is_err(),
                 "{name} converted"
             );
             seen += 1;
@@ -105,8 +110,12 @@ fn an_eviction_becomes_incident_eviction_and_referral_with_stable_ids() {
         .value
         .clone()
         .expect("json");
-    let first = kind.events("police-north", &value).expect("events");
-    let again = kind.events("police-north", &value).expect("events");
+    let first = kind
+        .events("police-north", &secret(), &value)
+        .expect("events");
+    let again = kind
+        .events("police-north", &secret(), &value)
+        .expect("events");
     assert_eq!(
         first, again,
         "re-reading the same record gives the same events"

@@ -5,6 +5,7 @@
 //! adapter, read its inbox, answer. Re-running it publishes nothing new:
 //! every event comes back as a duplicate.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -26,6 +27,19 @@ const SOCIAL: &str = "social-north";
 const AUDITOR: &str = "audit";
 const COORDINATOR: &str = "coord-north";
 
+/// Where the demo keeps its agencies' secrets: `agency-secrets` beside the
+/// exchange's data dir (`data/agency-secrets` in the quick start). In production
+/// each agency keeps its own, with its adapter.
+fn secrets_dir(config: &Config) -> PathBuf {
+    let data = config.data_dir();
+    let beside = data.parent().unwrap_or(&data);
+    // Printed to the user: `data/agency-secrets`, not `ops/../data/agency-secrets`.
+    beside
+        .canonicalize()
+        .unwrap_or_else(|_| beside.to_path_buf())
+        .join("agency-secrets")
+}
+
 async fn publish(
     config: &Config,
     agency: &str,
@@ -43,12 +57,15 @@ async fn publish(
     let publisher = Publisher::new(nats, agency)
         .with_transport(&config.transport_keys()?.current_public())?
         .with_timeout(Duration::from_secs(20));
+    // The same secret on every run, so a re-run derives the same ids (all duplicates).
+    let secret_file = secrets_dir(config).join(format!("{agency}.secret"));
+    let secret = crate::agency_secret::load_or_create(agency, &secret_file)?;
     let docs = records
         .into_iter()
         .enumerate()
         .map(|(i, v)| Document::new(format!("record {}", i + 1), v))
         .collect();
-    let reports = handoff_adapters::process(&kind, &publisher, docs).await?;
+    let reports = handoff_adapters::process(&kind, &publisher, &secret, docs).await?;
     for r in &reports {
         match &r.result {
             Err(errors) => println!(
@@ -192,6 +209,10 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     };
     let mut centre = connect(CENTRE).await?;
     let auditor = connect(AUDITOR).await?;
+    println!(
+        "Each agency's adapter keys its ids with the agency's own secret (in {}).",
+        secrets_dir(config).display()
+    );
 
     println!("\n== 1. Police: eviction order in the night, notice to the intervention centre ==");
     let eviction: Value = serde_json::from_str(include_str!(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_socket;
+mod agency_secret;
 mod audit_cli;
 mod certs;
 mod config;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use handoff_adapters::{AdapterKind, Outcome, Publisher};
+use handoff_adapters::{AdapterKind, AgencySecret, Outcome, Publisher};
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +89,15 @@ enum Command {
     /// The transport key epochs publishers seal personal details and free text to.
     #[command(subcommand)]
     TransportKey(transport_key::TransportKeyCommand),
+    /// Create an agency's secret for its adapters' --agency-secret: 32 random bytes as hex, mode 0600.
+    AgencySecret {
+        /// The agency it is for (its id in the registry).
+        #[arg(long)]
+        agency: String,
+        /// Where to write it (refused if it exists). Keep it with the agency's adapter, never at the exchange.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Operations and data protection: backup, restore, erase a subject, report on one.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -153,6 +163,9 @@ struct AdapterArgs {
     /// details and free text are sealed to it before they leave.
     #[arg(long, env = "HANDOFF_TRANSPORT_KEY")]
     transport_key: Option<PathBuf>,
+    /// File holding this agency's secret, which keys its case ids and pseudonyms (see `handoff agency-secret`).
+    #[arg(long, env = "HANDOFF_AGENCY_SECRET_FILE")]
+    agency_secret: PathBuf,
     /// Where refused records are kept, with reasons (JSON Lines; appended). Default: beside each input.
     #[arg(long)]
     rejects: Option<PathBuf>,
@@ -316,6 +329,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TransportKey(cmd) => transport_key::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::AgencySecret { agency, out } => {
+            agency_secret::create(&agency, &out)?;
+            println!("{}", out.display());
+            println!(
+                "the secret of {agency} (0600): keep it beside its adapter's config and in the agency's own backups; never send it to the exchange or another agency"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Admin(cmd) => Ok(if admin::run(cmd).await? {
             ExitCode::SUCCESS
         } else {
@@ -343,6 +364,8 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         AdapterCommand::Generic { args } => (AdapterKind::Generic, args),
         AdapterCommand::Directory { args } => (AdapterKind::Directory, args),
     };
+    // Before connecting: without its secret the adapter would derive other ids.
+    let secret = AgencySecret::from_file(&args.agency_secret)?;
     let password = match &args.nats_password_file {
         None => None,
         Some(path) => Some(
@@ -361,7 +384,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
     let mut refused_any = false;
     for file in &args.files {
         let documents = kind.read(file)?;
-        let reports = handoff_adapters::process(&kind, &publisher, documents)
+        let reports = handoff_adapters::process(&kind, &publisher, &secret, documents)
             .await
             .with_context(|| format!("publishing {}", file.display()))?;
         let mut counts = [0usize; 5]; // accepted, duplicate, rejected, invalid, unconfirmed
