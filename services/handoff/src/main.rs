@@ -14,6 +14,7 @@ mod metrics;
 mod nats_auth;
 mod query_cli;
 mod report;
+mod restore_gate;
 mod revocation;
 mod serve;
 
