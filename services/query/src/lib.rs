@@ -120,7 +120,7 @@ pub struct ServeOptions {
     /// Each agency's share of calls and open streams.
     pub calls: CallQuota,
     /// While this holds a reason, every read is UNAVAILABLE with it and health is
-    /// NOT_SERVING (a node restored from a backup, still catching up).
+    /// NOT_SERVING (restored from a backup and catching up, or behind an aged-out stream).
     pub gate: tokio::sync::watch::Receiver<Option<String>>,
 }
 
@@ -175,6 +175,12 @@ pub async fn serve(
         .with_quota(options.calls, options.rpc_metrics.throttled());
     let (fields, sla, key, keyring) = (options.fields, options.sla, options.key, options.keyring);
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Known before the first call; the task below keeps it current.
+    if options.gate.borrow().is_none() {
+        health.set_serving::<CasesServer<Cases>>().await;
+    } else {
+        health.set_not_serving::<CasesServer<Cases>>().await;
+    }
     let overall = health.clone();
     let mut gate = options.gate;
     tokio::spawn(async move {
