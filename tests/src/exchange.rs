@@ -8,6 +8,7 @@ use handoff_contract::v1::cases_client::CasesClient;
 use handoff_contract::v1::*;
 use prost::Message;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::nats::Broker;
 use crate::{
@@ -55,6 +56,8 @@ pub struct ExchangeOptions {
     pub stuck_after_secs: Option<u64>,
     /// Lines added to the config's sections, e.g. `("[nats]", "agency_quota_messages = 40")`.
     pub config_lines: Vec<(String, String)>,
+    /// Do not wait for SERVING after a start (a node meant to refuse reads for now).
+    pub unready: bool,
 }
 
 /// The uid and gid an unprivileged exchange runs as, if the tests run as root.
@@ -321,24 +324,37 @@ impl Exchange {
         let log_path = self.dir.path().join(format!("handoff-{}.log", self.starts));
         wait_for_port(self.grpc_port, "handoff serve", &mut child, &log_path);
         self.child = Some(child);
+        if !self.options.unready {
+            self.wait_until_serving(Duration::from_secs(20)).await;
+        }
+    }
+
+    /// The overall gRPC health (`""`) now, or why it could not be asked.
+    pub async fn health(&self) -> Result<ServingStatus, tonic::Status> {
         let mut health =
             tonic_health::pb::health_client::HealthClient::new(self.channel_as(AUDITOR).await);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        Ok(ServingStatus::try_from(status).unwrap_or(ServingStatus::Unknown))
+    }
+
+    /// Waits until the overall gRPC health says SERVING; fails after `within` with the log.
+    pub async fn wait_until_serving(&self, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
-            let status = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status);
-            if status.as_ref().ok()
-                == Some(&(tonic_health::pb::health_check_response::ServingStatus::Serving as i32))
-            {
-                break;
+            let status = self.health().await;
+            if status.as_ref().ok() == Some(&ServingStatus::Serving) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "exchange not SERVING within 20 s: {status:?}"
+                "exchange not SERVING within {within:?}: {status:?}\n{}",
+                self.last_log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -45,7 +45,8 @@ pub enum AdminCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Put a backup into the (empty) data dir of a stopped or new exchange; `serve` then catches up.
+    /// Put a backup younger than `[nats] max_age_days` into the (empty) data dir of a stopped
+    /// or new exchange; `serve` then catches up before it answers any read.
     Restore {
         /// The config of the exchange to restore (its data dir and KEK).
         #[arg(long, env = "HANDOFF_CONFIG")]
@@ -148,7 +149,12 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
             let config = crate::config::Config::load(&config)?;
             println!(
                 "{}",
-                crate::admin_socket::restore(&from, &config.data_dir(), config.kek()?)?
+                crate::admin_socket::restore(
+                    &from,
+                    &config.data_dir(),
+                    config.kek()?,
+                    config.max_age()
+                )?
             );
             Ok(true)
         }

@@ -17,21 +17,27 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::restore_gate::BackupInfo;
+
 /// The socket's file name in the data dir.
 pub const SOCKET: &str = "admin.sock";
 
 /// Makes a backup of the log, the access log and the keyring at `out` (a new
-/// directory), at one point of the stream: commits wait while it copies.
+/// directory), at one point of the stream: commits wait while it copies. It records
+/// when it was made and at which position (`backup.json`), for the restore's age check.
 pub async fn backup(log: &Log, keyring: &Keyring, out: &Path) -> anyhow::Result<String> {
     let paused = log.pause_commits().await;
     let head = log.copy_to(&paused, out)?;
     keyring.copy_to(out)?;
     drop(paused);
+    let info = BackupInfo::now(&head);
+    info.write(out)?;
     Ok(format!(
-        "ok sequence={} stream_position={} head={}",
+        "ok sequence={} stream_position={} head={} made_at={}",
         head.sequence,
         head.stream_position,
-        hex(&head.hash)
+        hex(&head.hash),
+        info.made_at
     ))
 }
 
@@ -111,14 +117,26 @@ pub async fn request(data_dir: &Path, line: &str) -> anyhow::Result<String> {
     Ok(answer.trim().to_string())
 }
 
-/// Copies a backup into an empty data dir and checks that it opens: the chain's tail
-/// verifies and the configured KEK opens the keyring.
-pub fn restore(from: &Path, data_dir: &Path, kek: handoff_keyring::Kek) -> anyhow::Result<String> {
+/// Copies a backup younger than `max_age` into an empty data dir and checks that it
+/// opens: the chain's tail verifies and the configured KEK opens the keyring. It leaves
+/// the restore marker, so `serve` answers no read before it has caught up.
+pub fn restore(
+    from: &Path,
+    data_dir: &Path,
+    kek: handoff_keyring::Kek,
+    max_age: std::time::Duration,
+) -> anyhow::Result<String> {
     anyhow::ensure!(
         from.join("db").exists() && from.join(handoff_keyring::KEYS_DIR).exists(),
         "{} is not a Handoff backup (no store and keyring in it)",
         from.display()
     );
+    let info = BackupInfo::read(from)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    info.check_age(max_age, now)
+        .with_context(|| format!("{} is refused", from.display()))?;
     if data_dir.exists() {
         anyhow::ensure!(
             std::fs::read_dir(data_dir)?.next().is_none(),
@@ -129,13 +147,15 @@ pub fn restore(from: &Path, data_dir: &Path, kek: handoff_keyring::Kek) -> anyho
     copy_dir(from, data_dir)?;
     let log = Log::open(data_dir).context("the restored log does not open")?;
     Keyring::load(data_dir, kek).context("the restored keyring does not open with this KEK")?;
+    crate::restore_gate::leave_marker(data_dir)?;
     let head = log.head();
     Ok(format!(
-        "restored to {}: sequence {} stream position {} head {}; start `handoff serve` to catch up from the stream (it makes its own signing key)",
+        "restored to {}: sequence {} stream position {} head {}, backup made {} ago; start `handoff serve` to catch up from the stream (it makes its own signing key, and answers no read before it has caught up)",
         data_dir.display(),
         head.sequence,
         head.stream_position,
-        hex(&head.hash)
+        hex(&head.hash),
+        handoff_ingest::describe_age(info.age(now)),
     ))
 }
 

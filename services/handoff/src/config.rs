@@ -64,6 +64,12 @@ pub struct NatsSection {
     /// The quota's window: how long a message stays in its ingress stream, seconds.
     #[serde(default = "default_agency_quota_window")]
     pub agency_quota_window_secs: u64,
+    /// How long the streams keep a message, days: the broker's copy of what agencies
+    /// published is gone after it, and a node catches up only from a backup younger than it.
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: u64,
+    /// For tests only: the max age in seconds, instead of `max_age_days`.
+    pub max_age_secs: Option<u64>,
     /// The exchange's NATS user (see `handoff nats-auth`); none: no authentication.
     pub user: Option<String>,
     /// File with that user's password. Agencies' passwords lie beside it (`<agency>.password`).
@@ -335,6 +341,9 @@ pub struct AgencyEntry {
     pub quota_messages: Option<u64>,
 }
 
+fn default_max_age_days() -> u64 {
+    30
+}
 fn default_stream() -> String {
     "HANDOFF_EVENTS".into()
 }
@@ -579,6 +588,13 @@ impl Config {
                 "set kek_file (make one with `handoff kek --out FILE`) or kek_env, not both",
             ));
         }
+        if self.nats.max_age_days == 0 || self.nats.max_age_secs == Some(0) {
+            return Err(at(
+                find_key(text, "nats", None, "max_age_days"),
+                "[nats] max_age_days must be at least 1".into(),
+                "set it to e.g. 30 (backups must be younger than it), or leave it out",
+            ));
+        }
         if self.ingest.batch_max == 0 {
             return Err(at(
                 find_key(text, "ingest", None, "batch_max"),
@@ -773,6 +789,14 @@ impl Config {
             .collect()
     }
 
+    /// How long the streams keep a message (`[nats] max_age_days`, or `max_age_secs` in tests).
+    pub fn max_age(&self) -> Duration {
+        match self.nats.max_age_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => Duration::from_secs(self.nats.max_age_days.saturating_mul(86_400)),
+        }
+    }
+
     /// Stream settings for ingest: an ingress stream with its quota for every agency
     /// and for the exchange itself.
     pub fn stream(&self) -> handoff_ingest::StreamSettings {
@@ -799,6 +823,7 @@ impl Config {
             duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
             max_message_bytes: self.nats.max_message_bytes,
             replicas: self.nats.replicas,
+            max_age: self.max_age(),
             ingress,
         }
     }

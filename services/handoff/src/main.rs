@@ -15,6 +15,7 @@ mod metrics;
 mod nats_auth;
 mod query_cli;
 mod report;
+mod restore_gate;
 mod revocation;
 mod serve;
 mod transport_key;

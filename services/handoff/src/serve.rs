@@ -87,6 +87,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "log opened, chain tail verified"
     );
     warn_on_revocation_drift(&config, &log)?;
+    // Restored from a backup: no read until the stream's later erasures are applied.
+    let restored = crate::restore_gate::pending(&data_dir)?;
+    if let Some(backup) = &restored {
+        tracing::warn!(backup_made_at = %backup.made_at, stream_position = head.stream_position, "restored from a backup: answering no read until caught up with the stream");
+    }
+    let (gate_tx, gate_rx) = watch::channel(
+        restored
+            .as_ref()
+            .map(|_| crate::restore_gate::catching_up(head.stream_position, None)),
+    );
 
     // Every reconnect bumps this, so ingest recreates its consumer at once instead of
     // waiting for the old one's heartbeat to fail.
@@ -146,6 +156,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .with_reconnects(reconnected_rx)
     .with_metrics(ingest_metrics.clone());
+    let gate = tokio::spawn(crate::restore_gate::run(
+        crate::restore_gate::Watched {
+            data_dir: data_dir.clone(),
+            log: log.clone(),
+            client: client.clone(),
+            stream: config.nats.stream.clone(),
+            restored: restored.is_some(),
+        },
+        gate_tx,
+        ingest.halted(),
+        stop_rx.clone(),
+    ));
     let (consuming_tx, consuming_rx) = watch::channel(false);
     let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone(), consuming_tx));
     let lookups = tokio::spawn(serve_receipt_lookups(
@@ -203,6 +225,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sla: policy.sla,
         suppress_below: policy.suppress_below,
         calls: config.call_quota(),
+        gate: gate_rx,
         key,
         keyring,
         tls: match &config.query.tls {
@@ -252,6 +275,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = ingest_task.await;
     }
     let _ = lookups.await;
+    let _ = gate.await;
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %format!("{e:#}"), "admin socket stopped with an error");
     }

@@ -27,7 +27,8 @@ pub use decide::{Decision, Incoming, Limits, decide};
 pub use metrics::{IngestMetrics, reason_label};
 pub use progress::StuckDetector;
 pub use stream::{
-    Ingress, RECEIPTS_KEPT, StreamSettings, ensure_receipts_stream, ensure_stream, ingress_source,
+    Ingress, RECEIPTS_KEPT, StreamSettings, aged_out, describe_age, ensure_receipts_stream,
+    ensure_stream, ingress_source,
 };
 
 /// Why ingest stopped or could not start.
@@ -49,6 +50,28 @@ pub enum IngestError {
         /// What went wrong.
         detail: String,
     },
+    /// Messages after the stored position left the stream before this node consumed them.
+    #[error(
+        "messages {from}..{to} aged out of the stream before this node consumed them; restore this node from a backup younger than max_age_days (the stream keeps messages {max_age})"
+    )]
+    AgedOut {
+        /// The first message missed.
+        from: u64,
+        /// The last message missed.
+        to: u64,
+        /// The stream's max age, as an operator reads it.
+        max_age: String,
+    },
+}
+
+/// What became of a chunk of messages.
+enum Applied {
+    /// Committed; go on.
+    Committed,
+    /// Committed up to a gap in the stream's sequences: recreate the consumer and look.
+    Gap,
+    /// Shut down while waiting for the store; nothing was committed.
+    ShutDown,
 }
 
 /// Why the store cannot take a batch now.
@@ -91,6 +114,7 @@ pub struct Ingest {
     transport: std::sync::Arc<handoff_transport::Opener>,
     reconnects: Option<watch::Receiver<u64>>,
     metrics: IngestMetrics,
+    halted: watch::Sender<Option<String>>,
 }
 
 impl Ingest {
@@ -116,7 +140,14 @@ impl Ingest {
             transport,
             reconnects: None,
             metrics: IngestMetrics::default(),
+            halted: watch::Sender::new(None),
         }
+    }
+
+    /// Why ingest has stopped consuming for good, once it has (messages aged out of the
+    /// stream before it consumed them): the node must not answer reads from then on.
+    pub fn halted(&self) -> watch::Receiver<Option<String>> {
+        self.halted.subscribe()
     }
 
     /// Reports into these metrics.
@@ -218,6 +249,13 @@ impl Ingest {
                 return Ok(());
             }
             let start = self.log.head().stream_position + 1;
+            // A consumer asked to start before the stream's first message starts at that
+            // message: whatever aged out in between would be skipped without a word.
+            if let Some(first) = self.first_sequence().await
+                && let Some((from, to)) = aged_out(start - 1, first)
+            {
+                return self.halt_aged_out(from, to, &consuming, shutdown).await;
+            }
             let consumer = stream
                 .create_consumer(jetstream::consumer::pull::OrderedConfig {
                     deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
@@ -293,13 +331,60 @@ impl Ingest {
                         }
                     }
                 }
-                if !self.apply(ok, &consuming, &mut shutdown, outbox).await? {
-                    return Ok(()); // shut down while waiting for disk space
+                match self.apply(ok, &consuming, &mut shutdown, outbox).await? {
+                    Applied::Committed => {}
+                    Applied::ShutDown => return Ok(()), // while waiting for disk space
+                    Applied::Gap => broken = true,
                 }
                 if broken {
                     self.reconnects = reconnects;
                     break;
                 }
+            }
+        }
+    }
+
+    /// The events stream's first sequence now, if NATS answers.
+    async fn first_sequence(&self) -> Option<u64> {
+        let js = jetstream::new(self.client.clone());
+        match js.get_stream(&self.settings.stream.name).await {
+            Ok(s) => Some(s.cached_info().state.first_sequence),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the stream's first sequence");
+                None
+            }
+        }
+    }
+
+    /// Consumes nothing more, because messages `from..=to` aged out before this node
+    /// consumed them (erasures may be among them): health stays NOT_SERVING,
+    /// `handoff_ingest_aged_out` is 1, reads are refused and the cause is logged every
+    /// minute, until shutdown.
+    async fn halt_aged_out(
+        &self,
+        from: u64,
+        to: u64,
+        consuming: &watch::Sender<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), IngestError> {
+        self.set_consuming(consuming, false);
+        self.metrics.aged_out.set(1);
+        let error = IngestError::AgedOut {
+            from,
+            to,
+            max_age: describe_age(self.settings.stream.max_age),
+        };
+        self.halted.send_replace(Some(error.to_string()));
+        loop {
+            tracing::error!(
+                stream = %self.settings.stream.name,
+                first_missed = from,
+                last_missed = to,
+                "{error}; not consuming, health NOT_SERVING"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = shutdown.changed() => return Ok(()),
             }
         }
     }
@@ -385,17 +470,18 @@ impl Ingest {
     }
 
     /// Decides a chunk of messages, commits them in one flushed batch, then sends receipts.
-    /// False if it was shut down while waiting for the store (nothing was committed).
+    /// Stops before a message past a gap of aged-out ones (the caller then halts).
     async fn apply(
         &self,
         messages: Vec<jetstream::Message>,
         consuming: &watch::Sender<bool>,
         shutdown: &mut watch::Receiver<bool>,
         outbox: &Outbox,
-    ) -> Result<bool, IngestError> {
+    ) -> Result<Applied, IngestError> {
         if messages.is_empty() {
-            return Ok(true);
+            return Ok(Applied::Committed);
         }
+        let mut applied = Applied::Committed;
         let mut batch = self.log.batch();
         let mut receipts: Vec<(String, Receipt, Option<String>)> =
             Vec::with_capacity(messages.len());
@@ -412,6 +498,15 @@ impl Ingest {
             last_pending = Some(info.pending);
             if info.stream_sequence <= batch.stream_position() {
                 continue;
+            }
+            // Sequences skip only where messages left the stream: deleted ones are
+            // skipped as before, aged-out ones are not decided past.
+            if info.stream_sequence > batch.stream_position() + 1
+                && let Some(first) = self.first_sequence().await
+                && aged_out(batch.stream_position(), first).is_some()
+            {
+                applied = Applied::Gap;
+                break;
             }
             // A valid W3C traceparent from the publisher; anything else is ignored.
             let trace = msg
@@ -495,8 +590,13 @@ impl Ingest {
                 receipts.push((agency, receipt, trace.map(|t| t.to_string())));
             }
         }
+        if matches!(applied, Applied::Gap)
+            && batch.stream_position() == self.log.head().stream_position
+        {
+            return Ok(Applied::Gap); // nothing before the gap to commit
+        }
         if !self.wait_until_storable(consuming, shutdown).await {
-            return Ok(false);
+            return Ok(Applied::ShutDown);
         }
         // New keys and destroyed ones are durable before any record that relies on them.
         let started = std::time::Instant::now();
@@ -537,7 +637,7 @@ impl Ingest {
         if !receipts.is_empty() && outbox.send(receipts).await.is_err() {
             tracing::warn!("the receipt sender has stopped; publishers can look receipts up");
         }
-        Ok(true)
+        Ok(applied)
     }
 }
 

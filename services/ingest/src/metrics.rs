@@ -34,6 +34,8 @@ pub struct IngestMetrics {
     pub consumer_lag: Gauge,
     /// 1 while messages wait but the stored position has not moved for `stuck_after`.
     pub stuck: Gauge,
+    /// 1 once ingest has stopped because messages aged out before it consumed them.
+    pub aged_out: Gauge,
     /// Bytes the data dir takes on disk (walked in the background every few seconds).
     pub store_bytes: Gauge,
     /// Seconds to make one batch durable (key store flush + log commit).
@@ -70,6 +72,7 @@ impl Default for IngestMetrics {
             rejected: Family::default(),
             consumer_lag: Gauge::default(),
             stuck: Gauge::default(),
+            aged_out: Gauge::default(),
             store_bytes: Gauge::default(),
             // 0.5 ms .. ~4 s: a flush on a fast SSD up to a struggling disk.
             commit_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -143,6 +146,11 @@ impl IngestMetrics {
             "ingest_stuck",
             "1 while messages wait but the stored position has not advanced for [ingest] stuck_after_secs",
             self.stuck.clone(),
+        );
+        r.register(
+            "ingest_aged_out",
+            "1 once ingest has stopped because messages aged out of the stream before it consumed them (restore the node from a backup younger than [nats] max_age_days)",
+            self.aged_out.clone(),
         );
         r.register(
             "store_bytes",

@@ -6,8 +6,10 @@
 //! so no agency can occupy another's message ids, and its own quota (bytes and
 //! messages within a window, discard new), so an agency that floods is refused
 //! by the broker while every other agency's events flow. The events stream
-//! sources all ingress streams into one total order and keeps everything; it
-//! deduplicates nothing itself (`duplicate_window` 0, nats-server 2.14 and
+//! sources all ingress streams into one total order and keeps each message for
+//! `max_age` (`[nats] max_age_days`): what agencies published must not stay in the
+//! broker forever, so a node that falls further behind joins again from a backup.
+//! It deduplicates nothing itself (`duplicate_window` 0, nats-server 2.14 and
 //! later), as its sources already did.
 
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub struct StreamSettings {
     pub max_message_bytes: usize,
     /// Replicas (1 on a single server, 3 on a cluster).
     pub replicas: usize,
+    /// How long every stream keeps a message before it ages out (zero: forever).
+    pub max_age: Duration,
     /// Every publisher's ingress stream.
     pub ingress: Vec<Ingress>,
 }
@@ -146,10 +150,12 @@ pub async fn ensure_stream(
     let events = |sources: Vec<stream::Source>| stream::Config {
         name: settings.name.clone(),
         storage: stream::StorageType::File,
-        // The log is the truth and may need the stream again (new replicas, restores):
-        // keep everything, refuse new messages rather than drop old ones.
+        // The log is the truth; the stream is what nodes catch up from (new replicas,
+        // restores from a backup younger than max_age): messages age out after
+        // max_age, and it refuses new messages rather than drop old ones early.
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::New,
+        max_age: settings.max_age,
         // Zero: no deduplication here; each ingress stream deduplicates its own ids.
         duplicate_window: Duration::ZERO,
         max_message_size,
@@ -173,6 +179,12 @@ pub async fn ensure_stream(
     let mut sources = Vec::with_capacity(settings.ingress.len());
     for ingress in &settings.ingress {
         let name = ingress_stream(&ingress.agency);
+        // An ingress stream holds what the agency published too: never longer than max_age.
+        let max_age = if settings.max_age.is_zero() {
+            ingress.window
+        } else {
+            ingress.window.min(settings.max_age)
+        };
         ensure(
             js,
             stream::Config {
@@ -183,8 +195,8 @@ pub async fn ensure_stream(
                 discard: stream::DiscardPolicy::New,
                 max_bytes: ingress.max_bytes,
                 max_messages: ingress.max_messages,
-                max_age: ingress.window,
-                duplicate_window: settings.duplicate_window.min(ingress.window),
+                max_age,
+                duplicate_window: settings.duplicate_window.min(max_age),
                 max_message_size,
                 num_replicas: replicas,
                 ..Default::default()
@@ -197,6 +209,29 @@ pub async fn ensure_stream(
         });
     }
     ensure(js, events(sources)).await
+}
+
+/// The stream sequences that aged out before a node at `position` consumed them
+/// (first and last), if the stream's `first_sequence` is past `position + 1`.
+pub fn aged_out(position: u64, first_sequence: u64) -> Option<(u64, u64)> {
+    let next = position.saturating_add(1);
+    (first_sequence > next).then(|| (next, first_sequence - 1))
+}
+
+/// A duration as an operator reads it: days, hours or seconds.
+pub fn describe_age(age: Duration) -> String {
+    let secs = age.as_secs_f64();
+    let trim = |v: f64, unit: &str| {
+        let text = format!("{v:.1}");
+        format!("{} {unit}", text.strip_suffix(".0").unwrap_or(&text))
+    };
+    if secs >= 86_400.0 {
+        trim(secs / 86_400.0, "days")
+    } else if secs >= 3_600.0 {
+        trim(secs / 3_600.0, "hours")
+    } else {
+        trim(secs, "s")
+    }
 }
 
 /// The agency and ingress sequence a sourced message came from, from its
@@ -220,5 +255,27 @@ mod tests {
         );
         assert_eq!(ingress_source("OTHER 42"), None);
         assert_eq!(ingress_source("HANDOFF_IN_police-north x"), None);
+    }
+
+    #[test]
+    fn only_messages_past_the_position_that_are_gone_count_as_aged_out() {
+        // A new stream (first 0 or 1), a node caught up with an emptied stream, one behind.
+        assert_eq!(aged_out(0, 0), None);
+        assert_eq!(aged_out(0, 1), None);
+        assert_eq!(aged_out(41, 42), None);
+        assert_eq!(aged_out(90, 42), None);
+        assert_eq!(aged_out(0, 2), Some((1, 1)));
+        assert_eq!(aged_out(10, 42), Some((11, 41)));
+    }
+
+    #[test]
+    fn ages_read_in_days_hours_or_seconds() {
+        assert_eq!(describe_age(Duration::from_secs(30 * 86_400)), "30 days");
+        assert_eq!(
+            describe_age(Duration::from_secs(31 * 86_400 + 7200)),
+            "31.1 days"
+        );
+        assert_eq!(describe_age(Duration::from_secs(5400)), "1.5 hours");
+        assert_eq!(describe_age(Duration::from_secs(3)), "3 s");
     }
 }

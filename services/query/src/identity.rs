@@ -1,6 +1,8 @@
 //! Who is calling: the agency named by the caller's verified client certificate,
 //! registered, not revoked (in the configuration or in the log), and within its
 //! share of calls and open streams, so no agency can flood the others out.
+//! Before any of that, the read gate: a node that may be missing erasures (restored
+//! from a backup and not caught up, or behind an aged-out stream) answers nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,7 @@ pub struct Access {
     quota: CallQuota,
     usage: Arc<Mutex<Usage>>,
     throttled: Family<Vec<(String, String)>, Counter>,
+    gate: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 /// An open stream of an agency, counted until dropped.
@@ -94,6 +97,22 @@ impl Access {
             quota: CallQuota::default(),
             usage: Arc::default(),
             throttled: Family::default(),
+            gate: None,
+        }
+    }
+
+    /// Refuses every call with UNAVAILABLE and the gate's reason while it holds one
+    /// (`None`: reads are answered).
+    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<Option<String>>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// UNAVAILABLE with the gate's reason while reads are refused.
+    fn check_gate(&self) -> Result<(), Status> {
+        match self.gate.as_ref().and_then(|g| g.borrow().clone()) {
+            Some(why) => Err(Status::unavailable(why)),
+            None => Ok(()),
         }
     }
 
@@ -134,9 +153,12 @@ impl Access {
         }
     }
 
-    /// The caller of a request, or UNAUTHENTICATED (and a log line saying why), or
-    /// RESOURCE_EXHAUSTED when its agency is over its share of calls.
+    /// The caller of a request, or UNAVAILABLE while the read gate is closed, or
+    /// UNAUTHENTICATED (and a log line saying why), or RESOURCE_EXHAUSTED when its
+    /// agency is over its share of calls.
     pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        // First: a node that may serve erased details tells no one anything else.
+        self.check_gate()?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -255,5 +277,20 @@ mod tests {
                 .get(),
             1
         );
+    }
+
+    #[test]
+    fn a_closed_gate_refuses_every_call_before_anything_else() {
+        let (gate, rx) = tokio::sync::watch::channel(Some("catching up".to_string()));
+        let access = Access::new(Registry::default(), Vec::new()).with_gate(rx);
+        // No certificate at all: still the gate's answer, not UNAUTHENTICATED.
+        let refused = access.caller(&Request::new(())).expect_err("gate closed");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(refused.message(), "catching up");
+        gate.send_replace(None);
+        let refused = access
+            .caller(&Request::new(()))
+            .expect_err("no certificate");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     }
 }

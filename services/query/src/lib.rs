@@ -120,6 +120,9 @@ pub struct ServeOptions {
     pub suppress_below: u32,
     /// Each agency's share of calls and open streams.
     pub calls: CallQuota,
+    /// While this holds a reason, every read is UNAVAILABLE with it and health is
+    /// NOT_SERVING (restored from a backup and catching up, or behind an aged-out stream).
+    pub gate: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Appends a read to the access log and flushes it; if that fails, the read is not
@@ -135,9 +138,10 @@ pub(crate) async fn record_read(log: &Log, record: AccessRecord) -> Result<(), S
 
 /// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
 ///
-/// Health: `handoff.v1.Cases` is SERVING while this server runs; the overall
-/// service (`""`) follows `ingest_healthy`, so a load balancer or operator
-/// sees when the exchange is not taking in events.
+/// Health: `handoff.v1.Cases` is SERVING while this server runs and the read gate
+/// is open; the overall service (`""`) follows `ingest_healthy` and the gate, so a
+/// load balancer or operator sees when the exchange is not taking in events or
+/// may not answer yet.
 pub async fn serve(
     listener: TcpListener,
     log: Log,
@@ -167,22 +171,43 @@ pub async fn serve(
         tracing::warn!("no [query.tls]: callers have no identity, every case read is refused");
     }
     let access = Access::new(options.registry, options.revoked)
+        .with_gate(options.gate.clone())
         .with_log(log.clone())
         .with_quota(options.calls, options.rpc_metrics.throttled());
     let (fields, sla, key, keyring) = (options.fields, options.sla, options.key, options.keyring);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CasesServer<Cases>>().await;
+    // Known before the first call; the task below keeps it current.
+    if options.gate.borrow().is_none() {
+        health.set_serving::<CasesServer<Cases>>().await;
+    } else {
+        health.set_not_serving::<CasesServer<Cases>>().await;
+    }
     let overall = health.clone();
+    let mut gate = options.gate;
     tokio::spawn(async move {
+        let mut gate_alive = true;
         loop {
-            let status = if *ingest_healthy.borrow_and_update() {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
+            let open = gate.borrow_and_update().is_none();
+            let serving = |yes: bool| {
+                if yes {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                }
             };
-            overall.set_service_status("", status).await;
-            if ingest_healthy.changed().await.is_err() {
-                break;
+            let ingest = *ingest_healthy.borrow_and_update();
+            overall
+                .set_service_status("", serving(ingest && open))
+                .await;
+            overall
+                .set_service_status(
+                    <CasesServer<Cases> as tonic::server::NamedService>::NAME,
+                    serving(open),
+                )
+                .await;
+            tokio::select! {
+                changed = ingest_healthy.changed() => if changed.is_err() { break },
+                changed = gate.changed(), if gate_alive => gate_alive = changed.is_ok(),
             }
         }
     });
