@@ -32,6 +32,8 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
     let a = Exchange::start_with(&cluster, options.clone()).await;
     let mut b = Exchange::start_with(&cluster, options).await;
     let publisher = Publisher::new(cluster.connect_as(POLICE).await, POLICE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key")
         .with_timeout(Duration::from_secs(60));
     let done = Arc::new(AtomicUsize::new(0));
 

@@ -23,7 +23,9 @@ async fn publish_docs(
     kind: AdapterKind,
     docs: Vec<serde_json::Value>,
 ) -> Vec<Outcome> {
-    let publisher = Publisher::new(nats.clone(), agency);
+    let publisher = Publisher::new(nats.clone(), agency)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key");
     let docs = docs
         .into_iter()
         .enumerate()
@@ -255,10 +257,12 @@ async fn publishing_every_event_twice_logs_each_once() {
     for e in &published {
         publish(&js, e).await;
     }
-    // ... and again without it, as after the window: the log's event-id index absorbs them.
+    // ... and again without it, as after the window, each sealed afresh (another nonce,
+    // other bytes): the log's event-id index absorbs them.
     let mut sent = Vec::new();
     for e in &published {
-        sent.push(publish_raw(&js, &events::subject(e), None, e.encode_to_vec()).await);
+        let again = handoff_e2e::seal(e).encode_to_vec();
+        sent.push(publish_raw(&js, &events::subject(e), None, again).await);
     }
     let head = exchange.wait_for(&sent, WITHIN).await;
     assert_eq!(
@@ -280,7 +284,9 @@ async fn publishing_every_event_twice_logs_each_once() {
     );
 
     // The adapter library sees them as duplicates too.
-    let publisher = Publisher::new(nats.connect().await, POLICE);
+    let publisher = Publisher::new(nats.connect().await, POLICE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key");
     let outcomes = publisher
         .publish_all(&published[..4])
         .await
@@ -331,7 +337,7 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
         &js,
         "handoff.events.ngo-men-north.case_closed",
         Some(&forged.event_id),
-        forged.encode_to_vec(),
+        handoff_e2e::seal(&forged).encode_to_vec(),
     )
     .await;
     // 3. wrong expected version
@@ -369,10 +375,15 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
             RejectionReason::WrongExpectedVersion
         ]
     );
+    // Kept whole, but sealed (an unreadable body may hold anything): its size and digest
+    // say what it was.
+    let garbage = b"\xff\xfe not protobuf \x00";
+    assert!(police_q[0].raw.is_empty(), "never in the clear");
+    assert!(police_q[0].sealed_raw.is_some(), "kept sealed");
+    assert_eq!(police_q[0].raw_size, garbage.len() as u64);
     assert_eq!(
-        police_q[0].raw,
-        b"\xff\xfe not protobuf \x00".to_vec(),
-        "raw bytes are kept as received"
+        police_q[0].raw_sha256,
+        <sha2::Sha256 as sha2::Digest>::digest(garbage).to_vec()
     );
     assert_eq!(police_q[0].msg_id, "garbage-1");
     assert!(

@@ -65,7 +65,9 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
     }
 
     // The centre's own events work as usual, through its own user.
-    let own = Publisher::new(centre_nats, CENTRE);
+    let own = Publisher::new(centre_nats, CENTRE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key");
     let mut opened = incident(2, &format!("{CENTRE}/own"));
     opened.source_agency = CENTRE.into();
     let outcomes = own.publish_all(&[opened]).await.expect("publish");
@@ -89,7 +91,9 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
     );
 
     // The police publish as themselves, through the adapter library with the police user.
-    let police = Publisher::new(police_nats, POLICE);
+    let police = Publisher::new(police_nats, POLICE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key");
     let outcomes = police
         .publish_all(&[incident(3, "real")])
         .await

@@ -28,7 +28,10 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     )
     .await;
     let client = nats.connect_as(POLICE).await.expect("police connects");
-    let publisher = Publisher::new(client, POLICE).with_timeout(Duration::from_secs(60));
+    let publisher = Publisher::new(client, POLICE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key")
+        .with_timeout(Duration::from_secs(60));
     let batches_done = Arc::new(AtomicUsize::new(0));
 
     let done = batches_done.clone();

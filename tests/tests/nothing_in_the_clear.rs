@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
-use handoff_e2e::events::{case_id, envelope, incident, publish_as, publish_raw, referral, subject};
+use handoff_e2e::events::{
+    case_id, envelope, incident, publish_as, publish_raw, referral, subject,
+};
 use handoff_e2e::{
     AUDITOR, CENTRE, Exchange, NatsServer, POLICE, files_containing, handoff_binary, run_handoff,
 };
@@ -101,7 +103,14 @@ fn run_referral_adapter(
     rejects: &Path,
 ) -> String {
     let out = Command::new(handoff_binary())
-        .args(["adapter", "referral", "--agency", POLICE, "--nats", &nats.url()])
+        .args([
+            "adapter",
+            "referral",
+            "--agency",
+            POLICE,
+            "--nats",
+            &nats.url(),
+        ])
         .arg("--nats-password-file")
         .arg(nats.auth_dir().join(format!("{POLICE}.password")))
         .arg("--transport-key")
@@ -162,7 +171,13 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
 
     // A careless publisher sends details in the clear: refused, never kept in the clear.
     let clear = incident_with(5, "e5", UNSEALED, "in the clear");
-    let unsealed = publish_raw(&js, &subject(&clear), Some(&clear.event_id), clear.encode_to_vec()).await;
+    let unsealed = publish_raw(
+        &js,
+        &subject(&clear),
+        Some(&clear.event_id),
+        clear.encode_to_vec(),
+    )
+    .await;
     // A sealed envelope with a stray byte, and a garbled body in the clear: undecodable.
     let mut stray = handoff_e2e::seal(&incident_with(6, "e6", NAME, NARRATIVE)).encode_to_vec();
     stray.push(0);
@@ -177,7 +192,10 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
 
     // Partners entitled to them read the details and the text as written.
     let view = police_view(&exchange, "e1").await;
-    assert_eq!(view.subject_details.as_ref().map(|d| d.full_name.as_str()), Some(NAME));
+    assert_eq!(
+        view.subject_details.as_ref().map(|d| d.full_name.as_str()),
+        Some(NAME)
+    );
     assert_eq!(view.incidents[0].narrative, NARRATIVE);
     assert_eq!(view.evictions[0].protected_area, PROTECTED);
     let inbox = exchange
@@ -254,12 +272,22 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
     let out = run_referral_adapter(&exchange, &nats, &form, &rejects);
     assert!(out.contains("invalid, not published"), "{out}");
     let kept = std::fs::read_to_string(&rejects).expect("rejects file");
-    assert!(kept.contains("[withheld]") && kept.contains("date_of_birth"), "{kept}");
+    assert!(
+        kept.contains("[withheld]") && kept.contains("date_of_birth"),
+        "{kept}"
+    );
 
     // The operator erases the subject; then a backup and an export are taken.
     let subject = handoff_e2e::events::subject_of("e1");
     let (code, out) = run_handoff(
-        &["admin", "erase", &subject, "--reason", "GDPR art. 17, ref DP-9", "--config"],
+        &[
+            "admin",
+            "erase",
+            &subject,
+            "--reason",
+            "GDPR art. 17, ref DP-9",
+            "--config",
+        ],
         &[&exchange.config_path()],
     );
     assert_eq!(code, 0, "{out}");
@@ -271,7 +299,10 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
     let view = police_view(&exchange, "e1").await;
     assert!(view.incidents[0].narrative.is_empty() && view.evictions[0].protected_area.is_empty());
     let other = police_view(&exchange, "e2").await;
-    assert_eq!(other.subject_details.map(|d| d.full_name), Some(OTHER.to_string()));
+    assert_eq!(
+        other.subject_details.map(|d| d.full_name),
+        Some(OTHER.to_string())
+    );
     let backup = dir.path().join("backup");
     let (code, out) = run_handoff(
         &["admin", "backup", "--config"],
@@ -282,7 +313,9 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
     let server = format!("https://localhost:{}", exchange.grpc_port());
     let certs = exchange.certs_dir().display().to_string();
     let (code, out) = run_handoff(
-        &["audit", "export", "--server", &server, "--as", AUDITOR, "--certs", &certs, "--out"],
+        &[
+            "audit", "export", "--server", &server, "--as", AUDITOR, "--certs", &certs, "--out",
+        ],
         &[&export],
     );
     assert_eq!(code, 0, "{out}");
@@ -292,7 +325,12 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
     exchange.stop();
     assert_eq!(
         found_in(
-            &[data, nats.store_dir(), dir.path().to_path_buf(), exchange.home()],
+            &[
+                data,
+                nats.store_dir(),
+                dir.path().to_path_buf(),
+                exchange.home()
+            ],
             &SECRETS
         ),
         Vec::<String>::new()
@@ -317,8 +355,14 @@ async fn the_demo_leaves_nothing_private_in_the_brokers_store() {
         "Explained the eviction order",
         "Agreed to attend the perpetrator programme",
     ];
-    assert!(out.contains("Marek Novak"), "the demo reads the details back:\n{out}");
-    assert_eq!(found_in(&[nats.store_dir()], &private), Vec::<String>::new());
+    assert!(
+        out.contains("Marek Novak"),
+        "the demo reads the details back:\n{out}"
+    );
+    assert_eq!(
+        found_in(&[nats.store_dir()], &private),
+        Vec::<String>::new()
+    );
     assert_eq!(
         found_in(&[exchange.data_dir()], &private),
         Vec::<String>::new()

@@ -84,6 +84,8 @@ async fn metrics_traces_and_config_check() {
         nats.connect_as(POLICE).await.expect("police connects"),
         POLICE,
     )
+    .with_transport(&handoff_e2e::transport_public())
+    .expect("transport key")
     .with_timeout(Duration::from_secs(30));
     let outcomes = police
         .publish_all_traced(std::slice::from_ref(&traced), &[Some(trace)])

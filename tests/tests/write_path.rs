@@ -257,7 +257,9 @@ async fn refusals_and_look_ups_tell_no_more_than_not_found() {
 
     // Look-ups: another agency's event id answers exactly like one never used.
     let client = nats.connect_as(POLICE).await.expect("police connect");
-    let lookups = handoff_adapters::Publisher::new(client, POLICE);
+    let lookups = handoff_adapters::Publisher::new(client, POLICE)
+        .with_transport(&handoff_e2e::transport_public())
+        .expect("transport key");
     let used_by_them = lookups.lookup(&theirs.event_id).await.expect("look-up");
     let never_used = lookups.lookup(&id(999)).await.expect("look-up");
     assert_eq!(used_by_them, None);

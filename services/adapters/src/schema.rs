@@ -59,8 +59,9 @@ impl Schema {
             OnceLock::new(),
             OnceLock::new(),
         ];
-        PARSED[self as usize]
-            .get_or_init(|| serde_json::from_str(self.text()).expect("shipped schemas are valid JSON"))
+        PARSED[self as usize].get_or_init(|| {
+            serde_json::from_str(self.text()).expect("shipped schemas are valid JSON")
+        })
     }
 
     /// Whether the value at `path` (a JSON pointer into a document) is private: the

@@ -174,7 +174,11 @@ fn hostile_json_is_refused_not_crashed_on() {
 /// birth dates, the agency's own person references, free text.
 #[test]
 fn rejects_withhold_every_private_value() {
-    for name in ["police-eviction.json", "referral-form.json", "event-risk-assessed.json"] {
+    for name in [
+        "police-eviction.json",
+        "referral-form.json",
+        "event-risk-assessed.json",
+    ] {
         let text = std::fs::read_to_string(examples().join(name)).expect("example");
         let document: serde_json::Value = serde_json::from_str(&text).expect("json");
         let (_, kind) = kind_of(name);
@@ -188,19 +192,22 @@ fn rejects_withhold_every_private_value() {
         ] {
             assert!(!kept.contains(secret), "{name}: {secret} kept in {kept}");
         }
-        assert!(kept.contains("[withheld]") || name.starts_with("event"), "{kept}");
+        assert!(
+            kept.contains("[withheld]") || name.starts_with("event"),
+            "{kept}"
+        );
     }
     let text = std::fs::read_to_string(examples().join("police-eviction.json")).expect("example");
     let document: serde_json::Value = serde_json::from_str(&text).expect("json");
     let kept = AdapterKind::Police { refer_to: None }.withhold_private(&document);
-    assert_eq!(kept["incident_ref"], "NP-2026-004711", "what finds the record stays");
+    assert_eq!(
+        kept["incident_ref"], "NP-2026-004711",
+        "what finds the record stays"
+    );
     assert_eq!(kept["person"]["full_name"], "[withheld]");
     // A schema error at a private field does not quote the value either.
     let mut bad = document.clone();
     bad["person"]["date_of_birth"] = "2. března 1984".into();
     let errors = Schema::PoliceRecord.validate(&bad).expect_err("invalid");
-    assert!(
-        errors.iter().all(|e| !e.contains("března")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| !e.contains("března")), "{errors:?}");
 }

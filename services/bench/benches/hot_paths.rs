@@ -18,11 +18,11 @@ use handoff_audit::export::{ExportWriter, verify};
 use handoff_bench::workload::{self, CENTRE, POLICE, PROGRAMME};
 use handoff_contract::v1::{CaseView, Envelope, LogRecord, SealedDetails};
 use handoff_domain::policy::{FieldGroup, FieldPolicy};
-use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
 use handoff_domain::private::take_private;
+use handoff_domain::{Agency, AgencyKind, Position, Registry, evolve};
 use handoff_keyring::{Kek, Keyring};
-use handoff_transport::{Opener, Sealer, TransportKeys};
 use handoff_log::{GENESIS, Log, NewRecord, record_hash};
+use handoff_transport::{Opener, Sealer, TransportKeys};
 use prost::Message;
 use sha2::{Digest, Sha256};
 

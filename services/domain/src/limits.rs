@@ -6,7 +6,7 @@
 
 use handoff_contract::names::is_valid_agency_id;
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::{Envelope, LinkedPerson, PersonalDetails};
+use handoff_contract::v1::{Envelope, LinkedPerson, PersonalDetails, TransportSeal};
 
 use crate::rejection::Rejection;
 
@@ -28,6 +28,13 @@ pub const LIST: usize = 64;
 pub const SESSIONS: u32 = 1000;
 /// Longest eviction, in days.
 pub const EVICTION_DAYS: u32 = 366;
+
+/// A transport seal's encapsulated key (X25519), bytes.
+pub const SEAL_KEY: usize = 32;
+/// A transport seal's nonce (XChaCha20-Poly1305), bytes.
+pub const SEAL_NONCE: usize = 24;
+/// A transport seal's ciphertext: the private parts at their limits, sealed. Bytes.
+pub const SEALED: usize = 16 * 1024;
 
 /// Each string field of a query request (filters, tokens, ids), bytes.
 pub const REQUEST_FIELD: usize = 256;
@@ -54,6 +61,17 @@ impl Check {
         if value.len() > limit {
             self.fail(format!(
                 "{field} is {} bytes; at most {limit} are kept",
+                value.len()
+            ));
+        }
+        self
+    }
+
+    fn bytes(&mut self, field: &str, value: &[u8], limit: usize, exact: bool) -> &mut Self {
+        if value.len() > limit || (exact && !value.is_empty() && value.len() != limit) {
+            let want = if exact { "exactly" } else { "at most" };
+            self.fail(format!(
+                "{field} is {} bytes; it must be {want} {limit}",
                 value.len()
             ));
         }
@@ -109,10 +127,29 @@ impl Check {
     }
 }
 
+/// Checks a transport seal's fields against their sizes, before any key agreement.
+pub fn check_transport_seal(seal: &TransportSeal) -> Result<(), Rejection> {
+    let mut c = Check::new();
+    c.bytes(
+        "transport_seal.encapsulated_key",
+        &seal.encapsulated_key,
+        SEAL_KEY,
+        true,
+    )
+    .bytes("transport_seal.nonce", &seal.nonce, SEAL_NONCE, true)
+    .bytes("transport_seal.ciphertext", &seal.ciphertext, SEALED, false);
+    c.0
+}
+
 /// Checks every field of an envelope against its limit (ids are checked for form by
 /// `validate_envelope`, which calls this).
 pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
     let mut c = Check::new();
+    if let Some(seal) = &envelope.transport_seal
+        && let Err(e) = check_transport_seal(seal)
+    {
+        return Err(e);
+    }
     c.text("actor", &envelope.actor, ID)
         .text("correlation_id", &envelope.correlation_id, ID)
         .text("causation_id", &envelope.causation_id, ID);

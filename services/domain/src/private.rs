@@ -236,7 +236,10 @@ mod tests {
         assert!(put_private(&mut e.clone(), parts.clone()).is_err());
         parts.text.truncate(1);
         parts.text[0] = "\u{1}sealed/7/0".into();
-        assert!(put_private(&mut e.clone(), parts).is_err(), "no smuggled reference");
+        assert!(
+            put_private(&mut e.clone(), parts).is_err(),
+            "no smuggled reference"
+        );
         // A reference the publisher did not earn (pointing at another index) is refused.
         let mut forged = Envelope {
             event: Some(Event::EvictionOrdered(EvictionOrdered {

@@ -380,7 +380,8 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         .await?
         .with_timeout(Duration::from_secs(args.timeout));
     if let Some(path) = &args.transport_key {
-        publisher = publisher.with_transport(&handoff_transport::TransportPublic::from_file(path)?)?;
+        publisher =
+            publisher.with_transport(&handoff_transport::TransportPublic::from_file(path)?)?;
     }
     let mut refused_any = false;
     for file in &args.files {

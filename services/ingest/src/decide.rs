@@ -15,10 +15,10 @@ use handoff_contract::v1::{
     Envelope, QuarantineEntry, Receipt, RejectionReason, SealedDetails, receipt::Status,
 };
 use handoff_domain::limits::{KEPT_TEXT, bounded};
+use handoff_domain::private::take_private;
 use handoff_domain::{
     Effects, ErasureScope, Position, Registry, admit, validate::validate_envelope,
 };
-use handoff_domain::private::take_private;
 use handoff_keyring::{Keyring, Opened, QUARANTINE_SUBJECT};
 use handoff_log::{NewRecord, WriteBatch};
 use handoff_transport::{OpenError, Opener};
@@ -156,8 +156,13 @@ pub fn decide(
                 registry: registry_change,
             } = *effects;
             receipt.case_version = case.as_ref().map_or(0, |c| c.after.version);
-            let Stored { facts, sealed } =
-                stored(keyring, &envelope, batch.next_sequence(), "", subject_agency)?;
+            let Stored { facts, sealed } = stored(
+                keyring,
+                &envelope,
+                batch.next_sequence(),
+                "",
+                subject_agency,
+            )?;
             let appended = batch.append(
                 NewRecord {
                     stream_sequence: incoming.stream_sequence,
@@ -207,7 +212,8 @@ pub fn decide(
                 _ if summarized => (Vec::new(), None),
                 (Some(e), Some(Ok(()) | Err(OpenError::Unsealed))) => {
                     let fallback = format!("unattributed-{}", incoming.stream_sequence);
-                    let Stored { facts, sealed } = stored(keyring, e, 0, &fallback, subject_agency)?;
+                    let Stored { facts, sealed } =
+                        stored(keyring, e, 0, &fallback, subject_agency)?;
                     (facts, sealed)
                 }
                 _ => {

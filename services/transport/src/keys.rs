@@ -72,7 +72,8 @@ fn fresh(epoch: u32, created_unix_s: i64) -> Result<Epoch, TransportError> {
 impl TransportPublic {
     /// The public key from its 32 bytes.
     pub fn from_bytes(epoch: u32, bytes: &[u8]) -> Result<TransportPublic, TransportError> {
-        let key = PublicKey::from_bytes(bytes).map_err(|e| TransportError::BadKey(e.to_string()))?;
+        let key =
+            PublicKey::from_bytes(bytes).map_err(|e| TransportError::BadKey(e.to_string()))?;
         Ok(TransportPublic { epoch, key })
     }
 
@@ -210,8 +211,7 @@ impl TransportKeys {
         }
         if keys.epochs.is_empty() {
             return Err(TransportError::BadKey(
-                "no epoch in the transport keys; make them with `handoff transport-key new`"
-                    .into(),
+                "no epoch in the transport keys; make them with `handoff transport-key new`".into(),
             ));
         }
         Ok(keys)

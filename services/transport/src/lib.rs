@@ -94,7 +94,9 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("epoch", &self.epoch).finish()
+        f.debug_struct("Sealer")
+            .field("epoch", &self.epoch)
+            .finish()
     }
 }
 
@@ -161,7 +163,10 @@ pub struct Opener {
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opener")
-            .field("epochs", &self.keys.epochs().map(|e| e.epoch).collect::<Vec<_>>())
+            .field(
+                "epochs",
+                &self.keys.epochs().map(|e| e.epoch).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -187,8 +192,8 @@ impl Opener {
                 seal.epoch
             ))
         })?;
-        let encapsulated =
-            <Suite as Kem>::EncappedKey::from_bytes(&seal.encapsulated_key).map_err(|_| {
+        let encapsulated = <Suite as Kem>::EncappedKey::from_bytes(&seal.encapsulated_key)
+            .map_err(|_| {
                 OpenError::Seal("the encapsulated key is not an X25519 public key".into())
             })?;
         let context = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Suite>(
@@ -221,9 +226,9 @@ impl Opener {
                 Some(_) => Err(OpenError::Unsealed),
             };
         };
-        if seal.nonce.len() != NONCE_LEN {
-            return Err(OpenError::Seal("the nonce is not 24 bytes".into()));
-        }
+        handoff_domain::limits::check_transport_seal(&seal)
+            .map_err(|r| OpenError::Seal(r.to_string()))?;
+        debug_assert_eq!(seal.nonce.len(), NONCE_LEN);
         let aad = associated(&envelope.source_agency, &envelope.event_id, seal.epoch);
         let plaintext = self
             .cipher(&seal)?
