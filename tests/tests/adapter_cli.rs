@@ -22,10 +22,10 @@ fn run_police(nats: &NatsServer, input: &PathBuf, rejects: &PathBuf) -> (i32, St
             CENTRE,
             "--nats",
             &nats.url(),
-            "--nats-password-file",
+            "--nats-nkey-file",
             &nats
                 .auth_dir()
-                .join(format!("{POLICE}.password"))
+                .join(format!("{POLICE}.nk"))
                 .display()
                 .to_string(),
             "--rejects",

@@ -12,6 +12,7 @@ mod erasure;
 mod gauges;
 mod metrics;
 mod nats_auth;
+mod private;
 mod query_cli;
 mod report;
 mod revocation;
@@ -95,7 +96,7 @@ enum Command {
         /// The config whose [[agency]] entries get NATS users.
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: PathBuf,
-        /// Output directory for auth.conf and the passwords.
+        /// Output directory for auth.conf (public keys only) and the users' nkey seeds.
         #[arg(long)]
         out: PathBuf,
     },
@@ -139,9 +140,9 @@ struct AdapterArgs {
     /// This agency's id in the exchange's registry (also its NATS user).
     #[arg(long, env = "HANDOFF_AGENCY")]
     agency: String,
-    /// File holding this agency's NATS password (see `handoff nats-auth`); none: no authentication.
-    #[arg(long, env = "HANDOFF_NATS_PASSWORD_FILE")]
-    nats_password_file: Option<PathBuf>,
+    /// File holding this agency's NATS nkey seed (`<agency>.nk`, see `handoff nats-auth`); none: no authentication.
+    #[arg(long, env = "HANDOFF_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
     /// Where refused records are kept, with reasons (JSON Lines; appended). Default: beside each input.
     #[arg(long)]
     rejects: Option<PathBuf>,
@@ -206,6 +207,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this binary creates (sled's files, backups, exports, rejects files,
+    // keys, seeds) is its owner's only, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
     let cli = Cli::parse();
     // The server logs its work; client commands print results and log only problems.
     let serving = matches!(cli.command, Command::Serve { .. });
@@ -327,7 +331,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
         AdapterCommand::Generic { args } => (AdapterKind::Generic, args),
         AdapterCommand::Directory { args } => (AdapterKind::Directory, args),
     };
-    let password = match &args.nats_password_file {
+    let seed = match &args.nats_nkey_file {
         None => None,
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -336,7 +340,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
                 .to_string(),
         ),
     };
-    let publisher = Publisher::connect(&args.nats, &args.agency, password)
+    let publisher = Publisher::connect(&args.nats, &args.agency, seed)
         .await?
         .with_timeout(Duration::from_secs(args.timeout));
     let mut refused_any = false;
