@@ -224,22 +224,19 @@ impl Exchange {
                 1,
             );
         }
-        let password = self.nats_auth_dir.join("handoff-exchange.password");
+        let seed = self.nats_auth_dir.join("handoff-exchange.nk");
         text = text.replacen(
             "[store]",
-            &format!(
-                "user = \"handoff-exchange\"\npassword_file = {:?}\n\n[store]",
-                password.display().to_string()
-            ),
+            &format!("nkey_file = {:?}\n\n[store]", seed.display().to_string()),
             1,
         );
         if self.options.unprivileged {
             // The broker's secrets dir is root's; give the exchange its own copy.
-            let own = self.dir.path().join("secrets/nats.password");
+            let own = self.dir.path().join("secrets/handoff-exchange.nk");
             std::fs::create_dir_all(self.dir.path().join("secrets")).expect("secrets dir");
-            std::fs::copy(&password, &own).expect("copy password");
+            std::fs::copy(&seed, &own).expect("copy nkey seed");
             text = text.replacen(
-                &format!("{:?}", password.display().to_string()),
+                &format!("{:?}", seed.display().to_string()),
                 &format!("{:?}", own.display().to_string()),
                 1,
             );

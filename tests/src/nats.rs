@@ -47,7 +47,7 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Where `handoff nats-auth` wrote auth.conf and the users' passwords.
+    /// Where `handoff nats-auth` wrote auth.conf and the users' nkey seeds.
     pub fn auth_dir(&self) -> PathBuf {
         self.auth.clone()
     }
@@ -147,9 +147,10 @@ impl NatsServer {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
-    fn password(&self, user: &str) -> String {
-        std::fs::read_to_string(self.auth_dir().join(format!("{user}.password")))
-            .expect("password")
+    /// The nkey seed `handoff nats-auth` made for `user` (an agency or `handoff-exchange`).
+    pub fn seed(&self, user: &str) -> String {
+        std::fs::read_to_string(self.auth_dir().join(format!("{user}.nk")))
+            .expect("nkey seed")
             .trim()
             .to_string()
     }
@@ -158,7 +159,7 @@ impl NatsServer {
     /// (tests use it to play many agencies, and to forge what NATS itself would refuse).
     pub async fn connect(&self) -> async_nats::Client {
         async_nats::ConnectOptions::new()
-            .user_and_password("handoff-exchange".into(), self.password("handoff-exchange"))
+            .nkey(self.seed("handoff-exchange"))
             .connect(self.url())
             .await
             .expect("connect to nats-server")
@@ -170,7 +171,7 @@ impl NatsServer {
         agency: &str,
     ) -> Result<async_nats::Client, async_nats::ConnectError> {
         async_nats::ConnectOptions::new()
-            .user_and_password(agency.into(), self.password(agency))
+            .nkey(self.seed(agency))
             .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
             .connect(self.url())
             .await
@@ -245,7 +246,7 @@ impl NatsCluster {
     pub async fn connect_as(&self, agency: &str) -> async_nats::Client {
         let urls = self.addresses();
         async_nats::ConnectOptions::new()
-            .user_and_password(agency.into(), self.nodes[0].password(agency))
+            .nkey(self.nodes[0].seed(agency))
             .custom_inbox_prefix(handoff_adapters::publisher::inbox_prefix(agency))
             .connect(urls)
             .await
@@ -256,10 +257,7 @@ impl NatsCluster {
     pub async fn connect(&self) -> async_nats::Client {
         let urls = self.addresses();
         async_nats::ConnectOptions::new()
-            .user_and_password(
-                "handoff-exchange".into(),
-                self.nodes[0].password("handoff-exchange"),
-            )
+            .nkey(self.nodes[0].seed("handoff-exchange"))
             .connect(urls)
             .await
             .expect("connect to the cluster")
@@ -270,7 +268,7 @@ impl NatsCluster {
 pub trait Broker {
     /// Client URL(s), comma-separated.
     fn url(&self) -> String;
-    /// Where the authorization and passwords are.
+    /// Where the authorization and the users' nkey seeds are.
     fn auth_dir(&self) -> PathBuf;
 }
 

@@ -30,10 +30,10 @@ fn run_police(
             CENTRE,
             "--nats",
             &nats.url(),
-            "--nats-password-file",
+            "--nats-nkey-file",
             &nats
                 .auth_dir()
-                .join(format!("{POLICE}.password"))
+                .join(format!("{POLICE}.nk"))
                 .display()
                 .to_string(),
             "--transport-key",

@@ -29,7 +29,7 @@ fn run_police(
     secret: &Path,
     input: &Path,
 ) -> (i32, String) {
-    let password = nats.auth_dir().join(format!("{POLICE}.password"));
+    let seed = nats.auth_dir().join(format!("{POLICE}.nk"));
     let rejects = secret.with_extension("rejects.jsonl");
     run_handoff(
         &[
@@ -41,8 +41,8 @@ fn run_police(
             CENTRE,
             "--nats",
             &nats.url(),
-            "--nats-password-file",
-            &password.display().to_string(),
+            "--nats-nkey-file",
+            &seed.display().to_string(),
             "--agency-secret",
             &secret.display().to_string(),
             "--transport-key",

@@ -111,8 +111,8 @@ fn run_referral_adapter(
             "--nats",
             &nats.url(),
         ])
-        .arg("--nats-password-file")
-        .arg(nats.auth_dir().join(format!("{POLICE}.password")))
+        .arg("--nats-nkey-file")
+        .arg(nats.auth_dir().join(format!("{POLICE}.nk")))
         .arg("--transport-key")
         .arg(exchange.transport_public_path())
         .arg("--agency-secret")

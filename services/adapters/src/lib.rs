@@ -217,11 +217,12 @@ pub fn write_rejects(
         path: path.display().to_string(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    // Refused records carry personal details: the agency's operator's only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(err)?;
     for r in &refused {
         let reasons: Vec<String> = match &r.result {
             Err(errors) => errors.clone(),

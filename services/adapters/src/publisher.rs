@@ -146,20 +146,20 @@ impl Publisher {
         Ok(self)
     }
 
-    /// Connects to NATS at `url` as `agency` (its NATS user, with `password` if the
-    /// server requires one) and publishes as that agency.
+    /// Connects to NATS at `url` as `agency` (its NATS user, authenticated by its nkey
+    /// `seed` if the server requires one) and publishes as that agency.
     pub async fn connect(
         url: &str,
         agency: impl Into<String>,
-        password: Option<String>,
+        seed: Option<String>,
     ) -> Result<Self, AdapterError> {
         let agency = agency.into();
         let mut options = async_nats::ConnectOptions::new()
             .name("handoff-adapter")
             // The agency's NATS user may subscribe only to replies under its own prefix.
             .custom_inbox_prefix(inbox_prefix(&agency));
-        if let Some(password) = password {
-            options = options.user_and_password(agency.clone(), password);
+        if let Some(seed) = seed {
+            options = options.nkey(seed);
         }
         let client = options
             .connect(url)

@@ -28,6 +28,7 @@ pub const SOCKET: &str = "admin.sock";
 pub async fn backup(log: &Log, keyring: &Keyring, out: &Path) -> anyhow::Result<String> {
     let paused = log.pause_commits().await;
     let head = log.copy_to(&paused, out)?;
+    crate::private::tighten_dir(out, "the backup");
     keyring.copy_to(out)?;
     drop(paused);
     let info = BackupInfo::now(&head);

@@ -70,10 +70,9 @@ pub struct NatsSection {
     pub max_age_days: u64,
     /// For tests only: the max age in seconds, instead of `max_age_days`.
     pub max_age_secs: Option<u64>,
-    /// The exchange's NATS user (see `handoff nats-auth`); none: no authentication.
-    pub user: Option<String>,
-    /// File with that user's password. Agencies' passwords lie beside it (`<agency>.password`).
-    pub password_file: Option<PathBuf>,
+    /// The exchange's NATS user's nkey seed (`handoff-exchange.nk`, see `handoff nats-auth`);
+    /// agencies' seeds lie beside it (`<agency>.nk`). None: no authentication.
+    pub nkey_file: Option<PathBuf>,
 }
 
 /// `[store]`
@@ -437,7 +436,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
     let what = e.message().trim().to_string();
-    let fix = if let Some(rest) = what.strip_prefix("unknown field") {
+    let fix = if what.starts_with("unknown field `password_file`")
+        || what.starts_with("unknown field `user`")
+    {
+        // Configs from before NATS users were nkeys.
+        "NATS users are nkeys now: remove user and password_file, set nkey_file to the exchange's seed (`handoff nats-auth` writes handoff-exchange.nk)".into()
+    } else if let Some(rest) = what.strip_prefix("unknown field") {
         match rest.split_once("expected ") {
             Some((_, allowed)) => {
                 format!("rename it to one of the allowed fields ({allowed}) or remove it")
@@ -633,7 +637,7 @@ impl Config {
     }
 
     /// Files other commands create (`handoff kek`, `handoff certs`, `handoff nats-auth`)
-    /// that `serve` needs: the KEK, the TLS files and the NATS password, each located.
+    /// that `serve` needs: the KEK, the TLS files and the NATS nkey seed, each located.
     pub fn missing_files(&self, path: &Path) -> Vec<ConfigError> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let mut wanted: Vec<(&str, &str, &Path, &str)> = Vec::new();
@@ -657,10 +661,10 @@ impl Config {
             wanted.push(("query.tls", "cert", &tls.cert, fix));
             wanted.push(("query.tls", "key", &tls.key, fix));
         }
-        if let Some(file) = &self.nats.password_file {
+        if let Some(file) = &self.nats.nkey_file {
             wanted.push((
                 "nats",
-                "password_file",
+                "nkey_file",
                 file,
                 "write it with `handoff nats-auth`",
             ));
@@ -725,24 +729,21 @@ impl Config {
     }
 
     /// NATS connect options for `user` (the exchange's own, or an agency's for the demo),
-    /// with its password from the password directory, if authentication is configured.
+    /// with its nkey seed from the seeds' directory, if authentication is configured.
     pub fn nats_options(
         &self,
         user: Option<&str>,
     ) -> Result<async_nats::ConnectOptions, ConfigError> {
         let mut options = async_nats::ConnectOptions::new();
-        if let (Some(own), Some(file)) = (&self.nats.user, &self.nats.password_file) {
+        if let Some(file) = &self.nats.nkey_file {
             let file = self.resolve(file);
-            let (user, path) = match user {
-                None => (own.clone(), file),
-                Some(agency) => (
-                    agency.to_string(),
-                    file.with_file_name(format!("{agency}.password")),
-                ),
+            let path = match user {
+                None => file,
+                Some(agency) => file.with_file_name(format!("{agency}.nk")),
             };
-            let password = std::fs::read_to_string(&path)
+            let seed = std::fs::read_to_string(&path)
                 .map_err(|source| ConfigError::Read { path, source })?;
-            options = options.user_and_password(user, password.trim().to_string());
+            options = options.nkey(seed.trim().to_string());
         }
         Ok(options)
     }
@@ -922,6 +923,19 @@ kind = "police"
         );
         assert!(
             fix.contains("data_dir") && fix.contains("min_free_mb") && fix.contains("cache_mb"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_password_from_before_nkeys_names_the_new_field() {
+        let old = MINIMAL.replace(
+            "url = \"nats://127.0.0.1:4222\"",
+            "url = \"nats://127.0.0.1:4222\"\npassword_file = \"nats-auth/handoff-exchange.password\"",
+        );
+        let e = load(&old).expect_err("password_file").to_string();
+        assert!(
+            e.contains("handoff.toml:4:1:") && e.contains("nkey_file"),
             "{e}"
         );
     }

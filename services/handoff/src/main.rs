@@ -13,6 +13,7 @@ mod erasure;
 mod gauges;
 mod metrics;
 mod nats_auth;
+mod private;
 mod query_cli;
 mod report;
 mod restore_gate;
@@ -110,7 +111,7 @@ enum Command {
         /// The config whose [[agency]] entries get NATS users.
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: PathBuf,
-        /// Output directory for auth.conf and the passwords.
+        /// Output directory for auth.conf (public keys only) and the users' nkey seeds.
         #[arg(long)]
         out: PathBuf,
     },
@@ -157,9 +158,9 @@ struct AdapterArgs {
     /// This agency's id in the exchange's registry (also its NATS user).
     #[arg(long, env = "HANDOFF_AGENCY")]
     agency: String,
-    /// File holding this agency's NATS password (see `handoff nats-auth`); none: no authentication.
-    #[arg(long, env = "HANDOFF_NATS_PASSWORD_FILE")]
-    nats_password_file: Option<PathBuf>,
+    /// File holding this agency's NATS nkey seed (`<agency>.nk`, see `handoff nats-auth`); none: no authentication.
+    #[arg(long, env = "HANDOFF_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
     /// The exchange's transport public key (`handoff transport-key public`): personal
     /// details and free text are sealed to it before they leave.
     #[arg(long, env = "HANDOFF_TRANSPORT_KEY")]
@@ -231,6 +232,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this binary creates (sled's files, backups, exports, rejects files,
+    // keys, seeds) is its owner's only, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
     let cli = Cli::parse();
     // The server logs its work; client commands print results and log only problems.
     let serving = matches!(cli.command, Command::Serve { .. });
@@ -367,7 +371,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
     };
     // Before connecting: without its secret the adapter would derive other ids.
     let secret = AgencySecret::from_file(&args.agency_secret)?;
-    let password = match &args.nats_password_file {
+    let seed = match &args.nats_nkey_file {
         None => None,
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -376,7 +380,7 @@ async fn run_adapter(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
                 .to_string(),
         ),
     };
-    let mut publisher = Publisher::connect(&args.nats, &args.agency, password)
+    let mut publisher = Publisher::connect(&args.nats, &args.agency, seed)
         .await?
         .with_timeout(Duration::from_secs(args.timeout));
     if let Some(path) = &args.transport_key {

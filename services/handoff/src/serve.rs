@@ -55,6 +55,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    crate::private::tighten_dir(&data_dir, "the data dir");
     let log = Log::open_with(
         &data_dir,
         &handoff_log::StoreOptions {
