@@ -35,6 +35,14 @@ pub fn write_transport_files(keys: &Path, public: &Path) {
         std::fs::create_dir_all(dir).expect("secrets dir");
     }
     transport_keys().save(keys).expect("write transport keys");
-    std::fs::write(public, format!("{}\n", transport_public().to_line()))
-        .expect("write transport public key");
+    // Owner-only like everything beside it, whatever the test's umask.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(public).expect("open transport public key");
+    std::io::Write::write_all(
+        &mut file,
+        format!("{}\n", transport_public().to_line()).as_bytes(),
+    )
+    .expect("write transport public key");
 }

@@ -112,6 +112,12 @@ async fn everything_the_binary_writes_is_private_whatever_the_umask() {
     lines[2] = lines[2].replace("2026-11-21T18:05:00Z", "yesterday evening");
     std::fs::write(&input, lines.join("\n")).expect("write input");
     let seed = nats.auth_dir().join(format!("{POLICE}.nk"));
+    let agency_secret = tmp.path().join("agency/police.secret");
+    let (code, out) = run_handoff(
+        &["agency-secret", "--agency", POLICE, "--out"],
+        &[&agency_secret],
+    );
+    assert_eq!(code, 0, "handoff agency-secret: {out}");
     let (code, out) = run_handoff(
         &[
             "adapter",
@@ -124,6 +130,10 @@ async fn everything_the_binary_writes_is_private_whatever_the_umask() {
             &nats.url(),
             "--nats-nkey-file",
             &seed.display().to_string(),
+            "--agency-secret",
+            &agency_secret.display().to_string(),
+            "--transport-key",
+            &exchange.transport_public_path().display().to_string(),
         ],
         &[&input],
     );
@@ -135,6 +145,11 @@ async fn everything_the_binary_writes_is_private_whatever_the_umask() {
     let kek_dir = tmp.path().join("kek");
     let (code, out) = run_handoff(&["kek", "--out"], &[&kek_dir.join("kek")]);
     assert_eq!(code, 0, "handoff kek: {out}");
+    let (code, out) = run_handoff(
+        &["transport-key", "new", "--out"],
+        &[&kek_dir.join("transport.keys")],
+    );
+    assert_eq!(code, 0, "handoff transport-key new: {out}");
     let certs_dir = tmp.path().join("certs");
     let (code, out) = run_handoff(
         &["certs", "--config"],
@@ -163,6 +178,7 @@ async fn everything_the_binary_writes_is_private_whatever_the_umask() {
         export.clone(),
         rejects.clone(),
         kek_dir,
+        agency_secret.parent().expect("agency dir").to_path_buf(),
         certs_dir,
         auth_dir.clone(),
     ] {

@@ -252,7 +252,10 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
     let data = exchange.data_dir();
     let mut everything: Vec<&str> = SECRETS.to_vec();
     everything.extend([OTHER, UNSEALED, GARBLED]);
-    assert_eq!(found_in(std::slice::from_ref(&data), &everything), Vec::<String>::new());
+    assert_eq!(
+        found_in(std::slice::from_ref(&data), &everything),
+        Vec::<String>::new()
+    );
 
     // A record the adapter refuses is kept in its rejects file without its private values.
     let dir = tempfile::tempdir().expect("tmp");
