@@ -1,4 +1,4 @@
-//! `GET /metrics` in the Prometheus text format, on `[metrics] listen`.
+//! `GET /metrics` in the OpenMetrics 1.0 text format (`application/openmetrics-text`, which Prometheus scrapes), on `[metrics] listen`.
 
 use std::sync::Arc;
 

@@ -211,14 +211,21 @@ pub async fn serve(
             }
         }
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: many clients (grpcio-reflection, older grpcurl) speak
+    // only v1alpha. Health is listed too, so a client finds every service by reflection.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(handoff_contract::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
     tracing::info!(%addr, "query service listening");
     let result =
         builder
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(
                 handoff_contract::v1::directory_server::DirectoryServer::new(
                     directory::Directory::new(log.clone(), access.clone()),
