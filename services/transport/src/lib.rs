@@ -228,7 +228,13 @@ impl Opener {
         };
         handoff_domain::limits::check_transport_seal(&seal)
             .map_err(|r| OpenError::Seal(r.to_string()))?;
-        debug_assert_eq!(seal.nonce.len(), NONCE_LEN);
+        // The limits let an empty nonce through (an absent field); a cipher needs all 24.
+        if seal.nonce.len() != NONCE_LEN {
+            return Err(OpenError::Seal(format!(
+                "transport_seal.nonce is {} bytes; it must be exactly {NONCE_LEN}",
+                seal.nonce.len()
+            )));
+        }
         let aad = associated(&envelope.source_agency, &envelope.event_id, seal.epoch);
         let plaintext = self
             .cipher(&seal)?
@@ -303,6 +309,17 @@ mod tests {
             s.ciphertext[0] ^= 1;
         }
         assert!(matches!(opener.open(&mut e), Err(OpenError::Seal(_))));
+        // Missing or short parts are refused, never a panic (found by the fuzzer).
+        for cut in [
+            |s: &mut TransportSeal| s.nonce.clear(),
+            |s: &mut TransportSeal| s.encapsulated_key.clear(),
+        ] {
+            let mut e = sent.clone();
+            if let Some(s) = e.transport_seal.as_mut() {
+                cut(s);
+            }
+            assert!(matches!(opener.open(&mut e), Err(OpenError::Seal(_))));
+        }
     }
 
     #[test]
