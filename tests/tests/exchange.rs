@@ -471,64 +471,44 @@ fn handoff_log_is_intact(r: &LogRecord) -> bool {
     h.finalize().as_slice() == r.hash.as_slice()
 }
 
-/// The services reflection `v1` lists.
-async fn listed_v1(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let answer = answers
-        .message()
-        .await
-        .expect("answer")
-        .expect("one answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer {answer:?}");
-    };
-    list.service.into_iter().map(|s| s.name).collect()
-}
-
-/// The services reflection `v1alpha` lists (what grpcio-reflection and older tools speak).
-async fn listed_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .expect("reflection v1alpha")
-        .into_inner();
-    let answer = answers
-        .message()
-        .await
-        .expect("answer")
-        .expect("one answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer {answer:?}");
-    };
-    list.service.into_iter().map(|s| s.name).collect()
+/// The services a reflection version (`v1`, or `v1alpha`, which grpcio-reflection and
+/// older tools speak) lists: the same calls on each version's own generated types.
+macro_rules! listed {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let answer = answers
+            .message()
+            .await
+            .expect("answer")
+            .expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected reflection answer {answer:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reflection_lists_the_services_standard_tools_call() {
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
-    let v1 = listed_v1(exchange.channel_as(handoff_e2e::AUDITOR).await).await;
-    let v1alpha = listed_v1alpha(exchange.channel_as(handoff_e2e::AUDITOR).await).await;
+    let v1 = listed!(v1, exchange.channel_as(handoff_e2e::AUDITOR).await);
+    let v1alpha = listed!(v1alpha, exchange.channel_as(handoff_e2e::AUDITOR).await);
     for names in [&v1, &v1alpha] {
         for service in [
             "handoff.v1.Cases",
