@@ -8,6 +8,13 @@ use std::time::Duration;
 use handoff_domain::{Agency, AgencyKind, Registry};
 use serde::Deserialize;
 
+mod located;
+mod policy_file;
+
+pub use located::ConfigError;
+use located::{find_key, located};
+pub use policy_file::Policy;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,120 +213,6 @@ pub struct PolicySection {
     pub file: PathBuf,
 }
 
-/// The policy file: field groups per agency kind, and what consent withdrawal keeps.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyFile {
-    fields: std::collections::BTreeMap<String, Vec<String>>,
-    consent_withdrawn: ConsentWithdrawn,
-    #[serde(default)]
-    sla: SlaSection,
-    #[serde(default)]
-    retention: RetentionSection,
-    #[serde(default)]
-    statistics: StatisticsSection,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatisticsSection {
-    suppress_below: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetentionSection {
-    years_after_closure: Option<u32>,
-    check_every_secs: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SlaSection {
-    eviction_notice_hours: Option<u32>,
-    first_contact_working_days: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConsentWithdrawn {
-    keep: Vec<String>,
-}
-
-/// The checked need-to-know policy.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Field groups per agency kind.
-    pub fields: handoff_domain::policy::FieldPolicy,
-    /// Deadlines shown in inboxes.
-    pub sla: handoff_domain::sla::SlaRules,
-    /// When subjects are erased after their cases close, and how often that is checked.
-    pub retention: Option<(handoff_domain::retention::RetentionRule, Duration)>,
-    /// Statistics withhold counts (and medians over fewer cases) below this.
-    pub suppress_below: u32,
-}
-
-impl Policy {
-    /// Reads and checks a policy file.
-    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| located(path, &text, &e))?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
-        let groups = |names: &[String], at: &str| {
-            names
-                .iter()
-                .map(|n| n.parse().map_err(|e| invalid(format!("{at}: {e}"))))
-                .collect::<Result<Vec<handoff_domain::policy::FieldGroup>, _>>()
-        };
-        let mut by_kind = Vec::new();
-        for (kind, names) in &file.fields {
-            let kind: AgencyKind = kind
-                .parse()
-                .map_err(|e| invalid(format!("[fields]: {e}")))?;
-            by_kind.push((kind, groups(names, &format!("[fields] {kind}"))?));
-        }
-        let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
-        let suppress_below = file
-            .statistics
-            .suppress_below
-            .unwrap_or(handoff_domain::stats::DEFAULT_SUPPRESS_BELOW);
-        if suppress_below == 0 {
-            return Err(invalid(
-                "[statistics] suppress_below must be at least 1 (5 or more protects small groups)"
-                    .into(),
-            ));
-        }
-        Ok(Policy {
-            suppress_below,
-            fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
-            sla: handoff_domain::sla::SlaRules {
-                eviction_notice_hours: file.sla.eviction_notice_hours,
-                first_contact_working_days: file.sla.first_contact_working_days,
-            },
-            retention: match file.retention.years_after_closure {
-                None => None,
-                Some(0) => {
-                    return Err(invalid(
-                        "[retention] years_after_closure must be at least 1 (leave it out to keep details until erased on request)".into(),
-                    ));
-                }
-                Some(years) => Some((
-                    handoff_domain::retention::RetentionRule {
-                        years_after_closure: years,
-                    },
-                    Duration::from_secs(file.retention.check_every_secs.unwrap_or(3600).max(1)),
-                )),
-            },
-        })
-    }
-}
-
 /// `[[agency]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,127 +276,6 @@ fn default_min_free_mb() -> u64 {
 }
 fn default_batch() -> usize {
     512
-}
-
-/// A configuration that cannot be used, naming the file and what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Valid TOML with a value that cannot work.
-    #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What to fix.
-        message: String,
-    },
-    /// A problem at a place in the file: `<path>:<line>:<col>: <what> — <fix>`.
-    #[error("{}:{line}:{col}: {what} — {fix}", path.display())]
-    At {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column (characters).
-        col: usize,
-        /// What is wrong.
-        what: String,
-        /// How to fix it.
-        fix: String,
-    },
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[start..].chars().count() + 1)
-}
-
-/// A toml parse or shape error as `<path>:<line>:<col>: <what> — <fix>`.
-fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-    let what = e.message().trim().to_string();
-    let fix = if what.starts_with("unknown field `password_file`")
-        || what.starts_with("unknown field `user`")
-    {
-        // Configs from before NATS users were nkeys.
-        "NATS users are nkeys now: remove user and password_file, set nkey_file to the exchange's seed (`handoff nats-auth` writes handoff-exchange.nk)".into()
-    } else if let Some(rest) = what.strip_prefix("unknown field") {
-        match rest.split_once("expected ") {
-            Some((_, allowed)) => {
-                format!("rename it to one of the allowed fields ({allowed}) or remove it")
-            }
-            None => "remove it: this table takes no such field".into(),
-        }
-    } else if what.starts_with("missing field") {
-        "add it to this table (ops/handoff.toml shows every field with an example)".into()
-    } else if what.starts_with("invalid socket address") {
-        "write an address as IP:PORT, e.g. \"127.0.0.1:50051\"".into()
-    } else if what.starts_with("invalid type") || what.starts_with("invalid value") {
-        "give the value the type the message names (strings in quotes, numbers without)".into()
-    } else if what.starts_with("duplicate key") {
-        "keep one of the two keys".into()
-    } else {
-        "correct the TOML syntax here (see https://toml.io)".into()
-    };
-    ConfigError::At {
-        path: path.to_path_buf(),
-        line,
-        col,
-        what,
-        fix,
-    }
-}
-
-/// Where a key of a table (the `index`th `[[table]]` for arrays) sits in `text`, as
-/// line and column; the table's header if the key is not written; 1:1 if neither is.
-/// `key` "" asks for the header. Serde forgets positions after parsing, so the checks
-/// that run after it find the place again in the text.
-fn find_key(text: &str, table: &str, index: Option<usize>, key: &str) -> (usize, usize) {
-    let mut current = String::new();
-    let mut seen: Option<usize> = None;
-    let mut header = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or_default().trim();
-        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            current = name.trim().to_string();
-            if current == table {
-                seen = Some(seen.map_or(0, |i| i + 1));
-            }
-        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = name.trim().to_string();
-        } else if current == table && seen == index && !key.is_empty() {
-            if let Some(rest) = line.strip_prefix(key)
-                && rest.trim_start().starts_with('=')
-            {
-                let col = raw.len() - raw.trim_start().len() + 1;
-                return (n + 1, col);
-            }
-            continue;
-        } else {
-            continue;
-        }
-        if current == table && seen == index && header.is_none() {
-            header = Some((n + 1, 1));
-            if key.is_empty() {
-                return (n + 1, 1);
-            }
-        }
-    }
-    header.unwrap_or((1, 1))
 }
 
 impl Config {
@@ -978,12 +750,5 @@ kind = "police"
             e.contains("handoff.toml:7:") && e.contains("IP:PORT"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn line_and_column_count_characters() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("é\nx", 1), (1, 1));
     }
 }

@@ -21,6 +21,14 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use handoff_contract::v1::{PrivateParts, SealedDetails};
 use prost::Message;
 
+mod entries;
+mod files;
+mod kek;
+
+use entries::{agencies_prefix, agency_entry, entry};
+use files::{open_db, recover, sync_dir};
+pub use kek::Kek;
+
 /// The directory of the key store inside the data dir.
 pub const KEYS_DIR: &str = "keys";
 
@@ -94,60 +102,6 @@ pub enum KeyringError {
     Randomness(String),
 }
 
-/// The deployment's key-encryption key: 32 bytes, never stored in the data dir.
-#[derive(Clone)]
-pub struct Kek([u8; 32]);
-
-impl std::fmt::Debug for Kek {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Kek(..)")
-    }
-}
-
-impl Kek {
-    /// A fresh random KEK.
-    pub fn generate() -> Result<Kek, KeyringError> {
-        Ok(Kek(random()?))
-    }
-
-    /// Parses 64 hex digits (surrounding whitespace ignored).
-    pub fn from_hex(text: &str) -> Result<Kek, KeyringError> {
-        let bytes = handoff_contract::hex::decode(text.trim())
-            .ok_or_else(|| KeyringError::BadKek("not hex".into()))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| KeyringError::BadKek(format!("got {} bytes", b.len())))?;
-        Ok(Kek(bytes))
-    }
-
-    /// Reads a KEK from a file holding 64 hex digits.
-    pub fn from_file(path: &Path) -> Result<Kek, KeyringError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::KekUnavailable {
-            source_name: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        Kek::from_hex(&text)
-    }
-
-    /// Reads a KEK from an environment variable holding 64 hex digits.
-    pub fn from_env(name: &str) -> Result<Kek, KeyringError> {
-        let text = std::env::var(name).map_err(|e| KeyringError::KekUnavailable {
-            source_name: format!("environment variable {name}"),
-            detail: e.to_string(),
-        })?;
-        Kek::from_hex(&text)
-    }
-
-    /// The KEK as 64 hex digits, to write to a secrets file.
-    pub fn to_hex(&self) -> String {
-        handoff_contract::hex::encode(&self.0)
-    }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&self.0).into())
-    }
-}
-
 /// A recorded erasure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Erasure {
@@ -185,28 +139,6 @@ fn random<const N: usize>() -> Result<[u8; N], KeyringError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| KeyringError::Randomness(e.to_string()))?;
     Ok(bytes)
-}
-
-fn entry(prefix: u8, subject: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(subject.len() + 1);
-    k.push(prefix);
-    k.extend_from_slice(subject.as_bytes());
-    k
-}
-
-/// The entry of one agency's key or erasure for a subject: prefix, subject, 0, agency.
-fn agency_entry(prefix: u8, subject: &str, agency: &str) -> Vec<u8> {
-    let mut k = entry(prefix, subject);
-    k.push(0);
-    k.extend_from_slice(agency.as_bytes());
-    k
-}
-
-/// The prefix of every agency's entry for a subject.
-fn agencies_prefix(prefix: u8, subject: &str) -> Vec<u8> {
-    let mut k = entry(prefix, subject);
-    k.push(0);
-    k
 }
 
 fn aad(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
@@ -676,55 +608,6 @@ fn u64_prefix(bytes: &[u8]) -> u64 {
         .unwrap_or_default()
 }
 
-fn open_db(dir: &Path) -> Result<sled::Db, KeyringError> {
-    // sled releases its file lock from a background thread after the last handle
-    // drops; a reopen right after a rewrite may briefly find it held.
-    let mut tries = 0;
-    loop {
-        match sled::Config::new().path(dir).open() {
-            Ok(db) => return Ok(db),
-            Err(e) if tries < 50 && matches!(e, sled::Error::Io(_)) => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(source) => {
-                return Err(KeyringError::Store {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Finishes or undoes a rewrite that a crash interrupted: the new store is complete
-/// before the old one is moved away, so whichever exists whole wins.
-fn recover(data_dir: &Path) -> Result<(), KeyringError> {
-    let dir = data_dir.join(KEYS_DIR);
-    let next = data_dir.join(format!("{KEYS_DIR}.next"));
-    let old = data_dir.join(format!("{KEYS_DIR}.old"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| KeyringError::Io { path, source }
-    };
-    if !dir.exists() && next.exists() {
-        std::fs::rename(&next, &dir).map_err(io(&next))?;
-    }
-    if !dir.exists() && old.exists() {
-        std::fs::rename(&old, &dir).map_err(io(&old))?;
-    }
-    for leftover in [&next, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(io(leftover))?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,7 +776,7 @@ mod tests {
     fn kek_round_trips_as_hex() {
         let kek = Kek::generate().expect("kek");
         let again = Kek::from_hex(&format!("{}\n", kek.to_hex())).expect("parse");
-        assert_eq!(kek.0, again.0);
+        assert_eq!(kek.to_hex(), again.to_hex());
         assert!(Kek::from_hex("abcd").is_err());
     }
 }
