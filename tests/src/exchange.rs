@@ -261,6 +261,33 @@ impl Exchange {
         issue_certificates(&self.config_path(), &self.certs_dir());
     }
 
+    /// The arguments of `handoff adapter <kind>` run as `agency` against this exchange on
+    /// `nats`: its NATS seed, its secret (`secret`), the transport public key. Callers add
+    /// the rest (`--refer-to`, `--rejects`, the input).
+    pub fn adapter_args(
+        &self,
+        kind: &str,
+        agency: &str,
+        nats: &crate::NatsServer,
+        secret: &Path,
+    ) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "adapter".into(),
+            kind.into(),
+            "--agency".into(),
+            agency.into(),
+            "--nats".into(),
+            nats.url(),
+            "--nats-nkey-file".into(),
+            path(&nats.auth_dir().join(format!("{agency}.nk"))),
+            "--agency-secret".into(),
+            path(secret),
+            "--transport-key".into(),
+            path(&self.transport_public_path()),
+        ]
+    }
+
     /// The transport public key file publishers seal to (`--transport-key`).
     pub fn transport_public_path(&self) -> PathBuf {
         self.dir.path().join("secrets/transport.pub")

@@ -18,28 +18,10 @@ fn run_police(
     rejects: &PathBuf,
 ) -> (i32, String) {
     let secrets = rejects.parent().expect("rejects in a dir");
+    let secret = agency_secret_file(secrets, POLICE);
     let out = Command::new(handoff_binary())
-        .args([
-            "adapter",
-            "police",
-            "--agency",
-            POLICE,
-            "--agency-secret",
-            &agency_secret_file(secrets, POLICE).display().to_string(),
-            "--refer-to",
-            CENTRE,
-            "--nats",
-            &nats.url(),
-            "--nats-nkey-file",
-            &nats
-                .auth_dir()
-                .join(format!("{POLICE}.nk"))
-                .display()
-                .to_string(),
-            "--transport-key",
-            &exchange.transport_public_path().display().to_string(),
-            "--rejects",
-        ])
+        .args(exchange.adapter_args("police", POLICE, nats, &secret))
+        .args(["--refer-to", CENTRE, "--rejects"])
         .arg(rejects)
         .arg(input)
         .output()

@@ -111,32 +111,16 @@ async fn everything_the_binary_writes_is_private_whatever_the_umask() {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines[2] = lines[2].replace("2026-11-21T18:05:00Z", "yesterday evening");
     std::fs::write(&input, lines.join("\n")).expect("write input");
-    let seed = nats.auth_dir().join(format!("{POLICE}.nk"));
     let agency_secret = tmp.path().join("agency/police.secret");
     let (code, out) = run_handoff(
         &["agency-secret", "--agency", POLICE, "--out"],
         &[&agency_secret],
     );
     assert_eq!(code, 0, "handoff agency-secret: {out}");
-    let (code, out) = run_handoff(
-        &[
-            "adapter",
-            "police",
-            "--agency",
-            POLICE,
-            "--refer-to",
-            CENTRE,
-            "--nats",
-            &nats.url(),
-            "--nats-nkey-file",
-            &seed.display().to_string(),
-            "--agency-secret",
-            &agency_secret.display().to_string(),
-            "--transport-key",
-            &exchange.transport_public_path().display().to_string(),
-        ],
-        &[&input],
-    );
+    let mut args = exchange.adapter_args("police", POLICE, &nats, &agency_secret);
+    args.extend(["--refer-to".into(), CENTRE.into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run_handoff(&args, &[&input]);
     assert_eq!(code, 2, "one row refused: {out}");
     let rejects = tmp.path().join("police.csv.rejects.jsonl");
     assert!(rejects.is_file(), "no rejects file: {out}");

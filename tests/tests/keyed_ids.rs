@@ -29,29 +29,12 @@ fn run_police(
     secret: &Path,
     input: &Path,
 ) -> (i32, String) {
-    let seed = nats.auth_dir().join(format!("{POLICE}.nk"));
     let rejects = secret.with_extension("rejects.jsonl");
-    run_handoff(
-        &[
-            "adapter",
-            "police",
-            "--agency",
-            POLICE,
-            "--refer-to",
-            CENTRE,
-            "--nats",
-            &nats.url(),
-            "--nats-nkey-file",
-            &seed.display().to_string(),
-            "--agency-secret",
-            &secret.display().to_string(),
-            "--transport-key",
-            &exchange.transport_public_path().display().to_string(),
-            "--rejects",
-            &rejects.display().to_string(),
-        ],
-        &[input],
-    )
+    let mut args = exchange.adapter_args("police", POLICE, nats, secret);
+    args.extend(["--refer-to".into(), CENTRE.into(), "--rejects".into()]);
+    args.push(rejects.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_handoff(&args, &[input])
 }
 
 /// The case each input record's events went to, from the adapter's report lines

@@ -102,24 +102,9 @@ fn run_referral_adapter(
     input: &Path,
     rejects: &Path,
 ) -> String {
+    let secret = handoff_e2e::agency_secret_file(rejects.parent().expect("a dir"), POLICE);
     let out = Command::new(handoff_binary())
-        .args([
-            "adapter",
-            "referral",
-            "--agency",
-            POLICE,
-            "--nats",
-            &nats.url(),
-        ])
-        .arg("--nats-nkey-file")
-        .arg(nats.auth_dir().join(format!("{POLICE}.nk")))
-        .arg("--transport-key")
-        .arg(exchange.transport_public_path())
-        .arg("--agency-secret")
-        .arg(handoff_e2e::agency_secret_file(
-            rejects.parent().expect("a dir"),
-            POLICE,
-        ))
+        .args(exchange.adapter_args("referral", POLICE, nats, &secret))
         .arg("--rejects")
         .arg(rejects)
         .arg(input)
