@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::cases_service_client::CasesServiceClient;
 use handoff_contract::v1::*;
 use prost::Message;
 use tonic::transport::Channel;
@@ -471,8 +471,8 @@ impl Exchange {
     }
 
     /// A `Cases` client calling as `agency`.
-    pub async fn client_as(&self, agency: &str) -> CasesClient<Channel> {
-        CasesClient::new(self.channel_as(agency).await)
+    pub async fn client_as(&self, agency: &str) -> CasesServiceClient<Channel> {
+        CasesServiceClient::new(self.channel_as(agency).await)
     }
 
     /// Waits until the exchange has decided every message in `sent` (each agency's
@@ -528,10 +528,12 @@ impl Exchange {
         let deadline = Instant::now() + within;
         loop {
             let head = client
-                .get_log_head(LogHeadRequest {})
+                .get_log_head(GetLogHeadRequest {})
                 .await
                 .expect("head")
-                .into_inner();
+                .into_inner()
+                .head
+                .expect("a head");
             let Some(missing) = waiting(&head) else {
                 return head;
             };
@@ -548,10 +550,12 @@ impl Exchange {
     pub async fn head(&self) -> LogHead {
         self.client_as(AUDITOR)
             .await
-            .get_log_head(LogHeadRequest {})
+            .get_log_head(GetLogHeadRequest {})
             .await
             .expect("head")
             .into_inner()
+            .head
+            .expect("a head")
     }
 
     /// The first hundred quarantine entries, as the auditor reads them.
@@ -576,6 +580,8 @@ impl Exchange {
             .await
             .expect("GetCase")
             .into_inner()
+            .case
+            .expect("a case")
     }
 
     /// The event ids of the whole log, in log order.
@@ -601,8 +607,8 @@ impl Exchange {
             .expect("read log")
             .into_inner();
         let mut out = Vec::new();
-        while let Some(r) = stream.message().await.expect("log record") {
-            out.push(r);
+        while let Some(item) = stream.message().await.expect("log record") {
+            out.push(item.record.expect("a record"));
         }
         out
     }

@@ -58,10 +58,12 @@ async fn the_police_adapter_publishes_a_csv_export_once_and_keeps_bad_rows() {
     let head = exchange
         .client_as(handoff_e2e::AUDITOR)
         .await
-        .get_log_head(handoff_contract::v1::LogHeadRequest {})
+        .get_log_head(handoff_contract::v1::GetLogHeadRequest {})
         .await
         .expect("head")
-        .into_inner();
+        .into_inner()
+        .head
+        .expect("a head");
     assert_eq!(head.sequence, 4);
 
     // A row the schema refuses is reported, not published, and kept with its reason.

@@ -94,7 +94,9 @@ async fn a_node_restored_from_a_backup_catches_up_to_the_same_log() {
         })
         .await
         .expect("case b1")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!(
         early.subject_details.map(|d| d.full_name).as_deref(),
         Some("Person 1")

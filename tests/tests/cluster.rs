@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use handoff_adapters::{Outcome, Publisher};
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::{CheckpointRequest, PersonalDetails};
+use handoff_contract::v1::{GetCheckpointRequest, PersonalDetails};
 use handoff_e2e::events::incident;
 use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsCluster, POLICE};
 
@@ -140,15 +140,19 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
     let mut ca_client = a.client_as(AUDITOR).await;
     let mut cb_client = b.client_as(AUDITOR).await;
     let ca = ca_client
-        .get_checkpoint(CheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest {})
         .await
         .expect("checkpoint A")
-        .into_inner();
+        .into_inner()
+        .checkpoint
+        .expect("a checkpoint");
     let cb = cb_client
-        .get_checkpoint(CheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest {})
         .await
         .expect("checkpoint B")
-        .into_inner();
+        .into_inner()
+        .checkpoint
+        .expect("a checkpoint");
     assert_eq!((ca.sequence, &ca.head_hash), (cb.sequence, &cb.head_hash));
     assert_ne!(
         ca.public_key, cb.public_key,

@@ -65,10 +65,12 @@ async fn killing_the_exchange_mid_stream_loses_and_duplicates_nothing() {
         let head = exchange
             .client_as(handoff_e2e::AUDITOR)
             .await
-            .get_log_head(LogHeadRequest {})
+            .get_log_head(GetLogHeadRequest {})
             .await
             .expect("head")
-            .into_inner();
+            .into_inner()
+            .head
+            .expect("a head");
         let mid_stream = publishing.load(Ordering::SeqCst);
         exchange.kill();
         positions_at_kill.push(head.stream_position);

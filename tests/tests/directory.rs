@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use handoff_contract::v1::directory_client::DirectoryClient;
+use handoff_contract::v1::directory_service_client::DirectoryServiceClient;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
-    Envelope, ListServicesRequest, ProjectionDigestRequest, RejectionReason, ServiceOffered,
+    Envelope, GetProjectionDigestRequest, ListServicesRequest, RejectionReason, ServiceOffered,
     ServiceWithdrawn,
 };
 use handoff_e2e::events::{envelope, publish};
@@ -48,7 +48,7 @@ fn offer(n: u64, agency: &str, service_id: &str, name: &str, areas: &[&str]) -> 
 }
 
 async fn services(exchange: &Exchange, req: ListServicesRequest) -> Vec<(String, String, String)> {
-    DirectoryClient::new(exchange.channel_as(POLICE).await)
+    DirectoryServiceClient::new(exchange.channel_as(POLICE).await)
         .list_services(req)
         .await
         .expect("any registered agency may read the directory")
@@ -66,10 +66,12 @@ async fn digest(exchange: &Exchange) -> Vec<u8> {
     exchange
         .client_as(AUDITOR)
         .await
-        .get_projection_digest(ProjectionDigestRequest {})
+        .get_projection_digest(GetProjectionDigestRequest {})
         .await
         .expect("digest")
         .into_inner()
+        .digest
+        .expect("a digest")
         .digest
 }
 

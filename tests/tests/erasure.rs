@@ -60,6 +60,8 @@ async fn get(exchange: &Exchange, agency: &str, case: &str) -> CaseView {
         .await
         .expect("GetCase")
         .into_inner()
+        .case
+        .expect("a case")
 }
 
 async fn wait_until_erased(exchange: &Exchange, case: &str) -> CaseView {
@@ -225,7 +227,9 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         })
         .await
         .expect("as of")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert!(as_of.subject_details_erased && as_of.subject_details.is_none());
     // Someone else's details are untouched.
     let other = get(&exchange, POLICE, "e2").await;
@@ -303,7 +307,9 @@ async fn erasure_destroys_the_key_everywhere_and_the_chain_still_verifies() {
         })
         .await
         .expect("report")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert!(report.erased && report.erasure_reason.contains("DP-7"));
     assert_eq!(report.cases.len(), 1);
     assert_eq!(report.quarantined.len(), 1);
@@ -475,7 +481,9 @@ async fn retention_erases_a_subject_when_the_clock_passes_the_rule() {
         })
         .await
         .expect("report")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert!(
         report
             .erasure_reason

@@ -99,7 +99,9 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
         })
         .await
         .expect("case")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!(case.status(), CaseStatus::Referred);
     assert_eq!(case.holder, POLICE);
     assert_eq!(case.evictions.len(), 1);
@@ -406,7 +408,9 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
         })
         .await
         .expect("case")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!(case.status(), CaseStatus::Referred);
 
     // Receipts: the police get incident accepted, garbage rejected, stale rejected, good accepted.
@@ -511,9 +515,9 @@ async fn reflection_lists_the_services_standard_tools_call() {
     let v1alpha = listed!(v1alpha, exchange.channel_as(handoff_e2e::AUDITOR).await);
     for names in [&v1, &v1alpha] {
         for service in [
-            "handoff.v1.Cases",
-            "handoff.v1.Directory",
-            "handoff.v1.Statistics",
+            "handoff.v1.CasesService",
+            "handoff.v1.DirectoryService",
+            "handoff.v1.StatisticsService",
             "grpc.health.v1.Health",
         ] {
             assert!(
@@ -521,5 +525,69 @@ async fn reflection_lists_the_services_standard_tools_call() {
                 "{service} not in {names:?}"
             );
         }
+    }
+}
+
+/// A client that has nothing but the server's reflection (no .proto files) reads a
+/// case, over either reflection version, with mTLS: what grpcurl does. grpcurl is
+/// in none of the registries CI installs from, so `buf curl` (npm's @bufbuild/buf,
+/// found by `ops/bin/find-buf`) plays it; docs/integrating.md gives both commands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_with_only_reflection_reads_a_case() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let sent = [
+        publish(&js, &incident(1, "reflected")).await,
+        publish(&js, &referral(2, "reflected", "r1", CENTRE)).await,
+    ];
+    exchange.wait_for(&sent, WITHIN).await;
+    let buf = std::env::var_os("HANDOFF_BUF").unwrap_or_else(|| "buf".into());
+    let certs = exchange.certs_dir();
+    let url = |method: &str| {
+        format!(
+            "https://localhost:{}/handoff.v1.CasesService/{method}",
+            exchange.grpc_port()
+        )
+    };
+    for protocol in ["grpc-v1", "grpc-v1alpha"] {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&buf)
+                .arg("curl")
+                .args([
+                    "--protocol",
+                    "grpc",
+                    "--reflect",
+                    "--reflect-protocol",
+                    protocol,
+                ])
+                .arg("--cacert")
+                .arg(certs.join("ca.pem"))
+                .arg("--cert")
+                .arg(certs.join(format!("{CENTRE}.pem")))
+                .arg("--key")
+                .arg(certs.join(format!("{CENTRE}.key")))
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run buf ({e}): run ops/bin/find-buf"));
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success(),
+                "buf curl {args:?} over {protocol}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+        };
+        let base = format!("https://localhost:{}", exchange.grpc_port());
+        let services = run(&["--list-services", &base]);
+        assert!(services.contains("handoff.v1.CasesService"), "{services}");
+        let body = format!(
+            r#"{{"caseId": "{}", "purpose": "reflection client"}}"#,
+            case_id("reflected")
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(&run(&["--data", &body, &url("GetCase")])).expect("JSON");
+        assert_eq!(answer["case"]["caseId"], case_id("reflected"));
+        assert_eq!(answer["case"]["status"], "CASE_STATUS_REFERRED");
     }
 }

@@ -1,18 +1,18 @@
 //! mTLS identity: every caller is an agency named by a certificate from the
 //! agencies' CA; everyone else is refused, and so is reaching beyond one's role.
 
-use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::cases_service_client::CasesServiceClient;
 use handoff_contract::v1::*;
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, REVOKED, issue_certificates};
 use tonic::Code;
 
 async fn head_as(
-    client: &mut CasesClient<tonic::transport::Channel>,
+    client: &mut CasesServiceClient<tonic::transport::Channel>,
 ) -> Result<LogHead, tonic::Status> {
     client
-        .get_log_head(LogHeadRequest {})
+        .get_log_head(GetLogHeadRequest {})
         .await
-        .map(|r| r.into_inner())
+        .map(|r| r.into_inner().head.expect("a head"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,7 +28,7 @@ async fn callers_without_a_valid_registered_certificate_are_refused() {
         .try_channel(&exchange.certs_dir(), None)
         .await
         .expect("TLS without a client certificate");
-    let refused = head_as(&mut CasesClient::new(channel))
+    let refused = head_as(&mut CasesServiceClient::new(channel))
         .await
         .expect_err("anonymous caller");
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused}");
@@ -53,7 +53,7 @@ async fn callers_without_a_valid_registered_certificate_are_refused() {
     issue_certificates(&exchange.config_path(), other.path());
     let foreign = match exchange.try_channel(other.path(), Some(POLICE)).await {
         Err(_) => None,
-        Ok(channel) => Some(head_as(&mut CasesClient::new(channel)).await),
+        Ok(channel) => Some(head_as(&mut CasesServiceClient::new(channel)).await),
     };
     assert!(
         !matches!(foreign, Some(Ok(_))),

@@ -106,10 +106,12 @@ async fn an_agency_cannot_publish_as_another_or_read_its_receipts() {
     // Nothing forged reached the log.
     let mut auditor = exchange.client_as(AUDITOR).await;
     let head = auditor
-        .get_log_head(handoff_contract::v1::LogHeadRequest {})
+        .get_log_head(handoff_contract::v1::GetLogHeadRequest {})
         .await
         .expect("head")
-        .into_inner();
+        .into_inner()
+        .head
+        .expect("a head");
     assert_eq!(head.sequence, 1, "only the police's own incident is logged");
     let forged_case = auditor
         .get_case(handoff_contract::v1::GetCaseRequest {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::cases_service_client::CasesServiceClient;
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{case_id, envelope, incident, publish, publish_in_order, referral};
@@ -13,17 +13,23 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 /// Test case `name` (see `events::case_id`), via GetCase.
-async fn get(client: &mut CasesClient<Channel>, name: &str) -> Result<CaseView, tonic::Status> {
+async fn get(
+    client: &mut CasesServiceClient<Channel>,
+    name: &str,
+) -> Result<CaseView, tonic::Status> {
     client
         .get_case(GetCaseRequest {
             case_id: case_id(name),
             purpose: "test".into(),
         })
         .await
-        .map(|r| r.into_inner())
+        .map(|r| r.into_inner().case.expect("a case"))
 }
 
-async fn history(client: &mut CasesClient<Channel>, name: &str) -> Result<Vec<u64>, tonic::Status> {
+async fn history(
+    client: &mut CasesServiceClient<Channel>,
+    name: &str,
+) -> Result<Vec<u64>, tonic::Status> {
     client
         .case_history(CaseHistoryRequest {
             case_id: case_id(name),
@@ -33,7 +39,7 @@ async fn history(client: &mut CasesClient<Channel>, name: &str) -> Result<Vec<u6
         .map(|r| r.into_inner().events.iter().map(|e| e.sequence).collect())
 }
 
-async fn listed(client: &mut CasesClient<Channel>) -> Vec<(String, u64)> {
+async fn listed(client: &mut CasesServiceClient<Channel>) -> Vec<(String, u64)> {
     client
         .list_cases(ListCasesRequest::default())
         .await
@@ -136,7 +142,9 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         })
         .await
         .expect("as of")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!(
         past.version, 3,
         "asking for a later point does not reach past the decline"
@@ -185,7 +193,9 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         })
         .await
         .expect("as of 1")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!((at_one.version, at_one.status()), (1, CaseStatus::Open));
 
     // ... or at a time: now is the latest state, long before the first event is no case at all.
@@ -200,7 +210,9 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
         })
         .await
         .expect("as of a late time")
-        .into_inner();
+        .into_inner()
+        .case
+        .expect("a case");
     assert_eq!(now.version, 6);
     let before = police
         .get_case_as_of(GetCaseAsOfRequest {
@@ -282,7 +294,7 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
             },
         )
     };
-    let full_history = |client: &mut CasesClient<Channel>| {
+    let full_history = |client: &mut CasesServiceClient<Channel>| {
         let mut client = client.clone();
         async move {
             client

@@ -78,6 +78,8 @@ async fn police_view(exchange: &Exchange, case: &str) -> CaseView {
         .await
         .expect("GetCase")
         .into_inner()
+        .case
+        .expect("a case")
 }
 
 /// Everything private the scenario sent about the subject to be erased.

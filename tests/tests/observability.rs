@@ -101,7 +101,7 @@ async fn metrics_traces_and_config_check() {
     exchange
         .client_as(AUDITOR)
         .await
-        .get_log_head(LogHeadRequest {})
+        .get_log_head(GetLogHeadRequest {})
         .await
         .expect("auditor reads the head");
     let denied = exchange
@@ -117,7 +117,7 @@ async fn metrics_traces_and_config_check() {
     let unauthenticated = exchange
         .client_as(REVOKED)
         .await
-        .get_log_head(LogHeadRequest {})
+        .get_log_head(GetLogHeadRequest {})
         .await
         .expect_err("revoked certificate");
     assert_eq!(
@@ -239,7 +239,7 @@ async fn metrics_traces_and_config_check() {
     let throttled = loop {
         calls += 1;
         assert!(calls <= 2000, "{calls} calls in a row and none refused");
-        if let Err(status) = eager.get_log_head(LogHeadRequest {}).await {
+        if let Err(status) = eager.get_log_head(GetLogHeadRequest {}).await {
             break status;
         }
     };

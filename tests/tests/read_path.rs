@@ -53,9 +53,15 @@ async fn shared_case(nats: &NatsServer, n: u64, name: &str) {
     accepted_all(&publish_as(nats, PROGRAMME, &[take]).await);
 }
 
-async fn updates(stream: &mut Streaming<CaseUpdate>, until: u64) -> Vec<CaseUpdate> {
+async fn updates(
+    stream: &mut Streaming<WatchCasesResponse>,
+    until: u64,
+) -> Vec<WatchCasesResponse> {
     let mut out = Vec::new();
-    while out.last().is_none_or(|u: &CaseUpdate| u.sequence < until) {
+    while out
+        .last()
+        .is_none_or(|u: &WatchCasesResponse| u.sequence < until)
+    {
         let next = tokio::time::timeout(Duration::from_secs(20), stream.message())
             .await
             .expect("an update in time")
@@ -68,7 +74,9 @@ async fn updates(stream: &mut Streaming<CaseUpdate>, until: u64) -> Vec<CaseUpda
 
 /// Case `k` as it stood after sequence 2, as the police read it now.
 async fn as_of_two(
-    police: &mut handoff_contract::v1::cases_client::CasesClient<tonic::transport::Channel>,
+    police: &mut handoff_contract::v1::cases_service_client::CasesServiceClient<
+        tonic::transport::Channel,
+    >,
 ) -> CaseView {
     police
         .get_case_as_of(GetCaseAsOfRequest {
@@ -80,6 +88,8 @@ async fn as_of_two(
         .await
         .expect("as of")
         .into_inner()
+        .case
+        .expect("a case")
 }
 
 /// Finding 3: after consent was withdrawn, GetCaseAsOf at an earlier sequence and a
@@ -246,7 +256,9 @@ async fn bulk_reads_show_in_the_access_reports() {
         })
         .await
         .expect("subject report")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert!(
         report.accesses.iter().any(|a| a.rpc == "ReadLog"),
         "the person is told the auditor read the log"

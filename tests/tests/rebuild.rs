@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use handoff_contract::v1::{InboxRequest, ProjectionDigestRequest};
+use handoff_contract::v1::{GetProjectionDigestRequest, InboxRequest};
 use handoff_e2e::events::{incident, publish, referral};
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, run_handoff};
 
@@ -12,10 +12,12 @@ async fn digest(exchange: &Exchange) -> (u64, Vec<u8>) {
     let d = exchange
         .client_as(AUDITOR)
         .await
-        .get_projection_digest(ProjectionDigestRequest {})
+        .get_projection_digest(GetProjectionDigestRequest {})
         .await
         .expect("the auditor may read the projection digest")
-        .into_inner();
+        .into_inner()
+        .digest
+        .expect("a digest");
     (d.sequence, d.digest)
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use handoff_contract::time::from_unix_ms;
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::statistics_client::StatisticsClient;
+use handoff_contract::v1::statistics_service_client::StatisticsServiceClient;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{Sent, case_id, envelope, publish_in_order};
 use handoff_e2e::{
@@ -323,16 +323,16 @@ fn row<'a>(report: &'a StatsReport, month: &str, kind: &str) -> &'a StatsRow {
 const H: u64 = 3600;
 const S: Option<u64> = None;
 
-fn ask(from: &str, to: &str, purpose: &str) -> StatsRequest {
-    StatsRequest {
+fn ask(from: &str, to: &str, purpose: &str) -> GetStatsRequest {
+    GetStatsRequest {
         from_month: from.into(),
         to_month: to.into(),
         purpose: purpose.into(),
     }
 }
 
-async fn stats_as(exchange: &Exchange, agency: &str) -> StatisticsClient<Channel> {
-    StatisticsClient::new(exchange.channel_as(agency).await)
+async fn stats_as(exchange: &Exchange, agency: &str) -> StatisticsServiceClient<Channel> {
+    StatisticsServiceClient::new(exchange.channel_as(agency).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,7 +356,9 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .get_stats(ask("2026-03", "2026-04", purpose))
         .await
         .expect("the coordinator reads statistics")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert_eq!(
         (
             report.from_month.as_str(),
@@ -456,7 +458,9 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .get_stats(ask("2026-05", "", purpose))
         .await
         .expect("May")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert_eq!(
         (may.from_month.as_str(), may.to_month.as_str()),
         ("2026-05", "2026-05")
@@ -476,7 +480,9 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         .get_stats(ask("2026-03", "2026-04", "audit of the grant report"))
         .await
         .expect("an auditor reads statistics")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert_eq!(audited, report);
     let denied = stats_as(&exchange, POLICE)
         .await

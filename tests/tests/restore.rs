@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use handoff_contract::v1::directory_client::DirectoryClient;
+use handoff_contract::v1::directory_service_client::DirectoryServiceClient;
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::statistics_client::StatisticsClient;
+use handoff_contract::v1::statistics_service_client::StatisticsServiceClient;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{case_id, incident, publish, subject_of};
 use handoff_e2e::{
@@ -40,7 +40,7 @@ async fn get_case(exchange: &Exchange, case: &str) -> Result<CaseView, tonic::St
             purpose: "restore test".into(),
         })
         .await
-        .map(|r| r.into_inner())
+        .map(|r| r.into_inner().case.expect("a case"))
 }
 
 fn backup(exchange: &Exchange, to: &Path) {
@@ -68,7 +68,7 @@ async fn every_read_is_refused(exchange: &Exchange) -> Vec<String> {
     let mut auditor = exchange.client_as(AUDITOR).await;
     check(
         "GetLogHead",
-        auditor.get_log_head(LogHeadRequest {}).await.map(|_| ()),
+        auditor.get_log_head(GetLogHeadRequest {}).await.map(|_| ()),
     );
     check(
         "ReadLog",
@@ -79,8 +79,8 @@ async fn every_read_is_refused(exchange: &Exchange) -> Vec<String> {
     );
     check(
         "GetStats",
-        StatisticsClient::new(exchange.channel_as(COORDINATOR).await)
-            .get_stats(StatsRequest {
+        StatisticsServiceClient::new(exchange.channel_as(COORDINATOR).await)
+            .get_stats(GetStatsRequest {
                 from_month: "2026-01".into(),
                 to_month: "2026-12".into(),
                 purpose: "restore test".into(),
@@ -90,7 +90,7 @@ async fn every_read_is_refused(exchange: &Exchange) -> Vec<String> {
     );
     check(
         "ListServices",
-        DirectoryClient::new(exchange.channel_as(POLICE).await)
+        DirectoryServiceClient::new(exchange.channel_as(POLICE).await)
             .list_services(ListServicesRequest::default())
             .await
             .map(|_| ()),

@@ -60,10 +60,12 @@ async fn receipts_and_checkpoints_verify_with_the_exchange_public_key() {
     let checkpoint = exchange
         .client_as(AUDITOR)
         .await
-        .get_checkpoint(CheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest {})
         .await
         .expect("checkpoint")
-        .into_inner();
+        .into_inner()
+        .checkpoint
+        .expect("a checkpoint");
     assert_eq!(checkpoint.sequence, 1);
     assert_eq!(
         checkpoint.head_hash, receipt.hash,

@@ -57,17 +57,18 @@ async fn the_inbox_shows_what_is_due_and_what_is_overdue() {
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
 
     let mut centre = exchange.client_as(CENTRE).await;
-    let inbox =
-        |c: &mut handoff_contract::v1::cases_client::CasesClient<tonic::transport::Channel>| {
-            let mut c = c.clone();
-            async move {
-                c.inbox(InboxRequest::default())
-                    .await
-                    .expect("inbox")
-                    .into_inner()
-                    .items
-            }
-        };
+    let inbox = |c: &mut handoff_contract::v1::cases_service_client::CasesServiceClient<
+        tonic::transport::Channel,
+    >| {
+        let mut c = c.clone();
+        async move {
+            c.inbox(InboxRequest::default())
+                .await
+                .expect("inbox")
+                .into_inner()
+                .items
+        }
+    };
     let items = inbox(&mut centre).await;
     let late = items
         .iter()

@@ -9,7 +9,7 @@ use handoff_e2e::events::{case_id, envelope, incident, publish, publish_in_order
 use handoff_e2e::{CENTRE, Exchange, NatsServer};
 use tonic::Streaming;
 
-async fn next(stream: &mut Streaming<CaseUpdate>) -> CaseUpdate {
+async fn next(stream: &mut Streaming<WatchCasesResponse>) -> WatchCasesResponse {
     tokio::time::timeout(Duration::from_secs(20), stream.message())
         .await
         .expect("an update in time")

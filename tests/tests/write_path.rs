@@ -39,7 +39,9 @@ fn social_case(n: u64, name: &str) -> Envelope {
 
 /// Child protection's case `c1`, as child protection reads it.
 async fn read_c1(
-    social: &mut handoff_contract::v1::cases_client::CasesClient<tonic::transport::Channel>,
+    social: &mut handoff_contract::v1::cases_service_client::CasesServiceClient<
+        tonic::transport::Channel,
+    >,
 ) -> CaseView {
     social
         .get_case(GetCaseRequest {
@@ -49,6 +51,8 @@ async fn read_c1(
         .await
         .expect("child protection reads its case")
         .into_inner()
+        .case
+        .expect("a case")
 }
 
 /// `agency` asks for the erasure of what it contributed about `case`'s subject.
@@ -158,7 +162,9 @@ async fn no_agency_can_erase_what_it_has_no_part_in() {
         })
         .await
         .expect("report")
-        .into_inner();
+        .into_inner()
+        .report
+        .expect("a report");
     assert!(!report.erased, "no agency's request erases everyone's");
     assert_eq!(
         report

@@ -390,7 +390,8 @@ async fn query_latency(
 ) -> anyhow::Result<(Percentiles, Percentiles)> {
     eprintln!("handoff: {n} GetCase and {n} empty RPCs");
     let channel = exchange.channel_as(handoff_e2e::POLICE).await;
-    let mut cases = handoff_contract::v1::cases_client::CasesClient::new(channel.clone());
+    let mut cases =
+        handoff_contract::v1::cases_service_client::CasesServiceClient::new(channel.clone());
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let mut rng = workload::Rng::new(42);
     let (mut get, mut empty) = (Vec::with_capacity(n), Vec::with_capacity(n));

@@ -1,7 +1,7 @@
 //! The wire contract of Handoff, generated from `proto/handoff/v1`.
 //!
 //! Messages are plain data (prost); the gRPC client and server for the
-//! `Cases` service exist only with the `grpc` feature, so the pure domain
+//! `CasesService` (and the other services) exist only with the `grpc` feature, so the pure domain
 //! crate does not pull in tonic.
 
 /// Generated types of package `handoff.v1`.

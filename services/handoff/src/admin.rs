@@ -199,7 +199,9 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<bool> {
                 })
                 .await
                 .context("the exchange refused the report")?
-                .into_inner();
+                .into_inner()
+                .report
+                .context("the exchange answered without a report")?;
             if json {
                 println!(
                     "{}",

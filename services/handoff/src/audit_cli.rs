@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use handoff_audit::export::{ExportWriter, verify};
-use handoff_contract::v1::{CheckpointRequest, ReadLogRequest};
+use handoff_contract::v1::{GetCheckpointRequest, ReadLogRequest};
 
 use crate::query_cli::{ServerArgs, connect};
 
@@ -85,9 +85,11 @@ async fn export(server: &ServerArgs, out: &Path, from: u64) -> anyhow::Result<u6
     let mut client = connect(server).await?;
     // The checkpoint first: the export ends exactly at a signed head.
     let checkpoint = client
-        .get_checkpoint(CheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest {})
         .await?
-        .into_inner();
+        .into_inner()
+        .checkpoint
+        .context("the exchange answered without a checkpoint")?;
     let file =
         std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut writer = ExportWriter::new(
@@ -108,7 +110,10 @@ async fn export(server: &ServerArgs, out: &Path, from: u64) -> anyhow::Result<u6
         .await?
         .into_inner();
     let mut written = 0;
-    while let Some(record) = stream.message().await? {
+    while let Some(item) = stream.message().await? {
+        let record = item
+            .record
+            .context("the exchange streamed an item without a record")?;
         writer.record(&record)?;
         written += 1;
         bar.inc(1);
@@ -212,9 +217,11 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             };
             let live = connect(&args)
                 .await?
-                .get_projection_digest(handoff_contract::v1::ProjectionDigestRequest {})
+                .get_projection_digest(handoff_contract::v1::GetProjectionDigestRequest {})
                 .await?
-                .into_inner();
+                .into_inner()
+                .digest
+                .context("the exchange answered without a digest")?;
             if live.sequence != head.sequence {
                 println!(
                     "the live exchange is at sequence {}, the export at {}: export again to compare",

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use handoff_adapters::{AdapterKind, Document, Outcome, Publisher, RecordReport};
-use handoff_contract::v1::cases_client::CasesClient;
-use handoff_contract::v1::directory_client::DirectoryClient;
-use handoff_contract::v1::statistics_client::StatisticsClient;
+use handoff_contract::v1::cases_service_client::CasesServiceClient;
+use handoff_contract::v1::directory_service_client::DirectoryServiceClient;
+use handoff_contract::v1::statistics_service_client::StatisticsServiceClient;
 use handoff_contract::v1::*;
 use handoff_domain::status_name;
 use serde_json::{Value, json};
@@ -114,7 +114,7 @@ fn activity(
     v
 }
 
-async fn inbox(client: &mut CasesClient<Channel>) -> anyhow::Result<Vec<InboxItem>> {
+async fn inbox(client: &mut CasesServiceClient<Channel>) -> anyhow::Result<Vec<InboxItem>> {
     Ok(client
         .inbox(InboxRequest {
             agency: String::new(),
@@ -127,7 +127,7 @@ async fn inbox(client: &mut CasesClient<Channel>) -> anyhow::Result<Vec<InboxIte
 
 /// The case as the client's agency may see it; `None` when it has no part in it.
 async fn get_case(
-    client: &mut CasesClient<Channel>,
+    client: &mut CasesServiceClient<Channel>,
     case_id: &str,
 ) -> anyhow::Result<Option<CaseView>> {
     let answer = client
@@ -137,7 +137,7 @@ async fn get_case(
         })
         .await;
     match answer {
-        Ok(view) => Ok(Some(view.into_inner())),
+        Ok(answer) => Ok(answer.into_inner().case),
         Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
         Err(status) => Err(status.into()),
     }
@@ -426,7 +426,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     ))?;
     publish(config, PROGRAMME, AdapterKind::Directory, vec![listing]).await?;
     let channel = crate::query_cli::channel_as(&server, &certs, SOCIAL).await?;
-    let directory = DirectoryClient::new(channel)
+    let directory = DirectoryServiceClient::new(channel)
         .list_services(ListServicesRequest {
             area: "North".into(),
             ..Default::default()
@@ -493,7 +493,12 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         q.entries.len(),
         q.entries.last().map(|e| e.detail.as_str()).unwrap_or("-")
     );
-    let head = client.get_log_head(LogHeadRequest {}).await?.into_inner();
+    let head = client
+        .get_log_head(GetLogHeadRequest {})
+        .await?
+        .into_inner()
+        .head
+        .context("the exchange answered without a head")?;
     println!(
         "  log head: sequence {} hash {}",
         head.sequence,
@@ -502,14 +507,16 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 
     println!("\n== 7. The coordinator's funnel for the grant report (small numbers suppressed) ==");
     let channel = crate::query_cli::channel_as(&server, &certs, COORDINATOR).await?;
-    let stats = StatisticsClient::new(channel)
-        .get_stats(StatsRequest {
+    let stats = StatisticsServiceClient::new(channel)
+        .get_stats(GetStatsRequest {
             from_month: "2026-12".into(),
             to_month: String::new(),
             purpose: "demo".into(),
         })
         .await?
-        .into_inner();
+        .into_inner()
+        .report
+        .context("the exchange answered without a report")?;
     let cell = |c: &Option<StatsCell>| match c {
         Some(c) if !c.suppressed => c.value.to_string(),
         _ => format!("<{}", stats.suppress_below),

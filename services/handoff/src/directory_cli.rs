@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use handoff_contract::v1::directory_client::DirectoryClient;
+use handoff_contract::v1::directory_service_client::DirectoryServiceClient;
 use handoff_contract::v1::{ListServicesRequest, ServiceListing};
 use serde_json::{Value, json};
 
@@ -77,7 +77,7 @@ async fn fetch(
 ) -> anyhow::Result<Vec<ServiceListing>> {
     let channel =
         crate::query_cli::channel_as(&server.server, &server.certs, &server.agency).await?;
-    let response = DirectoryClient::new(channel)
+    let response = DirectoryServiceClient::new(channel)
         .list_services(req)
         .await
         .context("the exchange refused to list the directory")?;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use handoff_contract::json::to_json;
-use handoff_contract::v1::cases_client::CasesClient;
+use handoff_contract::v1::cases_service_client::CasesServiceClient;
 use handoff_contract::v1::*;
 use tonic::transport::Channel;
 
@@ -64,6 +64,17 @@ pub enum CaseCommand {
         /// Case id.
         case_id: String,
     },
+    /// A case's referrals as FHIR R4 (a Bundle of ServiceRequest and Task), for a
+    /// system outside the platform; redacted as `case get` is, and recorded as a read.
+    Fhir {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Case id.
+        case_id: String,
+        /// Why you export it (recorded with the access), e.g. "handed to the health system".
+        #[arg(long, default_value = "handoff case fhir")]
+        purpose: String,
+    },
 }
 
 /// Connects to the exchange's gRPC service as `agency`, with its client certificate.
@@ -71,8 +82,10 @@ pub async fn connect_as(
     server: &str,
     certs: &std::path::Path,
     agency: &str,
-) -> anyhow::Result<CasesClient<Channel>> {
-    Ok(CasesClient::new(channel_as(server, certs, agency).await?))
+) -> anyhow::Result<CasesServiceClient<Channel>> {
+    Ok(CasesServiceClient::new(
+        channel_as(server, certs, agency).await?,
+    ))
 }
 
 /// A channel to the exchange as `agency`, for any of its gRPC services.
@@ -106,7 +119,7 @@ pub async fn channel_as(
 }
 
 /// Connects as the agency and with the certificates the arguments name.
-pub async fn connect(args: &ServerArgs) -> anyhow::Result<CasesClient<Channel>> {
+pub async fn connect(args: &ServerArgs) -> anyhow::Result<CasesServiceClient<Channel>> {
     connect_as(&args.server, &args.certs, &args.agency).await
 }
 
@@ -133,7 +146,9 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
                     purpose: "handoff case get".into(),
                 })
                 .await?
-                .into_inner();
+                .into_inner()
+                .case
+                .context("the exchange answered without a case")?;
             print(to_json(&view, "handoff.v1.CaseView"))
         }
         CaseCommand::List {
@@ -182,6 +197,20 @@ pub async fn run(cmd: CaseCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print(to_json(&history, "handoff.v1.CaseHistoryResponse"))
+        }
+        CaseCommand::Fhir {
+            server,
+            case_id,
+            purpose,
+        } => {
+            let answer = connect(&server)
+                .await?
+                .get_case_fhir(GetCaseFhirRequest { case_id, purpose })
+                .await?
+                .into_inner();
+            let bundle: serde_json::Value = serde_json::from_str(&answer.bundle_json)
+                .context("the exchange's FHIR bundle is not JSON")?;
+            print(bundle)
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use handoff_contract::json::to_json;
-use handoff_contract::v1::statistics_client::StatisticsClient;
-use handoff_contract::v1::{StatsCell, StatsReport, StatsRequest, StatsRow};
+use handoff_contract::v1::statistics_service_client::StatisticsServiceClient;
+use handoff_contract::v1::{GetStatsRequest, StatsCell, StatsReport, StatsRow};
 use tonic::transport::Channel;
 
 use crate::query_cli::ServerArgs;
@@ -57,7 +57,7 @@ const STAGES: [(&str, &str, Column); 7] = [
     ("dropped_out", "Dropped out", |r| r.dropped_out),
 ];
 
-async fn connect(args: &ServerArgs) -> anyhow::Result<StatisticsClient<Channel>> {
+async fn connect(args: &ServerArgs) -> anyhow::Result<StatisticsServiceClient<Channel>> {
     let read = |name: String| {
         let path = args.certs.join(name);
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -79,21 +79,23 @@ async fn connect(args: &ServerArgs) -> anyhow::Result<StatisticsClient<Channel>>
         .connect()
         .await
         .with_context(|| format!("cannot reach the exchange at {}", args.server))?;
-    Ok(StatisticsClient::new(channel))
+    Ok(StatisticsServiceClient::new(channel))
 }
 
 /// Fetches the report, prints it, and writes the chart if asked.
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let report = connect(&args.server)
         .await?
-        .get_stats(StatsRequest {
+        .get_stats(GetStatsRequest {
             from_month: args.month.clone(),
             to_month: args.to.clone().unwrap_or_default(),
             purpose: "handoff report".into(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("the exchange refused the report: {}", s.message()))?
-        .into_inner();
+        .into_inner()
+        .report
+        .context("the exchange answered without a report")?;
     let text = match args.format {
         Format::Csv => csv(&report),
         Format::Json => serde_json::to_string_pretty(&to_json(&report, "handoff.v1.StatsReport"))?,

@@ -35,7 +35,7 @@ impl Cases {
     pub(crate) async fn watch_cases_stream(
         &self,
         request: Request<WatchCasesRequest>,
-    ) -> Result<Response<ReceiverStream<Result<CaseUpdate, Status>>>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<WatchCasesResponse, Status>>>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         within_limits(&req, "handoff.v1.WatchCasesRequest")?;
@@ -59,7 +59,7 @@ impl Cases {
         &self,
         caller: Caller,
         req: WatchCasesRequest,
-        tx: &tokio::sync::mpsc::Sender<Result<CaseUpdate, Status>>,
+        tx: &tokio::sync::mpsc::Sender<Result<WatchCasesResponse, Status>>,
     ) -> Result<(), Status> {
         let registry = self.access.registry();
         let mut head = self.log.watch_head();
@@ -114,7 +114,7 @@ impl Cases {
                         let grant = self.grant(&caller, consent);
                         grant.redact_case(&mut case);
                         seen.case(&case, &grant);
-                        updates.push(CaseUpdate {
+                        updates.push(WatchCasesResponse {
                             sequence: next,
                             event_type: envelope
                                 .event
@@ -168,7 +168,7 @@ impl Cases {
     pub(crate) async fn read_log_stream(
         &self,
         request: Request<ReadLogRequest>,
-    ) -> Result<Response<ReceiverStream<Result<LogRecord, Status>>>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<ReadLogResponse, Status>>>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let query = format!("from={} to={}", req.from_sequence, req.to_sequence);
@@ -205,7 +205,7 @@ impl Cases {
         &self,
         caller: &Caller,
         req: ReadLogRequest,
-        tx: &tokio::sync::mpsc::Sender<Result<LogRecord, Status>>,
+        tx: &tokio::sync::mpsc::Sender<Result<ReadLogResponse, Status>>,
     ) -> Result<(), Status> {
         let to = match req.to_sequence {
             0 => self.log.head().sequence,
@@ -238,7 +238,10 @@ impl Cases {
                 .await?
                 .into_inner();
             for record in records {
-                if tx.send(Ok(record)).await.is_err() {
+                let item = ReadLogResponse {
+                    record: Some(record),
+                };
+                if tx.send(Ok(item)).await.is_err() {
                     return Ok(()); // the client went away
                 }
             }

@@ -1,4 +1,4 @@
-//! The `handoff.v1.Cases` service: case views, inboxes and histories for the
+//! The `handoff.v1.CasesService` service: case views, inboxes and histories for the
 //! partners with a part in them, redacted by field policy, each read recorded
 //! before it is answered. Bulk reads (the watch, the log, the quarantine) are in
 //! `bulk.rs`, auditors' reports in `reports.rs`.
@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use handoff_contract::v1::cases_server::Cases as CasesApi;
+use handoff_contract::v1::cases_service_server::CasesService as CasesApi;
 use handoff_contract::v1::*;
 use handoff_domain::limits::{ID, KEPT_TEXT, REQUEST_PURPOSE, bounded};
 use handoff_domain::policy::{FieldPolicy, Grant};
@@ -28,7 +28,7 @@ use crate::{
     DEFAULT_PAGE, MAX_PAGE, internal, keys, now_unix_ms, outcome_of, record_read, required,
 };
 
-/// The `handoff.v1.Cases` service over a log.
+/// The `handoff.v1.CasesService` service over a log.
 #[derive(Debug, Clone)]
 pub struct Cases {
     pub(crate) log: Log,
@@ -435,12 +435,13 @@ impl CasesApi for Cases {
     async fn get_case(
         &self,
         request: Request<GetCaseRequest>,
-    ) -> Result<Response<CaseView>, Status> {
+    ) -> Result<Response<GetCaseResponse>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let result = within_limits(&req, "handoff.v1.GetCaseRequest")
             .and_then(|()| required("case_id", &req.case_id))
-            .and_then(|id| self.one_case(&caller, id, None));
+            .and_then(|id| self.one_case(&caller, id, None))
+            .map(|(case, seen)| (GetCaseResponse { case: Some(case) }, seen));
         self.answer(
             &caller,
             "GetCase",
@@ -510,7 +511,7 @@ impl CasesApi for Cases {
     async fn get_case_as_of(
         &self,
         request: Request<GetCaseAsOfRequest>,
-    ) -> Result<Response<CaseView>, Status> {
+    ) -> Result<Response<GetCaseAsOfResponse>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
         let result = within_limits(&req, "handoff.v1.GetCaseAsOfRequest")
@@ -529,7 +530,8 @@ impl CasesApi for Cases {
                     (seq, _) => seq,
                 };
                 self.one_case(&caller, case_id, Some(until))
-            });
+            })
+            .map(|(case, seen)| (GetCaseAsOfResponse { case: Some(case) }, seen));
         let query = format!(
             "as_of_sequence={} as_of_time={:?}",
             req.as_of_sequence,
@@ -546,7 +548,7 @@ impl CasesApi for Cases {
         .await
     }
 
-    type WatchCasesStream = ReceiverStream<Result<CaseUpdate, Status>>;
+    type WatchCasesStream = ReceiverStream<Result<WatchCasesResponse, Status>>;
 
     async fn watch_cases(
         &self,
@@ -555,7 +557,7 @@ impl CasesApi for Cases {
         self.watch_cases_stream(request).await
     }
 
-    type ReadLogStream = ReceiverStream<Result<LogRecord, Status>>;
+    type ReadLogStream = ReceiverStream<Result<ReadLogResponse, Status>>;
 
     async fn read_log(
         &self,
@@ -573,8 +575,8 @@ impl CasesApi for Cases {
 
     async fn get_log_head(
         &self,
-        request: Request<LogHeadRequest>,
-    ) -> Result<Response<LogHead>, Status> {
+        request: Request<GetLogHeadRequest>,
+    ) -> Result<Response<GetLogHeadResponse>, Status> {
         // The head carries no case data; it is not an access to personal data. How far
         // other agencies' ingress streams were read is theirs: an agency sees its own.
         let caller = self.access.caller(&request)?;
@@ -589,19 +591,21 @@ impl CasesApi for Cases {
             .map(|(agency, sequence)| IngressPosition { agency, sequence })
             .collect();
         let head = self.log.head();
-        Ok(Response::new(LogHead {
-            sequence: head.sequence,
-            hash: head.hash.to_vec(),
-            stream_position: head.stream_position,
-            quarantined: head.quarantined,
-            ingress,
+        Ok(Response::new(GetLogHeadResponse {
+            head: Some(LogHead {
+                sequence: head.sequence,
+                hash: head.hash.to_vec(),
+                stream_position: head.stream_position,
+                quarantined: head.quarantined,
+                ingress,
+            }),
         }))
     }
 
     async fn get_checkpoint(
         &self,
-        request: Request<CheckpointRequest>,
-    ) -> Result<Response<Checkpoint>, Status> {
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
         // A checkpoint carries no case data: any registered agency may compare heads.
         self.access.caller(&request)?;
         let head = self.log.head();
@@ -613,17 +617,15 @@ impl CasesApi for Cases {
                 .map_err(internal)?
                 .map_or(0, |r| r.recorded_at_unix_ms),
         };
-        Ok(Response::new(self.key.checkpoint(
-            head.sequence,
-            &head.hash,
-            recorded_at,
-        )))
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: Some(self.key.checkpoint(head.sequence, &head.hash, recorded_at)),
+        }))
     }
 
     async fn get_projection_digest(
         &self,
-        request: Request<ProjectionDigestRequest>,
-    ) -> Result<Response<ProjectionDigest>, Status> {
+        request: Request<GetProjectionDigestRequest>,
+    ) -> Result<Response<GetProjectionDigestResponse>, Status> {
         let caller = self.access.caller(&request)?;
         self.auditor(&caller)?;
         // Ingest may commit meanwhile: take the digest between two equal heads.
@@ -631,9 +633,11 @@ impl CasesApi for Cases {
             let before = self.log.head().sequence;
             let digest = self.log.projection_digest().map_err(internal)?;
             if self.log.head().sequence == before {
-                return Ok(Response::new(ProjectionDigest {
-                    sequence: before,
-                    digest: digest.to_vec(),
+                return Ok(Response::new(GetProjectionDigestResponse {
+                    digest: Some(ProjectionDigest {
+                        sequence: before,
+                        digest: digest.to_vec(),
+                    }),
                 }));
             }
         }
@@ -650,7 +654,41 @@ impl CasesApi for Cases {
     async fn subject_report(
         &self,
         request: Request<SubjectReportRequest>,
-    ) -> Result<Response<SubjectReport>, Status> {
-        self.subject_report_of(request).await
+    ) -> Result<Response<SubjectReportResponse>, Status> {
+        let report = self.subject_report_of(request).await?;
+        Ok(report.map(|report| SubjectReportResponse {
+            report: Some(report),
+        }))
+    }
+
+    async fn get_case_fhir(
+        &self,
+        request: Request<GetCaseFhirRequest>,
+    ) -> Result<Response<GetCaseFhirResponse>, Status> {
+        let caller = self.access.caller(&request)?;
+        let req = request.into_inner();
+        // The same view GetCase answers (need to know, field policy), then mapped:
+        // the export shows nothing GetCase would not, and is recorded as a read.
+        let result = within_limits(&req, "handoff.v1.GetCaseFhirRequest")
+            .and_then(|()| required("case_id", &req.case_id))
+            .and_then(|id| self.one_case(&caller, id, None))
+            .map(|(case, seen)| {
+                let bundle = crate::fhir::case_bundle(&case).to_string();
+                (
+                    GetCaseFhirResponse {
+                        bundle_json: bundle,
+                    },
+                    seen,
+                )
+            });
+        self.answer(
+            &caller,
+            "GetCaseFhir",
+            &req.purpose,
+            String::new(),
+            &[&req.case_id],
+            result,
+        )
+        .await
     }
 }

@@ -1,9 +1,9 @@
-//! The `handoff.v1.Directory` service: the current service listings, as the
+//! The `handoff.v1.DirectoryService` service: the current service listings, as the
 //! log's directory projection holds them. Public information about
 //! organisations (no personal data), so any registered caller may read it;
 //! the read is still recorded in the access log, like every other read.
 
-use handoff_contract::v1::directory_server::Directory as DirectoryApi;
+use handoff_contract::v1::directory_service_server::DirectoryService as DirectoryApi;
 use handoff_contract::v1::{
     AccessRecord, ListServicesRequest, ListServicesResponse, ServiceListing,
 };
@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::identity::Access;
 
-/// The `handoff.v1.Directory` service over a log.
+/// The `handoff.v1.DirectoryService` service over a log.
 #[derive(Debug, Clone)]
 pub struct Directory {
     log: Log,

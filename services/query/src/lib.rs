@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use handoff_contract::v1::AccessRecord;
-use handoff_contract::v1::cases_server::CasesServer;
+use handoff_contract::v1::cases_service_server::CasesServiceServer;
 use handoff_domain::Registry;
 use handoff_domain::policy::FieldPolicy;
 use handoff_keyring::Keyring;
@@ -17,6 +17,7 @@ use handoff_log::{Log, LogError};
 mod bulk;
 mod cases;
 pub mod directory;
+pub mod fhir;
 mod identity;
 mod private_text;
 mod reports;
@@ -138,7 +139,7 @@ pub(crate) async fn record_read(log: &Log, record: AccessRecord) -> Result<(), S
 
 /// Serves `Cases`, health and reflection on `listener` until `shutdown` resolves.
 ///
-/// Health: `handoff.v1.Cases` is SERVING while this server runs and the read gate
+/// Health: `handoff.v1.CasesService` is SERVING while this server runs and the read gate
 /// is open; the overall service (`""`) follows `ingest_healthy` and the gate, so a
 /// load balancer or operator sees when the exchange is not taking in events or
 /// may not answer yet.
@@ -178,9 +179,9 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     // Known before the first call; the task below keeps it current.
     if options.gate.borrow().is_none() {
-        health.set_serving::<CasesServer<Cases>>().await;
+        health.set_serving::<CasesServiceServer<Cases>>().await;
     } else {
-        health.set_not_serving::<CasesServer<Cases>>().await;
+        health.set_not_serving::<CasesServiceServer<Cases>>().await;
     }
     let overall = health.clone();
     let mut gate = options.gate;
@@ -201,7 +202,7 @@ pub async fn serve(
                 .await;
             overall
                 .set_service_status(
-                    <CasesServer<Cases> as tonic::server::NamedService>::NAME,
+                    <CasesServiceServer<Cases> as tonic::server::NamedService>::NAME,
                     serving(open),
                 )
                 .await;
@@ -221,33 +222,32 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let reflection = reflection().build_v1()?;
     tracing::info!(%addr, "query service listening");
-    let result =
-        builder
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                handoff_contract::v1::directory_server::DirectoryServer::new(
-                    directory::Directory::new(log.clone(), access.clone()),
-                )
+    let result = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            handoff_contract::v1::directory_service_server::DirectoryServiceServer::new(
+                directory::Directory::new(log.clone(), access.clone()),
+            )
+            .max_decoding_message_size(REQUEST_BYTES),
+        )
+        .add_service(
+            handoff_contract::v1::statistics_service_server::StatisticsServiceServer::new(
+                stats::Statistics::new(log.clone(), access.clone(), options.suppress_below),
+            )
+            .max_decoding_message_size(REQUEST_BYTES),
+        )
+        .add_service(
+            CasesServiceServer::new(Cases::new(log, access, fields, sla, key, keyring))
                 .max_decoding_message_size(REQUEST_BYTES),
-            )
-            .add_service(
-                handoff_contract::v1::statistics_server::StatisticsServer::new(
-                    stats::Statistics::new(log.clone(), access.clone(), options.suppress_below),
-                )
-                .max_decoding_message_size(REQUEST_BYTES),
-            )
-            .add_service(
-                CasesServer::new(Cases::new(log, access, fields, sla, key, keyring))
-                    .max_decoding_message_size(REQUEST_BYTES),
-            )
-            .serve_with_incoming_shutdown(
-                // Without TCP_NODELAY a reply split over several writes waits for the
-                // client's delayed ACK: ~40 ms on every GetCase.
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await;
+        )
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a reply split over several writes waits for the
+            // client's delayed ACK: ~40 ms on every GetCase.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
     result.map_err(transport)
 }

@@ -144,7 +144,7 @@ where
     }
 }
 
-/// `/handoff.v1.Cases/GetCase` -> `GetCase`.
+/// `/handoff.v1.CasesService/GetCase` -> `GetCase`.
 fn method_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or_default()
 }
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn methods_are_the_last_path_segment_and_unknown_paths_one_label() {
-        assert_eq!(method_of("/handoff.v1.Cases/GetCase"), "GetCase");
+        assert_eq!(method_of("/handoff.v1.CasesService/GetCase"), "GetCase");
         assert_eq!(code_name(tonic::Code::from(7)), "PERMISSION_DENIED");
         let m = RpcMetrics::default();
         m.record("Nonsense1", "UNIMPLEMENTED", 0.001);

@@ -1,9 +1,11 @@
-//! The `handoff.v1.Statistics` service: the referral funnel for coordinators and
+//! The `handoff.v1.StatisticsService` service: the referral funnel for coordinators and
 //! auditors, computed from the stored case views with small numbers suppressed
 //! (`handoff_domain::stats`). No case or subject leaves through it.
 
-use handoff_contract::v1::statistics_server::Statistics as StatisticsApi;
-use handoff_contract::v1::{AccessRecord, StatsCell, StatsReport, StatsRequest, StatsRow};
+use handoff_contract::v1::statistics_service_server::StatisticsService as StatisticsApi;
+use handoff_contract::v1::{
+    AccessRecord, GetStatsRequest, GetStatsResponse, StatsCell, StatsReport, StatsRow,
+};
 use handoff_domain::AgencyKind;
 use handoff_domain::stats::{self, Cell, Month, Stage};
 use handoff_log::Log;
@@ -14,7 +16,7 @@ use crate::identity::{Access, Caller};
 /// Cases read from the log per page while computing a report.
 const PAGE: usize = 1000;
 
-/// The `handoff.v1.Statistics` service over a log.
+/// The `handoff.v1.StatisticsService` service over a log.
 #[derive(Debug, Clone)]
 pub struct Statistics {
     log: Log,
@@ -32,7 +34,7 @@ impl Statistics {
         }
     }
 
-    fn report(&self, caller: &Caller, req: &StatsRequest) -> Result<StatsReport, Status> {
+    fn report(&self, caller: &Caller, req: &GetStatsRequest) -> Result<StatsReport, Status> {
         if !matches!(caller.kind, AgencyKind::Auditor | AgencyKind::Coordinator) {
             return Err(Status::permission_denied(format!(
                 "only coordinators and auditors may read statistics; {} is a {}",
@@ -118,11 +120,11 @@ pub fn to_wire(report: &stats::Report) -> StatsReport {
 impl StatisticsApi for Statistics {
     async fn get_stats(
         &self,
-        request: Request<StatsRequest>,
-    ) -> Result<Response<StatsReport>, Status> {
+        request: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsResponse>, Status> {
         let caller = self.access.caller(&request)?;
         let req = request.into_inner();
-        let result = crate::cases::within_limits(&req, "handoff.v1.StatsRequest")
+        let result = crate::cases::within_limits(&req, "handoff.v1.GetStatsRequest")
             .and_then(|()| self.report(&caller, &req));
         // Recorded like every read, before the answer leaves; a report names no case or subject.
         let record = AccessRecord {
@@ -144,6 +146,10 @@ impl StatisticsApi for Statistics {
             ..AccessRecord::default()
         };
         super::record_read(&self.log, record).await?;
-        result.map(Response::new)
+        result.map(|report| {
+            Response::new(GetStatsResponse {
+                report: Some(report),
+            })
+        })
     }
 }
