@@ -48,15 +48,17 @@ def list_cases(stub: exchange_pb2_grpc.CasesServiceStub, purpose: str,
 
 
 def watch(stub: exchange_pb2_grpc.CasesServiceStub, after_sequence: int, purpose: str,
-          handle: Callable[[exchange_pb2.WatchCasesResponse], None]) -> None:
+          handle: Callable[[exchange_pb2.WatchCasesResponse], None],
+          timeout: float | None = None) -> None:
     """Follows case changes from after `after_sequence`, resuming after every disconnect.
     `handle(update)` should persist update.sequence once it has dealt with the update;
-    an exception it raises ends the watch."""
+    an exception it raises ends the watch, and so does DEADLINE_EXCEEDED after `timeout`
+    seconds of one stream (None: follow for ever)."""
     pause = 0.5
     while True:
         try:
             request = exchange_pb2.WatchCasesRequest(after_sequence=after_sequence, purpose=purpose)
-            for update in stub.WatchCases(request):
+            for update in stub.WatchCases(request, timeout=timeout):
                 handle(update)
                 after_sequence = update.sequence
                 pause = 0.5
