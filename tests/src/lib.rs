@@ -16,6 +16,7 @@ mod browser;
 pub mod events;
 mod exchange;
 mod nats;
+pub mod python;
 mod transport;
 
 pub use browser::{Rendered, chromium, render_in_browser, screenshot};
