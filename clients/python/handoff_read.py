@@ -1,4 +1,5 @@
 """Read cases over gRPC with the agency's client certificate."""
+import json
 import time
 from collections.abc import Callable, Iterator
 
@@ -27,6 +28,18 @@ def get_case(stub: exchange_pb2_grpc.CasesServiceStub, case_id: str,
     try:
         request = exchange_pb2.GetCaseRequest(case_id=case_id, purpose=purpose)
         return stub.GetCase(request, timeout=10).case
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+def get_case_fhir(stub: exchange_pb2_grpc.CasesServiceStub, case_id: str,
+                  purpose: str) -> dict | None:
+    """The case's referrals as a FHIR R4 Bundle (JSON as a dict), redacted as GetCase is;
+    None when the case does not exist for us."""
+    try:
+        request = exchange_pb2.GetCaseFhirRequest(case_id=case_id, purpose=purpose)
+        return json.loads(stub.GetCaseFhir(request, timeout=10).bundle_json)
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.NOT_FOUND:
             return None

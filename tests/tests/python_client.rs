@@ -93,6 +93,10 @@ async fn the_python_client_publishes_reads_watches_and_verifies_as_the_guide_say
         "every Python test must run here, none skipped:\n{}",
         run.output
     );
+    // In the test's output, what pytest ran (cargo test -- --nocapture shows it).
+    for line in run.output.lines().filter(|l| l.contains("PASSED") || l.contains(" passed")) {
+        println!("python: {line}");
+    }
 
     // The exchange's exporter writes, byte for byte, what the Python client exported.
     let export = dir.path().join("log.jsonl");

@@ -324,6 +324,44 @@ def test_watch_catches_up_follows_live_and_resumes(deployment, loop, programme, 
     assert resumed[-1] == live
 
 
+def test_the_fhir_view_is_valid_r4_and_redacted_like_get_case(deployment, case):
+    """GetCaseFhir's bundle validates with a maintained FHIR library (fhir.resources,
+    R4B models), carries one ServiceRequest and one Task per referral with the Task's
+    status following the referral, and shows only what GetCase shows the caller."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    programme = cases_as(deployment, PROGRAMME)
+    view = handoff_read.get_case(programme, case.case_id, "handed to the health system")
+    raw = handoff_read.get_case_fhir(programme, case.case_id, "handed to the health system")
+    assert raw is not None
+    bundle = Bundle.model_validate(raw)          # raises on anything that is not valid FHIR
+    assert bundle.type == "collection"
+    kinds = [e.resource.get_resource_type() for e in bundle.entry]
+    assert kinds == ["Patient", "ServiceRequest", "Task"], kinds
+    patient, request, task = (e.resource for e in bundle.entry)
+    assert patient.name[0].text == view.subject_details.full_name == NAME
+    assert request.requester.identifier.value == POLICE
+    assert request.performer[0].identifier.value == PROGRAMME
+    assert [c.text for c in request.reasonCode] == [REASON]
+    assert task.focus.reference == bundle.entry[1].fullUrl
+    # The watch test above had the programme accept the referral.
+    expected = {exchange_pb2.CASE_STATUS_REFERRED: "requested",
+                exchange_pb2.CASE_STATUS_ACCEPTED: "accepted"}[view.status]
+    assert task.status == expected
+    assert task.owner.identifier.value == PROGRAMME
+    # The police narrative is not the programme's to see, in FHIR as in GetCase.
+    assert NARRATIVE not in json.dumps(raw)
+
+    # The auditor's kind is not granted personal details: no Patient, a pseudonym instead.
+    audited = handoff_read.get_case_fhir(cases_as(deployment, AUDITOR), case.case_id, "audit")
+    audit_bundle = Bundle.model_validate(audited)
+    assert [e.resource.get_resource_type() for e in audit_bundle.entry] == ["ServiceRequest", "Task"]
+    assert NAME not in json.dumps(audited)
+    assert audit_bundle.entry[1].resource.for_fhir.identifier.value == view.subject_pseudonym
+    # No part in the case: nothing, as with GetCase.
+    assert handoff_read.get_case_fhir(cases_as(deployment, CENTRE), case.case_id, "curious") is None
+
+
 def _record_line(item: dict) -> str:
     return json.dumps(item, separators=(",", ":")) + "\n"
 
