@@ -94,7 +94,11 @@ async fn the_python_client_publishes_reads_watches_and_verifies_as_the_guide_say
         run.output
     );
     // In the test's output, what pytest ran (cargo test -- --nocapture shows it).
-    for line in run.output.lines().filter(|l| l.contains("PASSED") || l.contains(" passed")) {
+    for line in run
+        .output
+        .lines()
+        .filter(|l| l.contains("PASSED") || l.contains(" passed"))
+    {
         println!("python: {line}");
     }
 
