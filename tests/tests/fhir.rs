@@ -79,64 +79,39 @@ async fn the_task_follows_the_referral_from_requested_to_failed() {
     assert_eq!(request["performer"][0]["identifier"]["value"], PROGRAMME);
     assert_eq!(request["identifier"][0]["value"], "r1");
 
-    let by_programme = |n, event| envelope(n, PROGRAMME, "f", event);
-    step(
-        &exchange,
-        &js,
-        by_programme(
-            3,
+    // Each step the programme publishes, and the Task status it leads to.
+    let steps = [
+        (
             Event::ReferralAcknowledged(ReferralAcknowledged {
                 referral_id: "r1".into(),
             }),
+            "received",
         ),
-    )
-    .await;
-    assert_eq!(
-        task_statuses(&fhir(&exchange, PROGRAMME, "f").await.expect("bundle")),
-        ["received"]
-    );
-    step(
-        &exchange,
-        &js,
-        by_programme(
-            4,
+        (
             Event::ReferralAccepted(ReferralAccepted {
                 referral_id: "r1".into(),
             }),
+            "accepted",
         ),
-    )
-    .await;
-    assert_eq!(
-        task_statuses(&fhir(&exchange, PROGRAMME, "f").await.expect("bundle")),
-        ["accepted"]
-    );
-    step(
-        &exchange,
-        &js,
-        by_programme(
-            5,
+        (
             Event::ContactAttempted(ContactAttempted {
                 outcome: ContactOutcome::Reached as i32,
                 ..Default::default()
             }),
+            "in-progress",
         ),
-    )
-    .await;
-    assert_eq!(
-        task_statuses(&fhir(&exchange, PROGRAMME, "f").await.expect("bundle")),
-        ["in-progress"]
-    );
-    step(
-        &exchange,
-        &js,
-        by_programme(
-            6,
+        (
             Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "moved out of the region".into(),
             }),
+            "failed",
         ),
-    )
-    .await;
+    ];
+    for (n, (event, status)) in (3..).zip(steps) {
+        step(&exchange, &js, envelope(n, PROGRAMME, "f", event)).await;
+        let bundle = fhir(&exchange, PROGRAMME, "f").await.expect("bundle");
+        assert_eq!(task_statuses(&bundle), [status]);
+    }
     let bundle = fhir(&exchange, PROGRAMME, "f").await.expect("bundle");
     let refused = exchange.quarantine().await;
     assert!(refused.is_empty(), "every step is accepted: {refused:?}");

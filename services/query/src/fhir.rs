@@ -299,30 +299,21 @@ mod tests {
     #[test]
     fn each_referral_state_maps_to_a_task_status() {
         let one = |state, status| task_status(&view(status, vec![step("r", "p", "n", state)]), 0);
-        assert_eq!(
-            one(StepState::Pending, CaseStatus::Referred).code,
-            "requested"
-        );
-        assert_eq!(
-            one(StepState::Acknowledged, CaseStatus::Referred).code,
-            "received"
-        );
-        assert_eq!(
-            one(StepState::Accepted, CaseStatus::Accepted).code,
-            "accepted"
-        );
-        assert_eq!(
-            one(StepState::Accepted, CaseStatus::InContact).code,
-            "in-progress"
-        );
-        assert_eq!(
-            one(StepState::Accepted, CaseStatus::Enrolled).code,
-            "in-progress"
-        );
-        assert_eq!(
-            one(StepState::Accepted, CaseStatus::Completed).code,
-            "completed"
-        );
+        for (state, status, code) in [
+            (StepState::Pending, CaseStatus::Referred, "requested"),
+            (StepState::Acknowledged, CaseStatus::Referred, "received"),
+            (StepState::Accepted, CaseStatus::Accepted, "accepted"),
+            (StepState::Accepted, CaseStatus::InContact, "in-progress"),
+            (StepState::Accepted, CaseStatus::Enrolled, "in-progress"),
+            (StepState::Accepted, CaseStatus::Completed, "completed"),
+            (StepState::Accepted, CaseStatus::Closed, "cancelled"),
+        ] {
+            assert_eq!(
+                one(state, status).code,
+                code,
+                "{state:?} in a {status:?} case"
+            );
+        }
         let failed = one(StepState::Accepted, CaseStatus::DroppedOut);
         assert_eq!(failed.code, "failed");
         assert_eq!(failed.reason.as_deref(), Some("moved out of the region"));
