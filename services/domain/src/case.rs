@@ -188,6 +188,7 @@ pub(crate) fn fold(
                 ordered_at: Some(ordered_at),
                 ends_at: Some(ends_at),
                 protected_area: e.protected_area.clone(),
+                duration_source: String::new(),
             });
         }
         Event::ReferralMade(e) => {

@@ -7,6 +7,7 @@
 
 pub mod admit;
 pub mod agency;
+pub mod calendar;
 pub mod case;
 pub mod directory;
 pub mod effect;
@@ -19,6 +20,7 @@ pub mod rejection;
 pub mod retention;
 pub mod sla;
 pub mod stats;
+pub mod statutory;
 pub mod validate;
 pub mod visibility;
 

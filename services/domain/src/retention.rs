@@ -25,50 +25,7 @@ pub struct Due {
     pub due_at_ms: i64,
 }
 
-const DAY_MS: i64 = 86_400_000;
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) to days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-/// `unix_ms` plus `years` calendar years (29 February becomes 28 February).
-pub fn add_years(unix_ms: i64, years: u32) -> i64 {
-    let days = unix_ms.div_euclid(DAY_MS);
-    let time_of_day = unix_ms.rem_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let y2 = y + i64::from(years);
-    let d2 = if m == 2 && d == 29 && !is_leap(y2) {
-        28
-    } else {
-        d
-    };
-    days_from_civil(y2, m, d2) * DAY_MS + time_of_day
-}
+pub use crate::calendar::add_years;
 
 /// The subjects due for erasure at `now_ms`: every one of their cases is closed, and
 /// the last closure is at least the rule's years ago. `views` are all case views.
@@ -107,6 +64,7 @@ pub fn due<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::{DAY_MS, civil_from_days, days_from_civil};
     use handoff_contract::time::from_unix_ms;
 
     // 2026-11-25T10:00:00Z

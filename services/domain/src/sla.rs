@@ -8,31 +8,19 @@ use handoff_contract::v1::{CaseStatus, CaseView, InboxItem, StepState, inbox_ite
 
 use crate::agency::{AgencyKind, Registry};
 
-/// The SLA rules (from `ops/policy.toml`, `[sla]`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The deadline rules (from `ops/policy.toml`: `[sla]`, the partnership's own, and
+/// `[[statutory]]`, the law's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlaRules {
     /// Hours within which an eviction referral must be acknowledged by an intervention centre.
     pub eviction_notice_hours: Option<u32>,
     /// Working days (Monday to Friday) from acceptance to first contact with the subject.
     pub first_contact_working_days: Option<u32>,
+    /// The dated statutory rules.
+    pub statutory: std::sync::Arc<crate::statutory::StatutoryRules>,
 }
 
-const DAY_MS: i64 = 86_400_000;
-
-/// `unix_ms` plus `days` working days (Saturdays and Sundays skipped; public holidays are not known).
-pub fn add_working_days(unix_ms: i64, days: u32) -> i64 {
-    let mut t = unix_ms;
-    let mut left = days;
-    while left > 0 {
-        t += DAY_MS;
-        // 1970-01-01 was a Thursday: weekday 0 = Monday.
-        let weekday = (t.div_euclid(DAY_MS) + 3).rem_euclid(7);
-        if weekday < 5 {
-            left -= 1;
-        }
-    }
-    t
-}
+pub use crate::calendar::add_working_days;
 
 fn set_due(item: &mut InboxItem, rule: &str, due_ms: i64, now_ms: i64) {
     item.due_at = Some(from_unix_ms(due_ms));
@@ -96,21 +84,4 @@ pub fn first_contact_item(view: &CaseView) -> Option<InboxItem> {
         subject_pseudonym: view.subject_pseudonym.clone(),
         ..InboxItem::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn working_days_skip_weekends() {
-        // Friday 2026-11-20 12:00 UTC + 1 working day = Monday 2026-11-23 12:00 UTC.
-        let friday = 1_795_176_000_000;
-        assert_eq!(add_working_days(friday, 1), friday + 3 * DAY_MS);
-        assert_eq!(add_working_days(friday, 5), friday + 7 * DAY_MS);
-        // Monday + 4 = Friday.
-        let monday = friday + 3 * DAY_MS;
-        assert_eq!(add_working_days(monday, 4), monday + 4 * DAY_MS);
-        assert_eq!(add_working_days(monday, 0), monday);
-    }
 }

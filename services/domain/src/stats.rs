@@ -28,7 +28,7 @@ use handoff_contract::time::to_unix_ms;
 use handoff_contract::v1::{CaseStatus, CaseView};
 
 use crate::agency::{AgencyKind, Registry};
-use crate::retention::civil_from_days;
+use crate::calendar::civil_from_days;
 
 /// The longest month range one report may cover (ten years).
 pub const MAX_MONTHS: usize = 120;

@@ -209,7 +209,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 data_dir: data_dir.clone(),
                 log: log.clone(),
                 registry: registry_for_gauges.clone(),
-                sla: policy.sla,
+                sla: policy.sla.clone(),
                 metrics: ingest_metrics.clone(),
                 client: client.clone(),
                 ingress: config.stream().ingress,

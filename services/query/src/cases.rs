@@ -90,6 +90,7 @@ impl Cases {
     /// Opens a view's sealed personal details (or marks them erased) and its sealed free
     /// text. Runs before the field policy, which then removes what callers may not see.
     pub(crate) fn open_view(&self, view: &mut CaseView) -> Result<(), Status> {
+        handoff_domain::statutory::apply_to_view(view, &self.sla.statutory);
         if let Some(sealed) = view.sealed_subject_details.take() {
             match self.keyring.open(&sealed).map_err(keys)? {
                 Opened::Private(p) => view.subject_details = p.details,

@@ -23,6 +23,23 @@ struct PolicyFile {
     retention: RetentionSection,
     #[serde(default)]
     statistics: StatisticsSection,
+    #[serde(default)]
+    statutory: Vec<StatutoryRow>,
+}
+
+/// One row of the dated statutory rule table: a rule's figure from a date on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatutoryRow {
+    rule: String,
+    valid_from: String,
+    hours: Option<u32>,
+    days: Option<u32>,
+    months: Option<u32>,
+    source: String,
+    /// How the figure was checked, kept beside it for whoever reviews the table.
+    #[serde(default, rename = "checked")]
+    _checked: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,12 +117,14 @@ impl Policy {
                     .into(),
             ));
         }
+        let statutory = statutory_rules(&file.statutory).map_err(invalid)?;
         Ok(Policy {
             suppress_below,
             fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
             sla: handoff_domain::sla::SlaRules {
                 eviction_notice_hours: file.sla.eviction_notice_hours,
                 first_contact_working_days: file.sla.first_contact_working_days,
+                statutory: std::sync::Arc::new(statutory),
             },
             retention: match file.retention.years_after_closure {
                 None => None,
@@ -122,5 +141,103 @@ impl Policy {
                 )),
             },
         })
+    }
+}
+
+/// Checks the `[[statutory]]` rows: a known rule, a real date, its figure under the
+/// key of the rule's unit (and no other), the law it comes from.
+fn statutory_rules(
+    rows: &[StatutoryRow],
+) -> Result<handoff_domain::statutory::StatutoryRules, String> {
+    use handoff_domain::statutory::{DatedRule, Rule, StatutoryRules, Unit};
+    let mut checked = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let at = format!("[[statutory]] row {} ({})", i + 1, row.rule);
+        let rule: Rule = row.rule.parse().map_err(|e| format!("{at}: {e}"))?;
+        let valid_from_day =
+            handoff_domain::calendar::parse_date(&row.valid_from).ok_or_else(|| {
+                format!(
+                    "{at}: valid_from {:?} is not a date YYYY-MM-DD",
+                    row.valid_from
+                )
+            })?;
+        let given = [
+            (Unit::Hours, row.hours),
+            (Unit::Days, row.days),
+            (Unit::Months, row.months),
+        ];
+        let unit = rule.unit();
+        if let Some((other, _)) = given.iter().find(|(u, v)| *u != unit && v.is_some()) {
+            return Err(format!(
+                "{at}: {rule} is counted in {}, not {}; write `{} = N`",
+                unit.key(),
+                other.key(),
+                unit.key()
+            ));
+        }
+        let amount = given
+            .iter()
+            .find(|(u, _)| *u == unit)
+            .and_then(|(_, v)| *v)
+            .ok_or_else(|| format!("{at}: give the figure as `{} = N`", unit.key()))?;
+        checked.push(DatedRule {
+            rule,
+            valid_from_day,
+            amount,
+            source: row.source.clone(),
+        });
+    }
+    StatutoryRules::new(checked).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(toml_rows: &str) -> Result<handoff_domain::statutory::StatutoryRules, String> {
+        #[derive(Deserialize)]
+        struct Table {
+            statutory: Vec<StatutoryRow>,
+        }
+        let table: Table = toml::from_str(toml_rows).map_err(|e| e.to_string())?;
+        statutory_rules(&table.statutory)
+    }
+
+    #[test]
+    fn the_shipped_statutory_table_loads_with_a_source_for_every_row() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/policy.toml");
+        let policy = Policy::load(&path).expect("ops/policy.toml");
+        let rules = &policy.sla.statutory;
+        for rule in handoff_domain::statutory::Rule::ALL {
+            let row = rules
+                .in_force(rule, 1_790_000_000_000)
+                .unwrap_or_else(|| panic!("{rule} has a row in force in 2026"));
+            assert!(
+                row.source.contains("Sb."),
+                "{rule} cites a statute: {}",
+                row.source
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_statutory_row_is_refused_with_what_to_write() {
+        let unit = rows(
+            "[[statutory]]\nrule = \"eviction_duration\"\nvalid_from = \"2025-07-01\"\nhours = 336\nsource = \"x Sb.\"",
+        )
+        .expect_err("days, not hours");
+        assert!(
+            unit.contains("counted in days") && unit.contains("`days = N`"),
+            "{unit}"
+        );
+        let rule = rows("[[statutory]]\nrule = \"eviction\"\nvalid_from = \"2025-07-01\"\ndays = 14\nsource = \"x\"")
+            .expect_err("unknown rule");
+        assert!(rule.contains("unknown statutory rule"), "{rule}");
+        let date = rows("[[statutory]]\nrule = \"eviction_duration\"\nvalid_from = \"2025-02-30\"\ndays = 14\nsource = \"x\"")
+            .expect_err("no such date");
+        assert!(date.contains("not a date"), "{date}");
+        let source = rows("[[statutory]]\nrule = \"eviction_duration\"\nvalid_from = \"2025-07-01\"\ndays = 14\nsource = \"\"")
+            .expect_err("no source");
+        assert!(source.contains("source"), "{source}");
     }
 }
