@@ -79,3 +79,36 @@ async fn an_eviction_of_30_june_2025_ends_after_10_days_and_one_of_1_july_after_
         "a 1 July order by Czech time"
     );
 }
+
+/// A subject reported (and evicted) again within 12 months is flagged on each of
+/// their cases for the parties granted `risk`; a subject reported once is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_reported_again_within_twelve_months_is_flagged() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let same_person = |mut e: Envelope| {
+        e.subject_pseudonym = handoff_e2e::events::subject_of("first");
+        e
+    };
+    let sent = [
+        publish(&js, &incident(1, "first")).await,
+        publish(&js, &eviction(2, "first", "2026-01-10T08:00:00Z")).await,
+        publish(&js, &same_person(incident(3, "second"))).await,
+        publish(
+            &js,
+            &same_person(eviction(4, "second", "2026-11-02T08:00:00Z")),
+        )
+        .await,
+        publish(&js, &incident(5, "once")).await,
+    ];
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
+    assert!(exchange.quarantine().await.is_empty());
+    for case in ["first", "second"] {
+        let view = exchange.case(&case_id(case)).await;
+        assert!(view.reported_again, "{case}: reported again");
+        assert!(view.evicted_again, "{case}: evicted again within 12 months");
+    }
+    let once = exchange.case(&case_id("once")).await;
+    assert!(!once.reported_again && !once.evicted_again);
+}

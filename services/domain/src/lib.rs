@@ -17,6 +17,7 @@ pub mod limits;
 pub mod policy;
 pub mod private;
 pub mod rejection;
+pub mod repeat;
 pub mod retention;
 pub mod sla;
 pub mod stats;

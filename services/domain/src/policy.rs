@@ -181,6 +181,8 @@ impl Grant {
         if !self.allows(G::Risk) {
             view.risk_level = 0;
             view.risk_instrument.clear();
+            view.reported_again = false;
+            view.evicted_again = false;
         }
         if !self.allows(G::Notes) {
             view.outcome_note.clear();
@@ -313,8 +315,19 @@ mod tests {
                 address: "Street".into(),
             }),
             incidents: vec![Default::default()],
+            reported_again: true,
+            evicted_again: true,
             ..CaseView::default()
         }
+    }
+
+    #[test]
+    fn repeat_flags_go_only_to_kinds_granted_risk() {
+        let mut programme = view();
+        policy()
+            .grant(AgencyKind::ProgrammeProvider, ConsentState::Given)
+            .redact_case(&mut programme);
+        assert!(!programme.reported_again && !programme.evicted_again);
     }
 
     #[test]

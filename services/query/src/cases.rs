@@ -87,10 +87,43 @@ impl Cases {
         }
     }
 
+    /// Sets the repeat flags from all of the subject's cases, as recorded by the view's
+    /// own time (a view of the past shows the flags of then).
+    fn repeat_flags(&self, view: &mut CaseView) -> Result<(), Status> {
+        if view.incidents.is_empty() && view.evictions.is_empty() {
+            return Ok(());
+        }
+        let mut cases = vec![CaseView {
+            incidents: view.incidents.clone(),
+            evictions: view.evictions.clone(),
+            ..CaseView::default()
+        }];
+        for id in self
+            .log
+            .subject_cases(&view.subject_pseudonym)
+            .map_err(internal)?
+        {
+            if id != view.case_id
+                && let Some(other) = self.log.case(&id).map_err(internal)?
+            {
+                cases.push(other);
+            }
+        }
+        let until = view
+            .updated_at
+            .as_ref()
+            .map_or(i64::MAX, handoff_contract::time::to_unix_ms);
+        let flags = handoff_domain::repeat::flags(&cases, until);
+        view.reported_again = flags.reported_again;
+        view.evicted_again = flags.evicted_again;
+        Ok(())
+    }
+
     /// Opens a view's sealed personal details (or marks them erased) and its sealed free
     /// text. Runs before the field policy, which then removes what callers may not see.
     pub(crate) fn open_view(&self, view: &mut CaseView) -> Result<(), Status> {
         handoff_domain::statutory::apply_to_view(view, &self.sla.statutory);
+        self.repeat_flags(view)?;
         if let Some(sealed) = view.sealed_subject_details.take() {
             match self.keyring.open(&sealed).map_err(keys)? {
                 Opened::Private(p) => view.subject_details = p.details,
