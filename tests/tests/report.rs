@@ -35,7 +35,7 @@ const APRIL_14: i64 = 1_776_157_200_000;
 const MAY_4: i64 = 1_777_885_200_000;
 
 /// The referring kinds in the order the report lists them, after "all".
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "all",
     "police",
     "social_services",
@@ -43,6 +43,7 @@ const KINDS: [&str; 7] = [
     "programme_provider",
     "probation",
     "court",
+    "victim_support",
 ];
 
 /// How far one case goes through the funnel (hours after its referral).
@@ -405,20 +406,25 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
             march_medians
         )
     );
-    // Referred in March: court's 0 would be the only suppressed kind cell, equal to
-    // 38 minus the published ones; so the smallest published one (social services' 5)
-    // is withheld too (complementary suppression).
+    // Referred in March: the court's and victim support's zeros are the suppressed kind
+    // cells; two of them, so neither is the total minus the published ones and social
+    // services' 5 is published. (With one suppressed cell the smallest published one
+    // would be withheld too: complementary suppression, tested in stats.rs.)
     let referred = |kind: &str| cells(row(&report, "2026-03", kind))[0];
     assert_eq!(
         KINDS[1..].iter().map(|k| referred(k)).collect::<Vec<_>>(),
-        [Some(12), S, Some(6), Some(7), Some(8), S]
+        [Some(12), Some(5), Some(6), Some(7), Some(8), S, S]
     );
     // Probation's 3 acknowledged are suppressed (below 5), as is everything else there.
     assert_eq!(
         cells(row(&report, "2026-03", "probation")),
         with([Some(8), S, S, S, S, S, S], [S, S])
     );
-    for kind in ["social_services", "court"] {
+    assert_eq!(
+        cells(row(&report, "2026-03", "social_services")),
+        with([Some(5), S, S, S, S, S, S], [S, S])
+    );
+    for kind in ["court", "victim_support"] {
         assert_eq!(cells(row(&report, "2026-03", kind)), [None; 9], "{kind}");
     }
 
@@ -660,7 +666,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
         "{csv}"
     );
     assert!(
-        lines.contains(&"2026-03,social_services,<5,<5,<5,<5,<5,<5,<5,<5,<5"),
+        lines.contains(&"2026-03,social_services,5,<5,<5,<5,<5,<5,<5,<5,<5"),
         "{csv}"
     );
     assert!(

@@ -21,6 +21,9 @@ pub enum AgencyKind {
     Probation,
     /// Court: court-ordered referrals.
     Court,
+    /// Victim support: intervention-centre staff or a women's support service acting
+    /// for the endangered person (not for the violent person).
+    VictimSupport,
     /// Auditors and data-protection officers: read, never publish.
     Auditor,
     /// The coordinator of the local partnership: reads suppressed statistics only;
@@ -30,13 +33,14 @@ pub enum AgencyKind {
 
 impl AgencyKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [AgencyKind; 8] = [
+    pub const ALL: [AgencyKind; 9] = [
         AgencyKind::Police,
         AgencyKind::SocialServices,
         AgencyKind::InterventionCentre,
         AgencyKind::ProgrammeProvider,
         AgencyKind::Probation,
         AgencyKind::Court,
+        AgencyKind::VictimSupport,
         AgencyKind::Auditor,
         AgencyKind::Coordinator,
     ];
@@ -50,6 +54,7 @@ impl AgencyKind {
             AgencyKind::ProgrammeProvider => "programme_provider",
             AgencyKind::Probation => "probation",
             AgencyKind::Court => "court",
+            AgencyKind::VictimSupport => "victim_support",
             AgencyKind::Auditor => "auditor",
             AgencyKind::Coordinator => "coordinator",
         }
@@ -92,9 +97,10 @@ impl AgencyKind {
                 &["risk_assessed", "case_closed", "subject_erasure_requested"],
                 HANDOFFS,
             ]),
-            AgencyKind::SocialServices | AgencyKind::InterventionCentre | AgencyKind::Probation => {
-                in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK])
-            }
+            AgencyKind::SocialServices
+            | AgencyKind::InterventionCentre
+            | AgencyKind::Probation
+            | AgencyKind::VictimSupport => in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK]),
             AgencyKind::ProgrammeProvider => {
                 in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK, PROGRAMME])
             }
@@ -118,7 +124,7 @@ impl fmt::Display for AgencyKind {
 /// A string that names no agency kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, auditor, coordinator"
+    "unknown agency kind {0:?}; expected one of police, social_services, intervention_centre, programme_provider, probation, court, victim_support, auditor, coordinator"
 )]
 pub struct UnknownKind(pub String);
 
@@ -214,6 +220,11 @@ mod tests {
         assert!(!AgencyKind::Coordinator.may_take_cases());
         assert!(AgencyKind::Police.may_publish("eviction_ordered"));
         assert!(!AgencyKind::InterventionCentre.may_publish("eviction_ordered"));
+        // Victim support works cases (for the endangered person), never the programme's.
+        assert!(AgencyKind::VictimSupport.may_take_cases());
+        assert!(AgencyKind::VictimSupport.may_publish("contact_attempted"));
+        assert!(!AgencyKind::VictimSupport.may_publish("session_attended"));
+        assert!(!AgencyKind::VictimSupport.may_publish("eviction_ordered"));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub const AGENCIES: &[(&str, AgencyKind)] = &[
     ("ngo-a", AgencyKind::ProgrammeProvider),
     ("probation-a", AgencyKind::Probation),
     ("court-a", AgencyKind::Court),
+    ("victim-a", AgencyKind::VictimSupport),
     ("audit-a", AgencyKind::Auditor),
     ("coord-a", AgencyKind::Coordinator),
 ];
