@@ -26,8 +26,8 @@
 //! Each row also counts, per reason code ([`crate::reason::ALL`]), the cases that
 //! fell out: not completed, and dropped out (an exclusion is a drop-out for
 //! violence or threats) or closed with a code (the drop-out's code, if the closure
-//! gives none), or declined at their last referral with nobody holding them (the
-//! case is back where it opened). A closure without a code is not counted: the case
+//! gives none), or declined at their last referral and taken up by nobody (the
+//! case is back, open, with the agency that opened it). A closure without a code is not counted: the case
 //! may have been completed before it, which its view cannot tell. A case falls out
 //! for one reason at most, so the reason cells of a row are parts of a whole, the
 //! number that fell out, which is not published (rule 2): one suppressed reason cell

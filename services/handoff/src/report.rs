@@ -192,7 +192,7 @@ pub fn markdown(report: &StatsReport) -> String {
         );
     }
     out.push_str(
-        "\n### Why cases fell out\n\nDeclined at their last referral with nobody holding them, dropped out (or excluded), or closed without completion, by reason code.\n\n| month | referring kind |",
+        "\n### Why cases fell out\n\nDeclined at their last referral and taken up by nobody, dropped out (or excluded), or closed without completion, by reason code.\n\n| month | referring kind |",
     );
     for code in reason::ALL {
         let _ = write!(out, " {} |", reason::name(code));
