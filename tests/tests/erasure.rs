@@ -430,6 +430,7 @@ async fn retention_erases_a_subject_when_the_clock_passes_the_rule() {
         "closed",
         Event::CaseClosed(CaseClosed {
             reason: "no further action".into(),
+            ..Default::default()
         }),
     );
     let last = publish(&js, &closure).await;

@@ -333,6 +333,7 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
         "q",
         Event::CaseClosed(CaseClosed {
             reason: "forged".into(),
+            ..Default::default()
         }),
     );
     let forged_sent = publish_raw(

@@ -103,6 +103,7 @@ async fn the_task_follows_the_referral_from_requested_to_failed() {
         (
             Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "moved out of the region".into(),
+                reason_code: OutcomeReason::MovedOutOfRegion as i32,
             }),
             "failed",
         ),
@@ -137,6 +138,7 @@ async fn a_declined_referral_is_a_rejected_task_with_its_reason() {
             Event::ReferralDeclined(ReferralDeclined {
                 referral_id: "r1".into(),
                 reason: "no capacity this quarter".into(),
+                reason_code: OutcomeReason::NoCapacity as i32,
             }),
         ),
     )

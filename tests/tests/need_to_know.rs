@@ -62,6 +62,7 @@ async fn each_agency_sees_only_the_cases_and_the_part_of_history_it_is_entitled_
     let decline = Event::ReferralDeclined(ReferralDeclined {
         referral_id: "r1".into(),
         reason: "no capacity".into(),
+        reason_code: OutcomeReason::NoCapacity as i32,
     });
     let events = vec![
         incident(1, "a"),

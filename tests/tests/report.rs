@@ -210,6 +210,7 @@ impl Agencies {
         if j.dropped_out {
             let gone = Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "stopped attending".into(),
+                reason_code: OutcomeReason::NoShow as i32,
             });
             self.emit(to, case, last + 14 * 24 * HOUR_MS, gone);
         }
@@ -657,9 +658,18 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
     assert_eq!(
         lines.first().copied(),
         Some(
-            "month,referring_kind,referred,acknowledged,contacted,intake,enrolled,completed,dropped_out,median_to_first_contact_secs,median_to_intake_secs"
+            "month,referring_kind,referred,acknowledged,contacted,intake,enrolled,completed,dropped_out,median_to_first_contact_secs,median_to_intake_secs,\
+             fell_out_no_capacity,fell_out_not_eligible,fell_out_unreachable,fell_out_refused,\
+             fell_out_excluded_violence_or_threats,fell_out_moved_out_of_region,fell_out_no_show,\
+             fell_out_completed_elsewhere,fell_out_other,fell_out_unspecified"
         )
     );
+    // The funnel's columns, then the reasons (tests/tests/reasons.rs reads those).
+    let lines: Vec<String> = lines
+        .iter()
+        .map(|l| l.split(',').take(11).collect::<Vec<_>>().join(","))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     assert_eq!(lines.len(), 1 + report.rows.len(), "{csv}");
     assert!(
         lines.contains(&"2026-03,police,12,10,8,6,5,<5,<5,32400,302400"),
@@ -732,7 +742,7 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
             md.lines()
                 .filter(|l| l.starts_with(&format!("| {month} |")))
                 .count(),
-            KINDS.len(),
+            2 * KINDS.len(),
             "{md}"
         );
     }

@@ -56,6 +56,8 @@ pub struct Activity {
     pub scope: Option<String>,
     /// Reason (decline, drop-out, referral, closure).
     pub reason: Option<String>,
+    /// Reason code of a decline, drop-out (exclusion) or closure: `no_capacity`, ….
+    pub reason_code: Option<String>,
     /// Free note.
     pub note: Option<String>,
 }
@@ -72,6 +74,7 @@ pub fn event(
     let a: Activity = from_value(document)?;
     let at = parse_time("occurred_at", &a.occurred_at)?;
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
+    let code = reason_code(a.reason_code.as_deref())?;
     let event = match a.activity.as_str() {
         "referral_acknowledged" => Event::ReferralAcknowledged(ReferralAcknowledged {
             referral_id: s(&a.referral_id),
@@ -82,6 +85,7 @@ pub fn event(
         "referral_declined" => Event::ReferralDeclined(ReferralDeclined {
             referral_id: s(&a.referral_id),
             reason: s(&a.reason),
+            reason_code: code,
         }),
         "referral_made" => Event::ReferralMade(ReferralMade {
             referral_id: s(&a.referral_id),
@@ -143,15 +147,18 @@ pub fn event(
         "handoff_declined" => Event::HandoffDeclined(HandoffDeclined {
             handoff_id: s(&a.handoff_id),
             reason: s(&a.reason),
+            reason_code: code,
         }),
         "consent_given" => Event::ConsentGiven(ConsentGiven { scope: s(&a.scope) }),
         "consent_withdrawn" => Event::ConsentWithdrawn(ConsentWithdrawn { scope: s(&a.scope) }),
         "programme_completed" => Event::ProgrammeCompleted(ProgrammeCompleted { note: s(&a.note) }),
         "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
             reason: s(&a.reason),
+            reason_code: code,
         }),
         "case_closed" => Event::CaseClosed(CaseClosed {
             reason: s(&a.reason),
+            reason_code: code,
         }),
         other => {
             return Err(AdapterError::Invalid(vec![format!(
@@ -177,4 +184,37 @@ pub fn event(
         transport_seal: None,
         event: Some(event),
     })
+}
+
+/// The wire value of a document's `reason_code` (0 when it has none).
+fn reason_code(name: Option<&str>) -> Result<i32, AdapterError> {
+    let Some(name) = name else {
+        return Ok(0);
+    };
+    handoff_domain::reason::parse(name)
+        .filter(|r| *r != OutcomeReason::Unspecified)
+        .map(|r| r as i32)
+        .ok_or_else(|| {
+            AdapterError::Invalid(vec![format!(
+                "/reason_code: {name:?} is not a reason code; use one of {}",
+                handoff_domain::reason::names()
+            )])
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_map_by_name_and_unknown_ones_are_refused() {
+        assert_eq!(reason_code(None).ok(), Some(0));
+        assert_eq!(
+            reason_code(Some("excluded_violence_or_threats")).ok(),
+            Some(OutcomeReason::ExcludedViolenceOrThreats as i32)
+        );
+        for bad in ["unspecified", "vylouceni", ""] {
+            assert!(reason_code(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -261,6 +261,7 @@ pub fn case_events(seed: u64, case: u64, epoch_ms: i64) -> Vec<Envelope> {
             PROGRAMME,
             Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "moved away".into(),
+                reason_code: OutcomeReason::MovedOutOfRegion as i32,
             }),
         ));
     }
@@ -268,6 +269,7 @@ pub fn case_events(seed: u64, case: u64, epoch_ms: i64) -> Vec<Envelope> {
         PROGRAMME,
         Event::CaseClosed(CaseClosed {
             reason: "programme ended".into(),
+            reason_code: OutcomeReason::Unspecified as i32,
         }),
     ));
     // Cases still in progress: the lifecycle stops at its length.

@@ -7,8 +7,8 @@
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
-    CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident, Party,
-    PendingHandoff, ReferralStep, StepState,
+    CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident,
+    OutcomeReason, Party, PendingHandoff, ReferralStep, StepState,
 };
 use prost_types::Timestamp;
 use std::borrow::Cow;
@@ -259,6 +259,7 @@ pub(crate) fn fold(
             step.state = StepState::Declined as i32;
             step.answered_at = Some(occurred);
             step.decline_reason = e.reason.clone();
+            step.decline_reason_code = e.reason_code;
             declined(&mut view.parties, source, at.sequence);
             view.status = view.status_before_referral;
             view.status_before_referral = CaseStatus::Unspecified as i32;
@@ -354,6 +355,7 @@ pub(crate) fn fold(
             rule.status_in(&[CaseStatus::Enrolled])?;
             view.status = CaseStatus::Completed as i32;
             view.outcome_note = e.note.clone();
+            view.outcome_reason = OutcomeReason::Unspecified as i32;
         }
         Event::ProgrammeDroppedOut(e) => {
             rule.holder()?;
@@ -365,6 +367,7 @@ pub(crate) fn fold(
             ])?;
             view.status = CaseStatus::DroppedOut as i32;
             view.outcome_note = e.reason.clone();
+            view.outcome_reason = e.reason_code;
         }
         Event::CaseClosed(e) => {
             rule.holder()?;
@@ -381,6 +384,10 @@ pub(crate) fn fold(
                 }
             }
             view.outcome_note = e.reason.clone();
+            // A closure without a code keeps the code of the drop-out before it.
+            if e.reason_code != OutcomeReason::Unspecified as i32 {
+                view.outcome_reason = e.reason_code;
+            }
         }
         Event::SubjectErasureRequested(_) => {
             // What it erases (the source's own contributions) is carried out on the

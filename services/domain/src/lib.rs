@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod limits;
 pub mod policy;
 pub mod private;
+pub mod reason;
 pub mod rejection;
 pub mod repeat;
 pub mod retention;

@@ -95,6 +95,13 @@ impl Check {
         self
     }
 
+    fn reason(&mut self, field: &str, value: i32) -> &mut Self {
+        if let Err(why) = crate::reason::check(field, value) {
+            self.fail(why);
+        }
+        self
+    }
+
     fn agency(&mut self, field: &str, value: &str) -> &mut Self {
         if !is_valid_agency_id(value) {
             self.fail(format!(
@@ -187,7 +194,8 @@ pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
         }
         Event::ReferralDeclined(e) => {
             c.text("referral_id", &e.referral_id, ID)
-                .text("reason", &e.reason, TEXT);
+                .text("reason", &e.reason, TEXT)
+                .reason("reason_code", e.reason_code);
         }
         Event::ContactAttempted(e) => {
             c.text("note", &e.note, TEXT);
@@ -223,7 +231,8 @@ pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
         }
         Event::HandoffDeclined(e) => {
             c.text("handoff_id", &e.handoff_id, ID)
-                .text("reason", &e.reason, TEXT);
+                .text("reason", &e.reason, TEXT)
+                .reason("reason_code", e.reason_code);
         }
         Event::ConsentGiven(e) => {
             c.text("scope", &e.scope, LABEL);
@@ -235,10 +244,12 @@ pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
             c.text("note", &e.note, TEXT);
         }
         Event::ProgrammeDroppedOut(e) => {
-            c.text("reason", &e.reason, TEXT);
+            c.text("reason", &e.reason, TEXT)
+                .reason("reason_code", e.reason_code);
         }
         Event::CaseClosed(e) => {
-            c.text("reason", &e.reason, TEXT);
+            c.text("reason", &e.reason, TEXT)
+                .reason("reason_code", e.reason_code);
         }
         Event::SubjectErasureRequested(e) => {
             c.text("reason", &e.reason, TEXT)

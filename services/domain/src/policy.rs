@@ -17,7 +17,8 @@ use crate::agency::AgencyKind;
 /// A group of fields that is granted or withheld as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FieldGroup {
-    /// Why referrals and handoffs were made or declined.
+    /// Why referrals and handoffs were made or declined, and the reason codes of
+    /// declines, drop-outs (exclusions) and closures.
     Reasons,
     /// Police incidents: narrative, area, linked persons.
     Incidents,
@@ -156,7 +157,9 @@ impl Grant {
             for r in &mut view.referrals {
                 r.reason.clear();
                 r.decline_reason.clear();
+                r.decline_reason_code = 0;
             }
+            view.outcome_reason = 0;
             if let Some(h) = &mut view.pending_handoff {
                 h.reason.clear();
             }
@@ -219,9 +222,15 @@ impl Grant {
                 }
                 self.details(&mut e.subject_details);
             }
-            Event::ReferralDeclined(e) if !reasons => e.reason.clear(),
+            Event::ReferralDeclined(e) if !reasons => {
+                e.reason.clear();
+                e.reason_code = 0;
+            }
             Event::HandoffRequested(e) if !reasons => e.reason.clear(),
-            Event::HandoffDeclined(e) if !reasons => e.reason.clear(),
+            Event::HandoffDeclined(e) if !reasons => {
+                e.reason.clear();
+                e.reason_code = 0;
+            }
             Event::ContactAttempted(e) => {
                 if !self.allows(G::Engagement) {
                     e.channel = 0;
@@ -267,8 +276,23 @@ impl Grant {
                 }
             }
             Event::ProgrammeCompleted(e) if !notes => e.note.clear(),
-            Event::ProgrammeDroppedOut(e) if !notes => e.reason.clear(),
-            Event::CaseClosed(e) if !notes => e.reason.clear(),
+            // The free text of a drop-out or closure is a note; its code is a reason.
+            Event::ProgrammeDroppedOut(e) => {
+                if !notes {
+                    e.reason.clear();
+                }
+                if !reasons {
+                    e.reason_code = 0;
+                }
+            }
+            Event::CaseClosed(e) => {
+                if !notes {
+                    e.reason.clear();
+                }
+                if !reasons {
+                    e.reason_code = 0;
+                }
+            }
             _ => {}
         }
     }
@@ -365,6 +389,82 @@ mod tests {
         assert!(v.subject_details.is_none());
         assert!(v.outcome_note.is_empty());
         assert_eq!(v.sessions_attended, 3, "attendance is still shared");
+    }
+
+    #[test]
+    fn reason_codes_go_only_to_kinds_granted_reasons() {
+        use handoff_contract::v1::{
+            CaseClosed, HandoffDeclined, OutcomeReason, ProgrammeDroppedOut, ReferralDeclined,
+            ReferralStep,
+        };
+        let code = OutcomeReason::ExcludedViolenceOrThreats as i32;
+        let coded = CaseView {
+            outcome_reason: code,
+            referrals: vec![ReferralStep {
+                decline_reason_code: OutcomeReason::NoCapacity as i32,
+                ..ReferralStep::default()
+            }],
+            ..view()
+        };
+        let granted = FieldPolicy::new([(AgencyKind::Probation, vec![FieldGroup::Reasons])], []);
+        let mut v = coded.clone();
+        granted
+            .grant(AgencyKind::Probation, ConsentState::Given)
+            .redact_case(&mut v);
+        assert_eq!(v.outcome_reason, code);
+        assert_eq!(
+            v.referrals[0].decline_reason_code,
+            OutcomeReason::NoCapacity as i32
+        );
+        // The programme has notes but not reasons: the text stays, the code goes.
+        let mut v = coded;
+        let programme = policy().grant(AgencyKind::ProgrammeProvider, ConsentState::Given);
+        programme.redact_case(&mut v);
+        assert_eq!(v.outcome_reason, 0);
+        assert_eq!(v.referrals[0].decline_reason_code, 0);
+        assert_eq!(v.outcome_note, "note");
+        let events = [
+            Event::ReferralDeclined(ReferralDeclined {
+                reason_code: code,
+                ..Default::default()
+            }),
+            Event::HandoffDeclined(HandoffDeclined {
+                reason_code: code,
+                ..Default::default()
+            }),
+            Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+                reason: "said".into(),
+                reason_code: code,
+            }),
+            Event::CaseClosed(CaseClosed {
+                reason: "said".into(),
+                reason_code: code,
+            }),
+        ];
+        let code_of = |e: &Envelope| match &e.event {
+            Some(Event::ReferralDeclined(e)) => e.reason_code,
+            Some(Event::HandoffDeclined(e)) => e.reason_code,
+            Some(Event::ProgrammeDroppedOut(e)) => e.reason_code,
+            Some(Event::CaseClosed(e)) => e.reason_code,
+            _ => -1,
+        };
+        for event in events {
+            let envelope = Envelope {
+                event: Some(event),
+                ..Envelope::default()
+            };
+            let mut e = envelope.clone();
+            programme.redact_event(&mut e);
+            assert_eq!(code_of(&e), 0, "{e:?}");
+            if let Some(Event::ProgrammeDroppedOut(d)) = &e.event {
+                assert_eq!(d.reason, "said", "the text is a note, granted");
+            }
+            let mut e = envelope;
+            granted
+                .grant(AgencyKind::Probation, ConsentState::Given)
+                .redact_event(&mut e);
+            assert_eq!(code_of(&e), code, "{e:?}");
+        }
     }
 
     #[test]

@@ -19,16 +19,33 @@
 //!    of that column is suppressed too, so that no suppressed cell equals the
 //!    total minus published cells. Every referring kind gets a row for every
 //!    month (even with no cases), so a row's presence reveals nothing either.
+//!    The same holds for each reason column of the breakdown below.
+//!
+//! # Why cases fell out
+//!
+//! Each row also counts, per reason code ([`crate::reason::ALL`]), the cases that
+//! fell out: not completed, and dropped out (an exclusion is a drop-out for
+//! violence or threats) or closed with a code (the drop-out's code, if the closure
+//! gives none), or declined at their last referral and taken up by nobody (the
+//! case is back, open, with the agency that opened it). A closure without a code is not counted: the case
+//! may have been completed before it, which its view cannot tell. A case falls out
+//! for one reason at most, so the reason cells of a row are parts of a whole, the
+//! number that fell out, which is not published (rule 2): one suppressed reason cell
+//! cannot be worked out from the others. Each reason column gets rules 1 and 3.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use handoff_contract::time::to_unix_ms;
-use handoff_contract::v1::{CaseStatus, CaseView};
+use handoff_contract::v1::{CaseStatus, CaseView, OutcomeReason, StepState};
 
 use crate::agency::{AgencyKind, Registry};
 use crate::calendar::civil_from_days;
+use crate::reason;
+
+/// Reason columns per row, in the order of [`reason::ALL`].
+pub const REASONS: usize = reason::ALL.len();
 
 /// The longest month range one report may cover (ten years).
 pub const MAX_MONTHS: usize = 120;
@@ -218,6 +235,8 @@ pub struct Row {
     pub median_to_first_contact_secs: Cell,
     /// Median seconds from first referral to intake.
     pub median_to_intake_secs: Cell,
+    /// The cases that fell out, one cell per reason code in the order of [`reason::ALL`].
+    pub reasons: [Cell; REASONS],
 }
 
 impl Row {
@@ -225,6 +244,15 @@ impl Row {
     pub fn stage(&self, stage: Stage) -> Cell {
         self.stages[stage as usize]
     }
+
+    /// The cell of one reason code.
+    pub fn reason(&self, code: OutcomeReason) -> Cell {
+        reason_index(code).map_or(Cell::Suppressed, |i| self.reasons[i])
+    }
+}
+
+fn reason_index(code: OutcomeReason) -> Option<usize> {
+    reason::ALL.iter().position(|r| *r == code)
 }
 
 /// A statistics report over a range of months.
@@ -246,6 +274,7 @@ struct Reached {
     stages: [bool; 7],
     to_first_contact_secs: Option<i64>,
     to_intake_secs: Option<i64>,
+    fell_out: Option<OutcomeReason>,
 }
 
 fn outcome(view: &CaseView, status: CaseStatus) -> bool {
@@ -253,6 +282,24 @@ fn outcome(view: &CaseView, status: CaseStatus) -> bool {
     let before = CaseStatus::try_from(view.status_before_referral).unwrap_or_default();
     // A new referral after the outcome parks the outcome in status_before_referral.
     now == status || (now == CaseStatus::Referred && before == status)
+}
+
+/// Why the case fell out, if it did (the module documentation says when).
+fn fell_out(view: &CaseView) -> Option<OutcomeReason> {
+    let code = |v: i32| OutcomeReason::try_from(v).unwrap_or(OutcomeReason::Unspecified);
+    if outcome(view, CaseStatus::Completed) {
+        return None;
+    }
+    let now = CaseStatus::try_from(view.status).unwrap_or_default();
+    if outcome(view, CaseStatus::DroppedOut) {
+        return Some(code(view.outcome_reason));
+    }
+    if now == CaseStatus::Closed {
+        return Some(code(view.outcome_reason)).filter(|r| *r != OutcomeReason::Unspecified);
+    }
+    let last = view.referrals.last()?;
+    (now == CaseStatus::Open && last.state == StepState::Declined as i32)
+        .then(|| code(last.decline_reason_code))
 }
 
 fn reached(view: &CaseView, first_ms: i64) -> Reached {
@@ -287,6 +334,7 @@ fn reached(view: &CaseView, first_ms: i64) -> Reached {
         to_first_contact_secs: since(&view.first_contact_at)
             .filter(|_| stages[Stage::Contacted as usize]),
         to_intake_secs: since(&view.intake_at).filter(|_| stages[Stage::Intake as usize]),
+        fell_out: fell_out(view),
     }
 }
 
@@ -301,6 +349,7 @@ fn referring_kinds() -> impl Iterator<Item = &'static str> {
 #[derive(Debug, Default)]
 struct Tally {
     counts: [u64; 7],
+    reasons: [u64; REASONS],
     to_first_contact: Vec<i64>,
     to_intake: Vec<i64>,
 }
@@ -309,6 +358,9 @@ impl Tally {
     fn add(&mut self, r: &Reached) {
         for (count, hit) in self.counts.iter_mut().zip(r.stages) {
             *count += u64::from(hit);
+        }
+        if let Some(i) = r.fell_out.and_then(reason_index) {
+            self.reasons[i] += 1;
         }
         self.to_first_contact.extend(r.to_first_contact_secs);
         self.to_intake.extend(r.to_intake_secs);
@@ -425,6 +477,7 @@ pub fn compute<'a>(
                     suppress_below,
                 ),
                 median_to_intake_secs: median_cell(&mut tally.to_intake, suppress_below),
+                reasons: tally.reasons.map(|c| primary(c, suppress_below)),
             });
         }
         complementary(&mut rows[start..]);
@@ -437,31 +490,42 @@ pub fn compute<'a>(
     })
 }
 
-/// Rule 3: `rows[0]` is the month's total, the rest its parts.
+/// Rule 3: `rows[0]` is the month's total, the rest its parts; for each stage and
+/// each reason column.
 fn complementary(rows: &mut [Row]) {
     let Some((total, parts)) = rows.split_first_mut() else {
         return;
     };
     for i in 0..Stage::ALL.len() {
-        if total.stages[i] == Cell::Suppressed {
-            continue;
-        }
-        let suppressed = parts
-            .iter()
-            .filter(|r| r.stages[i] == Cell::Suppressed)
-            .count();
-        if suppressed != 1 {
-            continue;
-        }
-        let smallest = parts
-            .iter_mut()
-            .filter_map(|r| r.stages[i].value().map(|v| (v, r)))
-            .min_by_key(|(v, _)| *v);
-        match smallest {
-            Some((_, row)) => row.stages[i] = Cell::Suppressed,
-            // The one suppressed part would equal the total: withhold the total too.
-            None => total.stages[i] = Cell::Suppressed,
-        }
+        complement(
+            &mut total.stages[i],
+            parts.iter_mut().map(|r| &mut r.stages[i]).collect(),
+        );
+    }
+    for i in 0..REASONS {
+        complement(
+            &mut total.reasons[i],
+            parts.iter_mut().map(|r| &mut r.reasons[i]).collect(),
+        );
+    }
+}
+
+/// Rule 3 for one column: `total` is the sum of `parts`.
+fn complement(total: &mut Cell, mut parts: Vec<&mut Cell>) {
+    if *total == Cell::Suppressed {
+        return;
+    }
+    if parts.iter().filter(|c| ***c == Cell::Suppressed).count() != 1 {
+        return;
+    }
+    let smallest = parts
+        .iter_mut()
+        .filter_map(|c| c.value().map(|v| (v, c)))
+        .min_by_key(|(v, _)| *v);
+    match smallest {
+        Some((_, cell)) => **cell = Cell::Suppressed,
+        // The one suppressed part would equal the total: withhold the total too.
+        None => *total = Cell::Suppressed,
     }
 }
 
@@ -532,6 +596,75 @@ mod tests {
             view.status = CaseStatus::Completed as i32;
         }
         view
+    }
+
+    /// `view` fallen out for `code`: a first referral declined (depth 1), a drop-out
+    /// (depth 7, as it is), else closed.
+    fn fallen(mut view: CaseView, code: OutcomeReason) -> CaseView {
+        let status = CaseStatus::try_from(view.status).unwrap_or_default();
+        if status == CaseStatus::DroppedOut {
+            view.outcome_reason = code as i32;
+        } else if view.referrals[0].acknowledged_at.is_none() {
+            view.referrals[0].state = StepState::Declined as i32;
+            view.referrals[0].decline_reason_code = code as i32;
+            view.status = CaseStatus::Open as i32;
+        } else {
+            view.status = CaseStatus::Closed as i32;
+            view.outcome_reason = code as i32;
+        }
+        view
+    }
+
+    #[test]
+    fn cases_that_fell_out_are_counted_by_reason_and_suppressed_like_the_rest() {
+        use OutcomeReason as R;
+        let mut views = Vec::new();
+        // Police: 6 declined for no capacity, 5 excluded, 1 unreachable, 2 completed.
+        views.extend((0..6).map(|_| fallen(case("police-north", MARCH, 1), R::NoCapacity)));
+        views.extend(
+            (0..5).map(|_| fallen(case("police-north", MARCH, 7), R::ExcludedViolenceOrThreats)),
+        );
+        views.push(fallen(case("police-north", MARCH, 3), R::Unreachable));
+        views.extend((0..2).map(|_| case("police-north", MARCH, 6)));
+        // Court: 5 declined for no capacity, 2 excluded.
+        views.extend((0..5).map(|_| fallen(case("court-city", MARCH, 1), R::NoCapacity)));
+        views.extend(
+            (0..2).map(|_| fallen(case("court-city", MARCH, 7), R::ExcludedViolenceOrThreats)),
+        );
+        // Not fallen out: pending, in contact, closed without a code (maybe completed).
+        views.push(case("police-north", MARCH, 1));
+        views.push(case("police-north", MARCH, 3));
+        let mut closed = case("police-north", MARCH, 6);
+        closed.status = CaseStatus::Closed as i32;
+        views.push(closed);
+        let r = compute(&views, &registry(), march(), march(), 5).expect("report");
+        let row = |kind: &str| {
+            r.rows
+                .iter()
+                .find(|r| r.referring_kind == kind)
+                .expect("row")
+        };
+        let (all, police, court) = (row(ALL_KINDS), row("police"), row("court"));
+        assert_eq!(all.reason(R::NoCapacity), Cell::Shown(11));
+        assert_eq!(police.reason(R::NoCapacity), Cell::Shown(6));
+        assert_eq!(court.reason(R::NoCapacity), Cell::Shown(5));
+        assert_eq!(all.reason(R::ExcludedViolenceOrThreats), Cell::Shown(7));
+        assert_eq!(police.reason(R::ExcludedViolenceOrThreats), Cell::Shown(5));
+        // Court's 2 exclusions hide among the other kinds' zeros.
+        assert_eq!(court.reason(R::ExcludedViolenceOrThreats), Cell::Suppressed);
+        assert_eq!(all.reason(R::Unreachable), Cell::Suppressed);
+        assert_eq!(all.reason(R::Unspecified), Cell::Suppressed);
+        assert!(recoverable(&r).is_none(), "{:?}", recoverable(&r));
+        // Drop-outs in the stage column are the drop-outs by reason.
+        assert_eq!(all.stage(Stage::DroppedOut), Cell::Shown(7));
+
+        // With the police the only other referrer of exclusions, court's 2 would be
+        // the total minus police's 5: police's cell is withheld as well.
+        let mut rows = vec![all.clone(), police.clone(), court.clone()];
+        complementary(&mut rows);
+        let ex = reason_index(R::ExcludedViolenceOrThreats).expect("index");
+        assert_eq!(rows[1].reasons[ex], Cell::Suppressed);
+        assert_eq!(rows[0].reasons[ex], Cell::Shown(7));
     }
 
     fn march() -> Month {
@@ -619,6 +752,7 @@ mod tests {
                 stages: [Cell::Shown(9); 7],
                 median_to_first_contact_secs: Cell::Suppressed,
                 median_to_intake_secs: Cell::Suppressed,
+                reasons: [Cell::Suppressed; REASONS],
             },
             Row {
                 month: march(),
@@ -626,6 +760,7 @@ mod tests {
                 stages: [Cell::Shown(6); 7],
                 median_to_first_contact_secs: Cell::Suppressed,
                 median_to_intake_secs: Cell::Suppressed,
+                reasons: [Cell::Suppressed; REASONS],
             },
             Row {
                 month: march(),
@@ -633,6 +768,7 @@ mod tests {
                 stages: [Cell::Suppressed; 7],
                 median_to_first_contact_secs: Cell::Suppressed,
                 median_to_intake_secs: Cell::Suppressed,
+                reasons: [Cell::Suppressed; REASONS],
             },
         ];
         complementary(&mut rows);
@@ -673,8 +809,9 @@ mod tests {
         );
     }
 
-    /// A (month, stage) whose one suppressed kind cell equals the total minus published cells.
-    fn recoverable(report: &Report) -> Option<(Month, Stage)> {
+    /// A (month, stage or reason) whose one suppressed kind cell equals the total minus
+    /// published cells.
+    fn recoverable(report: &Report) -> Option<(Month, String)> {
         let mut by_month: BTreeMap<Month, Vec<&Row>> = BTreeMap::new();
         for row in &report.rows {
             by_month.entry(row.month).or_default().push(row);
@@ -687,7 +824,16 @@ mod tests {
                     .filter(|r| r.stage(stage) == Cell::Suppressed)
                     .count();
                 if total.stage(stage) != Cell::Suppressed && hidden == 1 {
-                    return Some((month, stage));
+                    return Some((month, format!("{stage:?}")));
+                }
+            }
+            for code in reason::ALL {
+                let hidden = parts
+                    .iter()
+                    .filter(|r| r.reason(code) == Cell::Suppressed)
+                    .count();
+                if total.reason(code) != Cell::Suppressed && hidden == 1 {
+                    return Some((month, reason::name(code).to_string()));
                 }
             }
         }
@@ -697,13 +843,23 @@ mod tests {
     proptest! {
         #[test]
         fn the_funnel_is_monotone_and_suppression_never_reveals_a_small_count(
-            cases in prop::collection::vec((0usize..4, 0i64..(60 * 24), 1u8..=7), 0..80),
+            cases in prop::collection::vec(
+                (0usize..4, 0i64..(60 * 24), 1u8..=7, 0usize..(2 * REASONS)),
+                0..80,
+            ),
             threshold in 1u32..8,
         ) {
             let senders = ["police-north", "court-city", "ic-north", "gone-agency"];
             let views: Vec<CaseView> = cases
                 .iter()
-                .map(|&(s, hours, depth)| case(senders[s], MARCH + hours * HOUR_MS, depth))
+                .map(|&(s, hours, depth, code)| {
+                    let view = case(senders[s], MARCH + hours * HOUR_MS, depth);
+                    // Half the cases fall out (drop-outs always do), for a random reason.
+                    match reason::ALL.get(code) {
+                        Some(r) if depth != 6 => fallen(view, *r),
+                        _ => view,
+                    }
+                })
                 .collect();
             let to = "2026-04".parse().expect("month");
             let r = compute(&views, &registry(), march(), to, threshold).expect("report");
@@ -724,6 +880,16 @@ mod tests {
                             prop_assert!(v >= u64::from(threshold));
                         }
                         Cell::Suppressed => {}
+                    }
+                }
+                let by_reason = tallies
+                    .get(&(row.month, row.referring_kind.as_str()))
+                    .map_or([0; REASONS], |t| t.reasons);
+                prop_assert!(by_reason.iter().sum::<u64>() <= exact[Stage::Referred as usize]);
+                for (cell, exact) in row.reasons.iter().zip(by_reason) {
+                    if let Cell::Shown(v) = cell {
+                        prop_assert_eq!(*v, exact);
+                        prop_assert!(*v >= u64::from(threshold));
                     }
                 }
             }

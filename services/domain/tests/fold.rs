@@ -329,6 +329,58 @@ fn each_typed_reason_is_produced() {
 }
 
 #[test]
+fn an_exclusion_keeps_its_code_through_a_closure_without_one() {
+    let mut events = lifecycle()[..8].to_vec();
+    events.push(env(
+        9,
+        "ngo",
+        Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+            reason: "threatened a worker".into(),
+            reason_code: OutcomeReason::ExcludedViolenceOrThreats as i32,
+        }),
+    ));
+    let view = fold(&events).expect("accepted");
+    assert_eq!(view.status, CaseStatus::DroppedOut as i32);
+    assert_eq!(
+        view.outcome_reason,
+        OutcomeReason::ExcludedViolenceOrThreats as i32
+    );
+    events.push(env(10, "ngo", Event::CaseClosed(CaseClosed::default())));
+    let closed = fold(&events).expect("accepted");
+    assert_eq!(closed.outcome_reason, view.outcome_reason);
+    events.pop();
+    events.push(env(
+        10,
+        "ngo",
+        Event::CaseClosed(CaseClosed {
+            reason_code: OutcomeReason::MovedOutOfRegion as i32,
+            ..Default::default()
+        }),
+    ));
+    let moved = fold(&events).expect("accepted");
+    assert_eq!(moved.outcome_reason, OutcomeReason::MovedOutOfRegion as i32);
+}
+
+#[test]
+fn an_unknown_reason_code_is_refused_in_words() {
+    let mut events = lifecycle()[..6].to_vec();
+    events.push(env(
+        7,
+        "ic",
+        Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+            reason_code: 99,
+            ..Default::default()
+        }),
+    ));
+    match fold(&events) {
+        Err((6, Rejection::Invalid(why))) => {
+            assert!(why.contains("reason_code 99"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_declined_referral_returns_the_case_and_keeps_the_decliner_a_party() {
     let mut events = lifecycle()[..3].to_vec();
     events.push(env(
@@ -337,11 +389,16 @@ fn a_declined_referral_returns_the_case_and_keeps_the_decliner_a_party() {
         Event::ReferralDeclined(ReferralDeclined {
             referral_id: "r1".into(),
             reason: "capacity".into(),
+            reason_code: OutcomeReason::NoCapacity as i32,
         }),
     ));
     let view = fold(&events).expect("accepted");
     assert_eq!(view.status, CaseStatus::Open as i32);
     assert_eq!(view.holder, "police");
+    assert_eq!(
+        view.referrals[0].decline_reason_code,
+        OutcomeReason::NoCapacity as i32
+    );
     let ic = view
         .parties
         .iter()
@@ -406,11 +463,11 @@ fn any_event() -> impl Strategy<Value = Event> {
             .prop_map(|i| Event::ReferralAcknowledged(ReferralAcknowledged { referral_id: i })),
         id.clone()
             .prop_map(|i| Event::ReferralAccepted(ReferralAccepted { referral_id: i })),
-        id.clone()
-            .prop_map(|i| Event::ReferralDeclined(ReferralDeclined {
-                referral_id: i,
-                reason: String::new()
-            })),
+        (id.clone(), 0..10i32).prop_map(|(i, code)| Event::ReferralDeclined(ReferralDeclined {
+            referral_id: i,
+            reason: String::new(),
+            reason_code: code,
+        })),
         (0..5i32).prop_map(|o| Event::ContactAttempted(ContactAttempted {
             outcome: o,
             ..Default::default()
@@ -430,15 +487,22 @@ fn any_event() -> impl Strategy<Value = Event> {
         })),
         id.clone()
             .prop_map(|i| Event::HandoffAccepted(HandoffAccepted { handoff_id: i })),
-        id.prop_map(|i| Event::HandoffDeclined(HandoffDeclined {
+        (id, 0..10i32).prop_map(|(i, code)| Event::HandoffDeclined(HandoffDeclined {
             handoff_id: i,
-            reason: String::new()
+            reason: String::new(),
+            reason_code: code,
         })),
         Just(Event::ConsentGiven(ConsentGiven::default())),
         Just(Event::ConsentWithdrawn(ConsentWithdrawn::default())),
         Just(Event::ProgrammeCompleted(ProgrammeCompleted::default())),
-        Just(Event::ProgrammeDroppedOut(ProgrammeDroppedOut::default())),
-        Just(Event::CaseClosed(CaseClosed::default())),
+        (0..10i32).prop_map(|code| Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+            reason_code: code,
+            ..Default::default()
+        })),
+        (0..10i32).prop_map(|code| Event::CaseClosed(CaseClosed {
+            reason_code: code,
+            ..Default::default()
+        })),
     ]
 }
 

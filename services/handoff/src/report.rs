@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use handoff_contract::json::to_json;
 use handoff_contract::v1::statistics_service_client::StatisticsServiceClient;
-use handoff_contract::v1::{GetStatsRequest, StatsCell, StatsReport, StatsRow};
+use handoff_contract::v1::{GetStatsRequest, OutcomeReason, StatsCell, StatsReport, StatsRow};
+use handoff_domain::reason;
 use tonic::transport::Channel;
 
 use crate::query_cli::ServerArgs;
@@ -109,6 +110,14 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cell of one reason code in a row (absent from an older exchange's answer: suppressed).
+fn reason_cell(row: &StatsRow, code: OutcomeReason) -> Option<StatsCell> {
+    row.reasons
+        .iter()
+        .find(|c| c.reason == code as i32)
+        .and_then(|c| c.cell)
+}
+
 /// A cell as text: its value, or "<threshold" when suppressed.
 fn shown(cell: Option<StatsCell>, threshold: u32) -> String {
     match cell {
@@ -133,18 +142,26 @@ pub fn csv(report: &StatsReport) -> String {
         out.push(',');
         out.push_str(name);
     }
-    out.push_str(",median_to_first_contact_secs,median_to_intake_secs\n");
+    out.push_str(",median_to_first_contact_secs,median_to_intake_secs");
+    for code in reason::ALL {
+        let _ = write!(out, ",fell_out_{}", reason::name(code));
+    }
+    out.push('\n');
     for row in &report.rows {
         let _ = write!(out, "{},{}", row.month, row.referring_kind);
         for (_, _, get) in STAGES {
             let _ = write!(out, ",{}", shown(get(row), t));
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             ",{},{}",
             shown(row.median_to_first_contact_secs, t),
             shown(row.median_to_intake_secs, t)
         );
+        for code in reason::ALL {
+            let _ = write!(out, ",{}", shown(reason_cell(row, code), t));
+        }
+        out.push('\n');
     }
     out
 }
@@ -173,6 +190,22 @@ pub fn markdown(report: &StatsReport) -> String {
             hours(row.median_to_first_contact_secs, t),
             hours(row.median_to_intake_secs, t)
         );
+    }
+    out.push_str(
+        "\n### Why cases fell out\n\nDeclined at their last referral and taken up by nobody, dropped out (or excluded), or closed without completion, by reason code.\n\n| month | referring kind |",
+    );
+    for code in reason::ALL {
+        let _ = write!(out, " {} |", reason::name(code));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---:|".repeat(reason::ALL.len()));
+    out.push('\n');
+    for row in &report.rows {
+        let _ = write!(out, "| {} | {} |", row.month, row.referring_kind);
+        for code in reason::ALL {
+            let _ = write!(out, " {} |", shown(reason_cell(row, code), t));
+        }
+        out.push('\n');
     }
     out
 }
@@ -348,6 +381,10 @@ mod tests {
                 acknowledged: c(Some(10)),
                 contacted: c(None),
                 median_to_intake_secs: c(Some(7200)),
+                reasons: vec![handoff_contract::v1::ReasonCell {
+                    reason: OutcomeReason::NoCapacity as i32,
+                    cell: c(Some(6)),
+                }],
                 ..StatsRow::default()
             }],
         }
@@ -361,9 +398,19 @@ mod tests {
             text.contains("2026-03,all,12,10,<5,<5,<5,<5,<5,<5,7200"),
             "{text}"
         );
+        // Then one column per reason code, the ones the row lacks suppressed.
+        assert!(text.contains(",7200,6,<5,<5,"), "{text}");
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|h| h.ends_with(",fell_out_other,fell_out_unspecified")),
+            "{text}"
+        );
         let md = markdown(&report());
         assert!(md.contains("| 2026-03 | all | 12 | 10 | <5 |"), "{md}");
         assert!(md.contains("| n<5 | 2.0 |"), "{md}");
+        assert!(md.contains("| no_capacity | not_eligible |"), "{md}");
+        assert!(md.contains("| 2026-03 | all | 6 | <5 |"), "{md}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use handoff_contract::v1::statistics_service_server::StatisticsService as StatisticsApi;
 use handoff_contract::v1::{
-    AccessRecord, GetStatsRequest, GetStatsResponse, StatsCell, StatsReport, StatsRow,
+    AccessRecord, GetStatsRequest, GetStatsResponse, ReasonCell, StatsCell, StatsReport, StatsRow,
 };
 use handoff_domain::AgencyKind;
 use handoff_domain::stats::{self, Cell, Month, Stage};
@@ -111,6 +111,13 @@ pub fn to_wire(report: &stats::Report) -> StatsReport {
                 dropped_out: cell(r.stage(Stage::DroppedOut)),
                 median_to_first_contact_secs: cell(r.median_to_first_contact_secs),
                 median_to_intake_secs: cell(r.median_to_intake_secs),
+                reasons: handoff_domain::reason::ALL
+                    .into_iter()
+                    .map(|code| ReasonCell {
+                        reason: code as i32,
+                        cell: cell(r.reason(code)),
+                    })
+                    .collect(),
             })
             .collect(),
     }

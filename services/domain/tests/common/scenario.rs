@@ -221,6 +221,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
                 4 => Event::ReferralDeclined(ReferralDeclined {
                     referral_id,
                     reason: "no capacity".into(),
+                    reason_code: i32::from(flag % 10),
                 }),
                 _ => Event::ReferralAccepted(ReferralAccepted { referral_id }),
             };
@@ -254,6 +255,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
                 Event::HandoffDeclined(HandoffDeclined {
                     handoff_id,
                     reason: "no".into(),
+                    reason_code: i32::from(flag % 10),
                 })
             } else {
                 Event::HandoffAccepted(HandoffAccepted { handoff_id })
@@ -264,6 +266,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
             let (a, v) = *pick(&held, &s.pick).expect("non-empty");
             let event = Event::CaseClosed(CaseClosed {
                 reason: "done".into(),
+                reason_code: i32::from(flag % 10),
             });
             on(a, v, event)
         }
@@ -387,6 +390,7 @@ fn casework(v: &CaseView, kind: AgencyKind, flag: u8) -> Event {
             3 => Event::ProgrammeCompleted(ProgrammeCompleted::default()),
             _ => Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
                 reason: "stopped".into(),
+                reason_code: i32::from(flag % 10),
             }),
         },
         _ if flag.is_multiple_of(2) => Event::ConsentWithdrawn(ConsentWithdrawn::default()),
@@ -516,6 +520,7 @@ pub fn attack_envelope(
         "referral_declined" => Event::ReferralDeclined(ReferralDeclined {
             referral_id: step_id,
             reason,
+            reason_code: OutcomeReason::NoCapacity as i32,
         }),
         "contact_attempted" => Event::ContactAttempted(ContactAttempted {
             outcome: ContactOutcome::Reached as i32,
@@ -543,12 +548,19 @@ pub fn attack_envelope(
         "handoff_declined" => Event::HandoffDeclined(HandoffDeclined {
             handoff_id: step_id,
             reason,
+            reason_code: OutcomeReason::NoCapacity as i32,
         }),
         "consent_given" => Event::ConsentGiven(ConsentGiven::default()),
         "consent_withdrawn" => Event::ConsentWithdrawn(ConsentWithdrawn::default()),
         "programme_completed" => Event::ProgrammeCompleted(ProgrammeCompleted::default()),
-        "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut { reason }),
-        "case_closed" => Event::CaseClosed(CaseClosed { reason }),
+        "programme_dropped_out" => Event::ProgrammeDroppedOut(ProgrammeDroppedOut {
+            reason,
+            reason_code: OutcomeReason::ExcludedViolenceOrThreats as i32,
+        }),
+        "case_closed" => Event::CaseClosed(CaseClosed {
+            reason,
+            reason_code: OutcomeReason::Unreachable as i32,
+        }),
         "subject_erasure_requested" => Event::SubjectErasureRequested(SubjectErasureRequested {
             reason,
             requested_by: String::new(),
