@@ -32,9 +32,18 @@ FREE_TEXT = {
     "session_attended": ["note"],
     "risk_assessed": ["note"],
     "programme_completed": ["note"],
+    "victim_help_offered": ["note"],
+    "eviction_compliance_checked": ["note"],
+    "eviction_breached": ["narrative"],
+    "eviction_objection": ["note"],
+    "eviction_ended_early": ["reason"],
+    "preliminary_measure": ["note"],
+    "compliance_reported": ["note"],
+    "risk_alert_raised": ["note"],
+    "endangered_person_recorded": ["shelter", "school"],
 }
 # The event types that carry `subject_details`.
-WITH_DETAILS = {"incident_reported", "referral_made"}
+WITH_DETAILS = {"incident_reported", "referral_made", "endangered_person_recorded"}
 
 
 def _u64(n: int) -> bytes:

@@ -132,6 +132,7 @@ async fn nothing_private_is_kept_in_the_clear_and_erasure_reaches_every_copy() {
             ordered_at: Some(handoff_contract::time::from_unix_ms(1_790_000_002_000)),
             duration_days: 10,
             protected_area: PROTECTED.into(),
+            ..Default::default()
         }),
     );
     let mut referred = with_details(referral(4, "e1", "r1", CENTRE), NAME);

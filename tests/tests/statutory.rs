@@ -20,6 +20,7 @@ fn eviction(n: u64, case: &str, ordered_rfc3339: &str) -> Envelope {
             // What the police's system wrote; the exchange goes by the law in force.
             duration_days: 10,
             protected_area: "Lannova tř. 12, České Budějovice".into(),
+            ..Default::default()
         }),
     )
 }

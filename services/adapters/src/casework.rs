@@ -93,6 +93,7 @@ pub fn event(
             reason: s(&a.reason),
             court_ordered: false,
             subject_details: None,
+            ..ReferralMade::default()
         }),
         "contact_attempted" => Event::ContactAttempted(ContactAttempted {
             channel: match a.channel.as_deref() {

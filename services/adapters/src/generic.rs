@@ -52,6 +52,10 @@ pub struct ReferralForm {
     /// Court-ordered.
     #[serde(default)]
     pub court_ordered: bool,
+    /// `voluntary`, `court_ordered` or `probation_condition`.
+    pub participation: Option<String>,
+    /// The court or probation that receives the compliance reports.
+    pub report_to_agency: Option<String>,
     /// Existing case, if any.
     pub case_id: Option<String>,
     /// Existing case's subject.
@@ -133,6 +137,13 @@ pub fn referral(
             reason: form.reason,
             court_ordered: form.court_ordered,
             subject_details: details,
+            participation: match form.participation.as_deref() {
+                Some("voluntary") => Participation::Voluntary,
+                Some("court_ordered") => Participation::CourtOrdered,
+                Some("probation_condition") => Participation::ProbationCondition,
+                _ => Participation::Unspecified,
+            } as i32,
+            report_to_agency: form.report_to_agency.unwrap_or_default(),
         })),
     })
 }

@@ -70,6 +70,9 @@ pub struct EvictionBlock {
     pub duration_days: u32,
     /// Area the subject may not enter.
     pub protected_area: Option<String>,
+    /// A minor lives in the home (the copy then goes to child protection); when not
+    /// given, whether a child is among the linked persons.
+    pub minor_in_home: Option<bool>,
 }
 
 /// Reads police CSV (header row as in `schemas/examples/police-records.csv`) into
@@ -246,6 +249,9 @@ pub fn events(
                 ordered_at: Some(ordered_at),
                 duration_days: ev.duration_days,
                 protected_area: ev.protected_area.clone().unwrap_or_default(),
+                minor_in_home: ev.minor_in_home.unwrap_or_else(|| {
+                    record.linked_persons.iter().any(|p| p.role == "child")
+                }),
             }),
         );
         e.causation_id = first_id.clone();
@@ -280,6 +286,7 @@ pub fn events(
                 reason,
                 court_ordered: false,
                 subject_details: None,
+                ..ReferralMade::default()
             }),
         );
         e.causation_id = first_id;

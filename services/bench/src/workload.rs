@@ -128,6 +128,7 @@ pub fn case_events(seed: u64, case: u64, epoch_ms: i64) -> Vec<Envelope> {
                 ordered_at: Some(handoff_contract::time::from_unix_ms(at)),
                 duration_days: 10,
                 protected_area: "the shared flat and 100 m around it".into(),
+                ..Default::default()
             }),
         ));
     }
@@ -139,6 +140,7 @@ pub fn case_events(seed: u64, case: u64, epoch_ms: i64) -> Vec<Envelope> {
             reason: "Eviction order: notice to the intervention centre".into(),
             court_ordered: false,
             subject_details: Some(details.clone()),
+            ..Default::default()
         }),
     ));
     events.push((
@@ -191,6 +193,7 @@ pub fn case_events(seed: u64, case: u64, epoch_ms: i64) -> Vec<Envelope> {
             reason: "Agreed to attend the perpetrator programme".into(),
             court_ordered: false,
             subject_details: Some(details),
+            ..Default::default()
         }),
     ));
     events.push((

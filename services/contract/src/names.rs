@@ -29,6 +29,19 @@ pub const EVENT_TYPES: &[&str] = &[
     "service_withdrawn",
     "agency_revoked",
     "agency_reinstated",
+    "eviction_copy_sent",
+    "eviction_copy_received",
+    "victim_help_offered",
+    "eviction_compliance_checked",
+    "eviction_breached",
+    "eviction_objection",
+    "eviction_ended_early",
+    "preliminary_measure",
+    "compliance_reported",
+    "risk_alert_raised",
+    "endangered_person_recorded",
+    "endangered_person_linked",
+    "notice_acknowledged",
 ];
 
 /// The source agency id the exchange itself publishes as (erasures by an operator or
@@ -63,6 +76,19 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::ServiceWithdrawn(_) => "service_withdrawn",
         Event::AgencyRevoked(_) => "agency_revoked",
         Event::AgencyReinstated(_) => "agency_reinstated",
+        Event::EvictionCopySent(_) => "eviction_copy_sent",
+        Event::EvictionCopyReceived(_) => "eviction_copy_received",
+        Event::VictimHelpOffered(_) => "victim_help_offered",
+        Event::EvictionComplianceChecked(_) => "eviction_compliance_checked",
+        Event::EvictionBreached(_) => "eviction_breached",
+        Event::EvictionObjection(_) => "eviction_objection",
+        Event::EvictionEndedEarly(_) => "eviction_ended_early",
+        Event::PreliminaryMeasure(_) => "preliminary_measure",
+        Event::ComplianceReported(_) => "compliance_reported",
+        Event::RiskAlertRaised(_) => "risk_alert_raised",
+        Event::EndangeredPersonRecorded(_) => "endangered_person_recorded",
+        Event::EndangeredPersonLinked(_) => "endangered_person_linked",
+        Event::NoticeAcknowledged(_) => "notice_acknowledged",
     }
 }
 

@@ -118,6 +118,22 @@ fn admit_case<K: Known>(
         }
         None => return no_such_case(),
     }
+    // A link names another case: one the source may write to, about the endangered
+    // person it names, and a protection case. Otherwise answered like a missing one,
+    // so a link cannot probe for other agencies' cases.
+    if let Event::EndangeredPersonLinked(link) = event {
+        let linkable = known.case(&link.protection_case_id)?.is_some_and(|p| {
+            may_write(&p, source)
+                && p.protected_person.is_some()
+                && p.subject_pseudonym == link.endangered_pseudonym
+        });
+        if !linkable {
+            return Ok(Err(Rejection::NoSuchCase {
+                case_id: link.protection_case_id.clone(),
+                agency: source.to_string(),
+            }));
+        }
+    }
     // From here on the source has a part in the case: detailed answers tell it nothing new.
     if let Some(to) = addressee(event)
         && known.revoked(to)?
@@ -162,6 +178,8 @@ fn addressee(event: &Event) -> Option<&str> {
     match event {
         Event::ReferralMade(e) => Some(&e.to_agency),
         Event::HandoffRequested(e) => Some(&e.to_agency),
+        Event::EvictionCopySent(e) => Some(&e.to_agency),
+        Event::EndangeredPersonLinked(e) => Some(&e.support_agency),
         _ => None,
     }
 }

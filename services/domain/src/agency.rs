@@ -85,6 +85,22 @@ impl AgencyKind {
             "programme_completed",
             "programme_dropped_out",
         ];
+        // Every kind that works cases acknowledges the notices addressed to it.
+        const NOTICES: &[&str] = &["notice_acknowledged", "risk_alert_raised"];
+        // The police's side of an eviction's statutory path.
+        const EVICTION: &[&str] = &[
+            "eviction_copy_sent",
+            "eviction_compliance_checked",
+            "eviction_breached",
+            "eviction_objection",
+            "eviction_ended_early",
+        ];
+        // Who acts for the endangered person: records them, links their case, offers help.
+        const PROTECTION: &[&str] = &[
+            "endangered_person_recorded",
+            "endangered_person_linked",
+            "victim_help_offered",
+        ];
         let in_any = |lists: &[&[&str]]| lists.iter().any(|l| l.contains(&event_type));
         // Every kind that offers help may list its services in the directory.
         const DIRECTORY: &[&str] = &["service_offered", "service_withdrawn"];
@@ -95,16 +111,40 @@ impl AgencyKind {
             AgencyKind::Police => in_any(&[
                 &["incident_reported", "eviction_ordered", "referral_made"],
                 &["risk_assessed", "case_closed", "subject_erasure_requested"],
+                &["endangered_person_recorded", "endangered_person_linked"],
                 HANDOFFS,
+                EVICTION,
+                NOTICES,
             ]),
-            AgencyKind::SocialServices
-            | AgencyKind::InterventionCentre
-            | AgencyKind::Probation
-            | AgencyKind::VictimSupport => in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK]),
-            AgencyKind::ProgrammeProvider => {
-                in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK, PROGRAMME])
-            }
-            AgencyKind::Court => event_type == "referral_made",
+            AgencyKind::InterventionCentre | AgencyKind::VictimSupport => in_any(&[
+                ANSWER_REFERRALS,
+                HANDOFFS,
+                CASEWORK,
+                PROTECTION,
+                NOTICES,
+                &["eviction_copy_received"],
+            ]),
+            AgencyKind::SocialServices => in_any(&[
+                ANSWER_REFERRALS,
+                HANDOFFS,
+                CASEWORK,
+                NOTICES,
+                &["eviction_copy_received", "endangered_person_recorded"],
+                &["endangered_person_linked"],
+            ]),
+            AgencyKind::Probation => in_any(&[ANSWER_REFERRALS, HANDOFFS, CASEWORK, NOTICES]),
+            AgencyKind::ProgrammeProvider => in_any(&[
+                ANSWER_REFERRALS,
+                HANDOFFS,
+                CASEWORK,
+                PROGRAMME,
+                NOTICES,
+                &["compliance_reported"],
+            ]),
+            AgencyKind::Court => in_any(&[
+                &["referral_made", "preliminary_measure", "eviction_copy_received"],
+                &["notice_acknowledged"],
+            ]),
             AgencyKind::Auditor | AgencyKind::Coordinator => false,
         }
     }

@@ -8,7 +8,7 @@
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
     CaseStatus, CaseView, ConsentState, ContactOutcome, Envelope, Eviction, Incident,
-    OutcomeReason, Party, PendingHandoff, ReferralStep, StepState,
+    OutcomeReason, Participation, Party, PendingHandoff, ReferralStep, StepState,
 };
 use prost_types::Timestamp;
 use std::borrow::Cow;
@@ -30,7 +30,10 @@ pub struct Position {
 pub fn opens_case(event: &Event) -> bool {
     matches!(
         event,
-        Event::IncidentReported(_) | Event::EvictionOrdered(_) | Event::ReferralMade(_)
+        Event::IncidentReported(_)
+            | Event::EvictionOrdered(_)
+            | Event::ReferralMade(_)
+            | Event::EndangeredPersonRecorded(_)
     )
 }
 
@@ -163,6 +166,7 @@ pub(crate) fn fold(
     match event {
         Event::IncidentReported(e) => {
             rule.party()?;
+            rule.ordinary()?;
             view.incidents.push(Incident {
                 incident_ref: e.incident_ref.clone(),
                 reported_at: Some(occurred),
@@ -183,12 +187,15 @@ pub(crate) fn fold(
                     .saturating_add(i64::from(e.duration_days) * 86_400),
                 nanos: ordered_at.nanos,
             };
+            rule.ordinary()?;
             view.evictions.push(Eviction {
                 incident_ref: e.incident_ref.clone(),
                 ordered_at: Some(ordered_at),
                 ends_at: Some(ends_at),
                 protected_area: e.protected_area.clone(),
-                duration_source: String::new(),
+                ordered_by: source.to_string(),
+                minor_in_home: e.minor_in_home,
+                ..Eviction::default()
             });
         }
         Event::ReferralMade(e) => {
@@ -203,6 +210,11 @@ pub(crate) fn fold(
                 CaseStatus::DroppedOut,
             ])?;
             rule.addressable(registry, &e.to_agency)?;
+            let reports_to = crate::eviction_path::reports_to(&rule, registry, e)?;
+            if reports_to.is_some() {
+                // Compliance reports are about the violent person's programme.
+                rule.ordinary()?;
+            }
             if view
                 .referrals
                 .iter()
@@ -220,9 +232,19 @@ pub(crate) fn fold(
                 state: StepState::Pending as i32,
                 made_at: Some(occurred),
                 reason: e.reason.clone(),
-                court_ordered: e.court_ordered,
+                court_ordered: e.court_ordered
+                    || e.participation == Participation::CourtOrdered as i32,
+                participation: e.participation,
+                report_to_agency: e.report_to_agency.clone(),
                 ..ReferralStep::default()
             });
+            if e.participation != Participation::Unspecified as i32 {
+                view.participation = e.participation;
+            }
+            if let Some(agency) = reports_to {
+                view.reports_to = agency.to_string();
+                joined(&mut view.parties, agency);
+            }
             view.status_before_referral = view.status;
             view.status = CaseStatus::Referred as i32;
             asked(&mut view.parties, &e.to_agency);
@@ -299,11 +321,16 @@ pub(crate) fn fold(
             rule.holder()?;
             rule.status_in(&[CaseStatus::Enrolled])?;
             view.sessions_attended += 1;
+            view.missed_in_a_row = 0;
         }
-        Event::SessionMissed(_) => {
+        Event::SessionMissed(e) => {
             rule.holder()?;
             rule.status_in(&[CaseStatus::Enrolled])?;
             view.sessions_missed += 1;
+            // An excused absence neither counts towards a run nor breaks one.
+            if !e.excused {
+                view.missed_in_a_row += 1;
+            }
         }
         Event::RiskAssessed(e) => {
             rule.party()?;
@@ -394,6 +421,23 @@ pub(crate) fn fold(
             // keys; the case only records that it was asked.
             rule.party()?;
         }
+        Event::EvictionCopySent(_)
+        | Event::EvictionCopyReceived(_)
+        | Event::VictimHelpOffered(_)
+        | Event::EvictionComplianceChecked(_)
+        | Event::EvictionBreached(_)
+        | Event::EvictionObjection(_)
+        | Event::EvictionEndedEarly(_)
+        | Event::PreliminaryMeasure(_) => {
+            crate::eviction_path::fold(&mut view, event, source, kind_name, registry, occurred)?;
+        }
+        Event::ComplianceReported(_)
+        | Event::RiskAlertRaised(_)
+        | Event::EndangeredPersonRecorded(_)
+        | Event::EndangeredPersonLinked(_)
+        | Event::NoticeAcknowledged(_) => {
+            crate::safety::fold(&mut view, event, source, kind_name, registry, occurred, at)?;
+        }
         Event::ServiceOffered(_)
         | Event::ServiceWithdrawn(_)
         | Event::AgencyRevoked(_)
@@ -405,6 +449,7 @@ pub(crate) fn fold(
         }
     }
 
+    crate::safety::record_fact(&mut view, event, source, at, occurred);
     view.version = actual_version + 1;
     view.last_sequence = at.sequence;
     view.updated_at = Some(handoff_contract::time::from_unix_ms(at.recorded_at_ms));
@@ -421,6 +466,26 @@ fn asked(parties: &mut Vec<Party>, agency: &str) {
                 agency: agency.to_string(),
                 visible_until_sequence: 0,
                 only_asked: true,
+            },
+        ),
+    }
+}
+
+/// An agency joins the case with a part of its own (a copy of the record sent to it,
+/// compliance reports owed to it, an alert addressed to it); an earlier decline no
+/// longer ends its view.
+pub(crate) fn joined(parties: &mut Vec<Party>, agency: &str) {
+    match parties.binary_search_by(|p| p.agency.as_str().cmp(agency)) {
+        Ok(i) => {
+            parties[i].visible_until_sequence = 0;
+            parties[i].only_asked = false;
+        }
+        Err(i) => parties.insert(
+            i,
+            Party {
+                agency: agency.to_string(),
+                visible_until_sequence: 0,
+                only_asked: false,
             },
         ),
     }
@@ -445,14 +510,14 @@ fn declined(parties: &mut [Party], agency: &str, sequence: u64) {
 }
 
 /// The checks an event must pass against the case, phrased for people.
-struct Rule<'a> {
-    view: &'a CaseView,
-    source: &'a str,
-    event_type: &'static str,
+pub(crate) struct Rule<'a> {
+    pub(crate) view: &'a CaseView,
+    pub(crate) source: &'a str,
+    pub(crate) event_type: &'static str,
 }
 
 impl Rule<'_> {
-    fn not_allowed(&self, why: String) -> Rejection {
+    pub(crate) fn not_allowed(&self, why: String) -> Rejection {
         Rejection::TransitionNotAllowed {
             case_id: self.view.case_id.clone(),
             event_type: self.event_type,
@@ -461,7 +526,7 @@ impl Rule<'_> {
         }
     }
 
-    fn not_a_party(&self, role: &str) -> Rejection {
+    pub(crate) fn not_a_party(&self, role: &str) -> Rejection {
         Rejection::AgencyNotAParty {
             agency: self.source.to_string(),
             case_id: self.view.case_id.clone(),
@@ -477,7 +542,7 @@ impl Rule<'_> {
         Ok(())
     }
 
-    fn party(&self) -> Result<(), Rejection> {
+    pub(crate) fn party(&self) -> Result<(), Rejection> {
         if may_write(self.view, self.source) {
             Ok(())
         } else {
@@ -485,7 +550,7 @@ impl Rule<'_> {
         }
     }
 
-    fn holder(&self) -> Result<(), Rejection> {
+    pub(crate) fn holder(&self) -> Result<(), Rejection> {
         if self.view.holder == self.source {
             Ok(())
         } else {
@@ -504,10 +569,29 @@ impl Rule<'_> {
         Err(self.not_allowed(format!("it needs the case to be {}", names.join(" or "))))
     }
 
+    /// The case is the violent person's, not a protection case.
+    pub(crate) fn ordinary(&self) -> Result<(), Rejection> {
+        if self.view.protected_person.is_some() {
+            return Err(self.not_allowed(
+                "this is a protection case (the endangered person's); record it on the violent person's case".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn addressable(&self, registry: &Registry, to: &str) -> Result<(), Rejection> {
         let target = registry
             .get(to)
             .ok_or_else(|| Rejection::UnknownAgency(to.to_string()))?;
+        // Location secrecy: a protection case never goes to an agency that works with
+        // the violent person.
+        if self.view.protected_person.is_some() && !crate::safety::acts_for_endangered(target.kind)
+        {
+            return Err(self.not_allowed(format!(
+                "agency {to} is a {} and works with violent persons; a protection case goes only to the police, child protection, an intervention centre or victim support",
+                target.kind
+            )));
+        }
         if !target.kind.may_take_cases() {
             return Err(self.not_allowed(format!(
                 "agency {to} is a {} and cannot take up cases",

@@ -6,7 +6,11 @@
 
 use handoff_contract::names::is_valid_agency_id;
 use handoff_contract::v1::envelope::Event;
-use handoff_contract::v1::{Envelope, LinkedPerson, PersonalDetails, TransportSeal};
+use handoff_contract::v1::{
+    ComplianceReportKind, ContactOutcome, CopyRecipient, Envelope, LinkedPerson, Participation,
+    PersonalDetails, RiskConcern, TransportSeal, eviction_objection, linked_person,
+    preliminary_measure,
+};
 
 use crate::rejection::Rejection;
 
@@ -28,6 +32,11 @@ pub const LIST: usize = 64;
 pub const SESSIONS: u32 = 1000;
 /// Longest eviction, in days.
 pub const EVICTION_DAYS: u32 = 366;
+/// Agencies a risk alert may name besides the case's own.
+pub const NOTIFY: usize = 16;
+/// Entries one case keeps of each kind the statutory path and safety add (copies,
+/// breaches, links, reports, safety facts, acknowledgements): past it, refused.
+pub const PER_CASE: usize = 256;
 
 /// A transport seal's encapsulated key (X25519), bytes.
 pub const SEAL_KEY: usize = 32;
@@ -98,6 +107,15 @@ impl Check {
     fn reason(&mut self, field: &str, value: i32) -> &mut Self {
         if let Err(why) = crate::reason::check(field, value) {
             self.fail(why);
+        }
+        self
+    }
+
+    fn choice(&mut self, field: &str, value: i32, known: bool) -> &mut Self {
+        if !known {
+            self.fail(format!(
+                "{field} {value} is not a value this contract knows (a newer contract?)"
+            ));
         }
         self
     }
@@ -184,7 +202,15 @@ pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
         Event::ReferralMade(e) => {
             c.text("referral_id", &e.referral_id, ID)
                 .text("reason", &e.reason, TEXT)
-                .details("subject_details", e.subject_details.as_ref());
+                .details("subject_details", e.subject_details.as_ref())
+                .choice(
+                    "participation",
+                    e.participation,
+                    Participation::try_from(e.participation).is_ok(),
+                );
+            if !e.report_to_agency.is_empty() {
+                c.agency("report_to_agency", &e.report_to_agency);
+            }
         }
         Event::ReferralAcknowledged(e) => {
             c.text("referral_id", &e.referral_id, ID);
@@ -286,6 +312,106 @@ pub fn check_fields(envelope: &Envelope) -> Result<(), Rejection> {
             c.agency("agency", &e.agency)
                 .text("reason", &e.reason, TEXT)
                 .text("requested_by", &e.requested_by, LABEL);
+        }
+        Event::EvictionCopySent(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .choice(
+                    "recipient",
+                    e.recipient,
+                    CopyRecipient::try_from(e.recipient).is_ok(),
+                )
+                .agency("to_agency", &e.to_agency);
+        }
+        Event::EvictionCopyReceived(e) => {
+            c.text("incident_ref", &e.incident_ref, ID);
+        }
+        Event::VictimHelpOffered(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .choice(
+                    "outcome",
+                    e.outcome,
+                    ContactOutcome::try_from(e.outcome).is_ok(),
+                )
+                .text("note", &e.note, TEXT);
+        }
+        Event::EvictionComplianceChecked(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .text("note", &e.note, TEXT);
+        }
+        Event::EvictionBreached(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .text("offence_ref", &e.offence_ref, ID)
+                .text("narrative", &e.narrative, TEXT);
+        }
+        Event::EvictionObjection(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .choice(
+                    "stage",
+                    e.stage,
+                    eviction_objection::Stage::try_from(e.stage).is_ok(),
+                )
+                .text("note", &e.note, TEXT);
+        }
+        Event::EvictionEndedEarly(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .text("reason", &e.reason, TEXT);
+        }
+        Event::PreliminaryMeasure(e) => {
+            c.text("incident_ref", &e.incident_ref, ID)
+                .choice(
+                    "stage",
+                    e.stage,
+                    preliminary_measure::Stage::try_from(e.stage).is_ok(),
+                )
+                .text("note", &e.note, TEXT);
+        }
+        Event::ComplianceReported(e) => {
+            c.agency("to_agency", &e.to_agency)
+                .choice(
+                    "report",
+                    e.report,
+                    ComplianceReportKind::try_from(e.report).is_ok(),
+                )
+                .count("sessions_attended", e.sessions_attended, SESSIONS)
+                .count("sessions_missed", e.sessions_missed, SESSIONS)
+                .text("note", &e.note, TEXT);
+        }
+        Event::RiskAlertRaised(e) => {
+            c.choice(
+                "concern",
+                e.concern,
+                RiskConcern::try_from(e.concern).is_ok(),
+            )
+            .text("basis", &e.basis, LABEL)
+            .list("notify", &e.notify, NOTIFY)
+            .text("note", &e.note, TEXT);
+            for agency in &e.notify {
+                c.agency("notify", agency);
+            }
+        }
+        Event::EndangeredPersonRecorded(e) => {
+            c.choice(
+                "role",
+                e.role,
+                linked_person::Role::try_from(e.role).is_ok(),
+            )
+            .text("age_band", &e.age_band, LABEL)
+            .details("subject_details", e.subject_details.as_ref())
+            .text("shelter", &e.shelter, DETAIL)
+            .text("school", &e.school, DETAIL);
+        }
+        Event::EndangeredPersonLinked(e) => {
+            c.text("protection_case_id", &e.protection_case_id, ID)
+                .text("endangered_pseudonym", &e.endangered_pseudonym, ID)
+                .choice(
+                    "role",
+                    e.role,
+                    linked_person::Role::try_from(e.role).is_ok(),
+                )
+                .agency("support_agency", &e.support_agency);
+        }
+        Event::NoticeAcknowledged(e) => {
+            c.text("notice_id", &e.notice_id, ID);
         }
     }
     c.0

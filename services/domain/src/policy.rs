@@ -36,11 +36,17 @@ pub enum FieldGroup {
     ContactDetails,
     /// Free-text notes of caseworkers (sessions, contacts, intake, risk).
     Notes,
+    /// What bears on the endangered person's safety: the links to protection cases,
+    /// the safety facts and risk alerts, the several-endangered flag.
+    Safety,
+    /// Where an endangered person is: a protection case's address, shelter and school,
+    /// and an eviction's protected home. Never for an agency working with the violent person.
+    Location,
 }
 
 impl FieldGroup {
     /// Every group.
-    pub const ALL: [FieldGroup; 9] = [
+    pub const ALL: [FieldGroup; 11] = [
         FieldGroup::Reasons,
         FieldGroup::Incidents,
         FieldGroup::Evictions,
@@ -50,6 +56,8 @@ impl FieldGroup {
         FieldGroup::PersonalDetails,
         FieldGroup::ContactDetails,
         FieldGroup::Notes,
+        FieldGroup::Safety,
+        FieldGroup::Location,
     ];
 
     /// The name used in `policy.toml`.
@@ -64,6 +72,8 @@ impl FieldGroup {
             FieldGroup::PersonalDetails => "personal_details",
             FieldGroup::ContactDetails => "contact_details",
             FieldGroup::Notes => "notes",
+            FieldGroup::Safety => "safety",
+            FieldGroup::Location => "location",
         }
     }
 }
@@ -71,7 +81,7 @@ impl FieldGroup {
 /// A name that is no field group.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown field group {0:?}; expected one of reasons, incidents, evictions, engagement, attendance, risk, personal_details, contact_details, notes"
+    "unknown field group {0:?}; expected one of reasons, incidents, evictions, engagement, attendance, risk, personal_details, contact_details, notes, safety, location"
 )]
 pub struct UnknownFieldGroup(pub String);
 
@@ -166,15 +176,52 @@ impl Grant {
         }
         if !self.allows(G::Incidents) {
             view.incidents.clear();
+            for eviction in &mut view.evictions {
+                eviction.breaches.iter_mut().for_each(|b| {
+                    b.offence_ref.clear();
+                    b.narrative.clear();
+                });
+            }
         }
         if !self.allows(G::Evictions) {
             view.evictions.clear();
+        }
+        if !self.allows(G::Location) {
+            for eviction in &mut view.evictions {
+                eviction.protected_area.clear();
+            }
+            if let Some(person) = &mut view.protected_person {
+                person.shelter.clear();
+                person.school.clear();
+                // On a protection case the subject's address and phone are where the
+                // endangered person can be found.
+                if let Some(d) = &mut view.subject_details {
+                    d.address.clear();
+                    d.phone.clear();
+                }
+            }
+        }
+        if !self.allows(G::Safety) {
+            view.safety_facts.clear();
+            view.endangered.clear();
+            view.several_endangered = false;
+            if let Some(person) = &mut view.protected_person {
+                person.role = 0;
+                person.age_band.clear();
+            }
         }
         if !self.allows(G::Engagement) {
             view.contact_attempts = 0;
             view.first_contact_at = None;
             view.intake_at = None;
             view.programme.clear();
+            view.participation = 0;
+            view.reports_to.clear();
+            view.compliance_reports.clear();
+            for r in &mut view.referrals {
+                r.participation = 0;
+                r.report_to_agency.clear();
+            }
         }
         if !self.allows(G::Attendance) {
             view.planned_sessions = 0;
@@ -189,6 +236,15 @@ impl Grant {
         }
         if !self.allows(G::Notes) {
             view.outcome_note.clear();
+            for report in &mut view.compliance_reports {
+                report.note.clear();
+            }
+        }
+        if !self.allows(G::Attendance) {
+            for report in &mut view.compliance_reports {
+                report.sessions_attended = 0;
+                report.sessions_missed = 0;
+            }
         }
         self.details(&mut view.subject_details);
     }
@@ -211,14 +267,94 @@ impl Grant {
                 }
                 self.details(&mut e.subject_details);
             }
-            Event::EvictionOrdered(e) if !self.allows(G::Evictions) => {
-                e.protected_area.clear();
-                e.duration_days = 0;
-                e.ordered_at = None;
+            Event::EvictionOrdered(e) => {
+                if !self.allows(G::Evictions) {
+                    e.protected_area.clear();
+                    e.duration_days = 0;
+                    e.ordered_at = None;
+                    e.minor_in_home = false;
+                }
+                if !self.allows(G::Location) {
+                    e.protected_area.clear();
+                }
+            }
+            Event::VictimHelpOffered(e) => {
+                if !self.allows(G::Engagement) {
+                    e.outcome = 0;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::EvictionComplianceChecked(e) => {
+                if !self.allows(G::Evictions) {
+                    e.kept = false;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::EvictionBreached(e) if !self.allows(G::Incidents) => {
+                e.offence_ref.clear();
+                e.narrative.clear();
+            }
+            Event::EvictionObjection(e) if !notes => e.note.clear(),
+            Event::EvictionEndedEarly(e) if !notes => e.reason.clear(),
+            Event::PreliminaryMeasure(e) => {
+                if !self.allows(G::Evictions) {
+                    e.effective_at = None;
+                    e.until = None;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::ComplianceReported(e) => {
+                if !self.allows(G::Attendance) {
+                    e.sessions_attended = 0;
+                    e.sessions_missed = 0;
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::RiskAlertRaised(e) => {
+                if !self.allows(G::Safety) {
+                    e.concern = 0;
+                    e.notify.clear();
+                }
+                if !notes {
+                    e.note.clear();
+                }
+            }
+            Event::EndangeredPersonRecorded(e) => {
+                if !self.allows(G::Safety) {
+                    e.role = 0;
+                    e.age_band.clear();
+                }
+                if !self.allows(G::Location) {
+                    e.shelter.clear();
+                    e.school.clear();
+                    if let Some(d) = &mut e.subject_details {
+                        d.address.clear();
+                        d.phone.clear();
+                    }
+                }
+                self.details(&mut e.subject_details);
+            }
+            Event::EndangeredPersonLinked(e) if !self.allows(G::Safety) => {
+                e.protection_case_id.clear();
+                e.endangered_pseudonym.clear();
+                e.role = 0;
+                e.support_agency.clear();
             }
             Event::ReferralMade(e) => {
                 if !reasons {
                     e.reason.clear();
+                }
+                if !self.allows(G::Engagement) {
+                    e.participation = 0;
+                    e.report_to_agency.clear();
                 }
                 self.details(&mut e.subject_details);
             }

@@ -66,7 +66,21 @@ pub fn free_text_mut(event: &mut Event) -> Vec<&mut String> {
         Event::ProgrammeCompleted(e) => vec![&mut e.note],
         Event::ProgrammeDroppedOut(e) => vec![&mut e.reason],
         Event::CaseClosed(e) => vec![&mut e.reason],
-        Event::ReferralAcknowledged(_)
+        Event::VictimHelpOffered(e) => vec![&mut e.note],
+        Event::EvictionComplianceChecked(e) => vec![&mut e.note],
+        Event::EvictionBreached(e) => vec![&mut e.narrative],
+        Event::EvictionObjection(e) => vec![&mut e.note],
+        Event::EvictionEndedEarly(e) => vec![&mut e.reason],
+        Event::PreliminaryMeasure(e) => vec![&mut e.note],
+        Event::ComplianceReported(e) => vec![&mut e.note],
+        Event::RiskAlertRaised(e) => vec![&mut e.note],
+        // Where an endangered person stays is sealed like their name.
+        Event::EndangeredPersonRecorded(e) => vec![&mut e.shelter, &mut e.school],
+        Event::EvictionCopySent(_)
+        | Event::EvictionCopyReceived(_)
+        | Event::EndangeredPersonLinked(_)
+        | Event::NoticeAcknowledged(_)
+        | Event::ReferralAcknowledged(_)
         | Event::ReferralAccepted(_)
         | Event::Enrolled(_)
         | Event::HandoffAccepted(_)
@@ -84,6 +98,7 @@ fn details_mut(event: &mut Event) -> Option<&mut Option<PersonalDetails>> {
     match event {
         Event::IncidentReported(e) => Some(&mut e.subject_details),
         Event::ReferralMade(e) => Some(&mut e.subject_details),
+        Event::EndangeredPersonRecorded(e) => Some(&mut e.subject_details),
         _ => None,
     }
 }

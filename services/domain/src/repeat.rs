@@ -18,6 +18,8 @@ pub struct RepeatFlags {
     pub reported_again: bool,
     /// Two evictions within 12 months of each other.
     pub evicted_again: bool,
+    /// More than one endangered person linked to the subject's cases.
+    pub several_endangered: bool,
 }
 
 /// Whether any two of `times` (Unix ms) lie within 12 months of each other.
@@ -41,9 +43,18 @@ pub fn flags(cases: &[CaseView], until_ms: i64) -> RepeatFlags {
         .iter()
         .flat_map(|c| c.evictions.iter().filter_map(|e| by(&e.ordered_at)))
         .collect();
+    let mut endangered: Vec<&str> = cases
+        .iter()
+        .flat_map(|c| c.endangered.iter())
+        .filter(|l| by(&l.linked_at).is_some())
+        .map(|l| l.endangered_pseudonym.as_str())
+        .collect();
+    endangered.sort_unstable();
+    endangered.dedup();
     RepeatFlags {
         reported_again: repeated(reports),
         evicted_again: repeated(evictions),
+        several_endangered: endangered.len() > 1,
     }
 }
 

@@ -18,6 +18,19 @@ pub struct SlaRules {
     pub first_contact_working_days: Option<u32>,
     /// The dated statutory rules.
     pub statutory: std::sync::Arc<crate::statutory::StatutoryRules>,
+    /// When a safety notice goes out, and the legal basis it is recorded with.
+    pub safety: crate::safety::SafetyRules,
+}
+
+/// Every item a case has waiting at `now_ms` that is worked out at read time rather
+/// than stored (it depends on the clock or on policy): a due first contact, statutory
+/// duties, safety notices, risk alerts, compliance reports. The one list the inbox and
+/// the overdue gauge both read.
+pub fn due_items(view: &CaseView, rules: &SlaRules, now_ms: i64) -> Vec<InboxItem> {
+    let mut items: Vec<InboxItem> = first_contact_item(view).into_iter().collect();
+    items.extend(crate::statutory::duties(view, &rules.statutory, now_ms));
+    items.extend(crate::safety::notices(view, &rules.safety));
+    items
 }
 
 pub use crate::calendar::add_working_days;

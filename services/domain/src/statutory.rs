@@ -8,7 +8,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use handoff_contract::time::{from_unix_ms, to_unix_ms};
-use handoff_contract::v1::CaseView;
+use handoff_contract::v1::{
+    CaseView, ClockState as StatutoryClockState, CopyRecipient, Eviction, InboxItem,
+    StatutoryClock, inbox_item,
+};
 
 use crate::agency::AgencyKind;
 use crate::calendar::{DAY_MS, HOUR_MS, add_months, prague_day};
@@ -450,28 +453,150 @@ fn measure_clocks(petition: &Petition, rules: &StatutoryRules) -> Vec<Clock> {
     out
 }
 
-/// Sets each eviction's end in a view from the table (the duration in force on its
-/// order's Czech date), naming the law; one the table has no row for keeps the
-/// publisher's `duration_days`. Done at read time, so the log never depends on the table.
-pub fn apply_to_view(view: &mut CaseView, rules: &StatutoryRules) {
+/// The facts of an eviction as the case records them (`eviction_path` folds them).
+pub fn facts_of(eviction: &Eviction) -> EvictionFacts {
+    let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map(to_unix_ms);
+    let recipient = |r: i32| match CopyRecipient::try_from(r) {
+        Ok(CopyRecipient::ChildProtection) => Some(Recipient::ChildProtection),
+        Ok(CopyRecipient::Court) => Some(Recipient::Court),
+        Ok(CopyRecipient::InterventionCentre) => Some(Recipient::Centre),
+        _ => None,
+    };
+    EvictionFacts {
+        ordered_ms: ms(&eviction.ordered_at).unwrap_or_default(),
+        minor_in_home: eviction.minor_in_home,
+        copies_sent: eviction
+            .copies
+            .iter()
+            .filter_map(|c| Some((recipient(c.recipient)?, ms(&c.sent_at)?)))
+            .collect(),
+        centre_received_ms: eviction
+            .copies
+            .iter()
+            .filter(|c| recipient(c.recipient) == Some(Recipient::Centre))
+            .filter_map(|c| ms(&c.received_at))
+            .min(),
+        help_offered_ms: ms(&eviction.help_offered_at),
+        compliance_checked_ms: ms(&eviction.compliance_checked_at),
+        confirmation_served_ms: None,
+        objection_filed_ms: ms(&eviction.objection_filed_at),
+        ended_early_ms: ms(&eviction.ended_early_at),
+        petition: eviction.measure.as_ref().and_then(|m| {
+            Some(Petition {
+                filed_ms: ms(&m.petitioned_at)?,
+                decided_ms: ms(&m.decided_at),
+                granted: m.granted,
+                final_ms: ms(&m.effective_at),
+                extended_until_ms: m.extended_until.iter().map(to_unix_ms).collect(),
+                extension_pending: m.extension_pending,
+                ended_ms: ms(&m.ended_at),
+            })
+        }),
+    }
+}
+
+/// The agency whose duty a rule of this eviction is: the police that ordered it, the
+/// centre its copy went to, the court that recorded the petition. Empty for a period.
+pub fn duty_agency(eviction: &Eviction, rule: Rule) -> String {
+    let copied_to = |want: CopyRecipient| {
+        eviction
+            .copies
+            .iter()
+            .find(|c| c.recipient == want as i32)
+            .map(|c| c.to_agency.clone())
+            .unwrap_or_default()
+    };
+    match rule.duty_of() {
+        Some(AgencyKind::Police) => eviction.ordered_by.clone(),
+        Some(AgencyKind::InterventionCentre) => copied_to(CopyRecipient::InterventionCentre),
+        Some(AgencyKind::Court) => eviction
+            .measure
+            .as_ref()
+            .map(|m| m.court.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn clock_state(state: ClockState) -> StatutoryClockState {
+    match state {
+        ClockState::Running => StatutoryClockState::Running,
+        ClockState::Overdue => StatutoryClockState::Overdue,
+        ClockState::Met => StatutoryClockState::Met,
+        ClockState::MetLate => StatutoryClockState::MetLate,
+        ClockState::Ended => StatutoryClockState::Ended,
+    }
+}
+
+/// Sets each eviction's end and its statutory clocks in a view, from the table in
+/// force on the date of the fact each counts from, as they stand at `now_ms`, naming
+/// the law. An eviction the table has no row for keeps the publisher's `duration_days`.
+/// Done at read time, so the log never depends on the table.
+pub fn apply_to_view(view: &mut CaseView, rules: &StatutoryRules, now_ms: i64) {
     for eviction in &mut view.evictions {
-        let Some(ordered) = &eviction.ordered_at else {
+        if eviction.ordered_at.is_none() {
             continue;
-        };
-        let facts = EvictionFacts {
-            ordered_ms: to_unix_ms(ordered),
-            ..EvictionFacts::default()
-        };
-        if let Some(Clock {
-            due_ms: Some(due),
-            source,
-            ..
-        }) = eviction_clock(&facts, rules)
+        }
+        let facts = facts_of(eviction);
+        let all = clocks(&facts, rules);
+        if let Some(Clock { due_ms, source, .. }) =
+            all.iter().find(|c| c.rule == Rule::EvictionDuration)
         {
-            eviction.ends_at = Some(from_unix_ms(due));
-            eviction.duration_source = source;
+            // No end while a petition waits: it runs until the decision takes effect.
+            eviction.ends_at = due_ms.map(from_unix_ms);
+            eviction.duration_source = source.clone();
+        }
+        eviction.clocks = all
+            .iter()
+            .map(|c| StatutoryClock {
+                rule: c.rule.as_str().to_string(),
+                due_at: c.due_ms.map(from_unix_ms),
+                met_at: c.met_ms.map(from_unix_ms),
+                state: clock_state(c.state(now_ms)) as i32,
+                source: c.source.clone(),
+                duty_of: duty_agency(eviction, c.rule),
+            })
+            .collect();
+    }
+}
+
+/// The statutory duties of a case waiting for agencies at `now_ms`: one inbox item per
+/// duty not yet met, in the inbox of the agency whose duty it is, with its deadline.
+/// An overdue one is an alert (`handoff_sla_overdue{rule}`); the event that meets it clears it.
+pub fn duties(view: &CaseView, rules: &StatutoryRules, now_ms: i64) -> Vec<InboxItem> {
+    let mut items = Vec::new();
+    for eviction in &view.evictions {
+        if eviction.ordered_at.is_none() {
+            continue;
+        }
+        for clock in clocks(&facts_of(eviction), rules) {
+            let state = clock.state(now_ms);
+            if !matches!(state, ClockState::Running | ClockState::Overdue)
+                || clock.rule.duty_of().is_none()
+            {
+                continue;
+            }
+            let to = duty_agency(eviction, clock.rule);
+            if to.is_empty() {
+                continue;
+            }
+            items.push(InboxItem {
+                kind: inbox_item::Kind::Statutory as i32,
+                case_id: view.case_id.clone(),
+                item_id: format!("statutory/{}/{}", eviction.incident_ref, clock.rule),
+                from_agency: eviction.ordered_by.clone(),
+                to_agency: to,
+                since: eviction.ordered_at,
+                subject_pseudonym: view.subject_pseudonym.clone(),
+                due_at: clock.due_ms.map(from_unix_ms),
+                overdue: state == ClockState::Overdue,
+                rule: clock.rule.as_str().to_string(),
+                basis: clock.source.clone(),
+                ..InboxItem::default()
+            });
         }
     }
+    items
 }
 
 /// The table as `ops/policy.toml` ships it, for tests of code that needs one.

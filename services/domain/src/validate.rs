@@ -2,7 +2,9 @@
 
 use handoff_contract::SCHEMA_VERSION;
 use handoff_contract::names::{EXCHANGE_SOURCE, is_valid_agency_id};
-use handoff_contract::v1::Envelope;
+use handoff_contract::v1::{
+    CopyRecipient, Envelope, Participation, linked_person, preliminary_measure,
+};
 use handoff_contract::v1::envelope::Event;
 
 use crate::rejection::Rejection;
@@ -35,6 +37,14 @@ fn owned_id(field: &str, value: &str) -> Result<(), Rejection> {
         )));
     }
     Ok(())
+}
+
+/// An endangered person is a victim or a child.
+fn endangered_role(role: i32) -> Result<(), Rejection> {
+    match linked_person::Role::try_from(role) {
+        Ok(linked_person::Role::Victim | linked_person::Role::Child) => Ok(()),
+        _ => Err(invalid("role must be victim or child for an endangered person")),
+    }
 }
 
 /// Checks what every envelope needs regardless of the case: ids, version, timestamps,
@@ -126,7 +136,73 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         Event::ReferralMade(e) => {
             need("referral_id", &e.referral_id)?;
             need("to_agency", &e.to_agency)?;
+            let ordered = matches!(
+                Participation::try_from(e.participation),
+                Ok(Participation::CourtOrdered | Participation::ProbationCondition)
+            );
+            match (ordered, e.report_to_agency.is_empty()) {
+                (true, true) => {
+                    return Err(invalid(
+                        "a court-ordered participation or probation condition names report_to_agency, the court or probation that receives the compliance reports",
+                    ));
+                }
+                (false, false) => {
+                    return Err(invalid(
+                        "report_to_agency is only for a participation that is court-ordered or a probation condition",
+                    ));
+                }
+                _ => {}
+            }
         }
+        Event::EvictionCopySent(e) => {
+            if e.recipient == CopyRecipient::Unspecified as i32 {
+                return Err(invalid(
+                    "recipient is missing: intervention centre, child protection or court",
+                ));
+            }
+            need("to_agency", &e.to_agency)?;
+        }
+        Event::EvictionObjection(e) if e.stage == 0 => {
+            return Err(invalid("stage is missing: filed, upheld or dismissed"));
+        }
+        Event::PreliminaryMeasure(e) => {
+            if e.stage == 0 {
+                return Err(invalid(
+                    "stage is missing: petitioned, granted, refused, extension_petitioned, extended or ended",
+                ));
+            }
+            if e.stage == preliminary_measure::Stage::Extended as i32 && e.until.is_none() {
+                return Err(invalid("an extended preliminary measure needs `until`, its new end"));
+            }
+        }
+        Event::ComplianceReported(e) => {
+            need("to_agency", &e.to_agency)?;
+            if e.report == 0 {
+                return Err(invalid(
+                    "report is missing: attendance, completion, drop_out or exclusion",
+                ));
+            }
+        }
+        Event::RiskAlertRaised(e) => {
+            if e.concern == 0 {
+                return Err(invalid(
+                    "concern is missing: imminent_danger or child_at_risk",
+                ));
+            }
+            if e.basis.trim().is_empty() {
+                return Err(invalid(
+                    "a risk alert shares without consent: name its legal basis in `basis`",
+                ));
+            }
+        }
+        Event::EndangeredPersonRecorded(e) => endangered_role(e.role)?,
+        Event::EndangeredPersonLinked(e) => {
+            owned_id("protection_case_id", &e.protection_case_id)?;
+            owned_id("endangered_pseudonym", &e.endangered_pseudonym)?;
+            need("support_agency", &e.support_agency)?;
+            endangered_role(e.role)?;
+        }
+        Event::NoticeAcknowledged(e) => need("notice_id", &e.notice_id)?,
         Event::SubjectErasureRequested(e) if e.reason.trim().is_empty() => {
             return Err(invalid("an erasure needs a reason, for the record"));
         }

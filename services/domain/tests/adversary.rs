@@ -50,6 +50,10 @@ struct Stats {
     reasons: BTreeMap<String, usize>,
     kinds: BTreeSet<AgencyKind>,
     statuses: BTreeSet<i32>,
+    /// Issue 16's facts reached: event types accepted of the statutory path and safety.
+    new_kinds: BTreeSet<&'static str>,
+    /// Safety notices checked to reach the endangered person's support.
+    notices: usize,
 }
 
 impl Stats {
@@ -68,6 +72,8 @@ impl Stats {
         }
         self.kinds.extend(other.kinds);
         self.statuses.extend(other.statuses);
+        self.new_kinds.extend(other.new_kinds);
+        self.notices += other.notices;
     }
 }
 
@@ -201,6 +207,9 @@ impl Run {
         let before = self.model.clone();
         let outcome = self.model.publish(e, &self.reg);
         confined(&before, &self.model, e, &outcome)?;
+        if let Some(effects) = outcome.effects() {
+            self.safe(e, effects)?;
+        }
         let blind = before.seen_by(&e.source_agency).decide(e, &self.reg);
         prop_assert_eq!(
             &outcome,
@@ -210,6 +219,70 @@ impl Run {
             e
         );
         Ok(outcome)
+    }
+
+    /// Issue 16: no agency working with the violent person is ever a party to a
+    /// protection case (so none sees where the endangered person is), and every fact
+    /// that bears on safety reaches the linked support, whatever the consent.
+    fn safe(&mut self, e: &Envelope, effects: &handoff_domain::Effects) -> Result<(), TestCaseError> {
+        let name = handoff_contract::names::event_type(e.event.as_ref().expect("event"));
+        let new = handoff_contract::names::EVENT_TYPES
+            .iter()
+            .position(|t| *t == "eviction_copy_sent")
+            .expect("listed");
+        if let Some(i) = handoff_contract::names::EVENT_TYPES.iter().position(|t| *t == name)
+            && i >= new
+        {
+            self.stats.new_kinds.insert(handoff_contract::names::EVENT_TYPES[i]);
+        }
+        for view in self.model.cases.values().filter(|v| v.protected_person.is_some()) {
+            for party in &view.parties {
+                let kind = self.reg.get(&party.agency).map(|a| a.kind);
+                prop_assert!(
+                    kind.is_some_and(handoff_domain::safety::acts_for_endangered),
+                    "{} ({:?}) is a party to protection case {}",
+                    &party.agency,
+                    kind,
+                    &view.case_id
+                );
+            }
+        }
+        let Some(change) = &effects.case else {
+            return Ok(());
+        };
+        let bears_on_safety = match e.event.as_ref().expect("event") {
+            Event::IntakeCompleted(_)
+            | Event::ProgrammeCompleted(_)
+            | Event::ProgrammeDroppedOut(_)
+            | Event::EvictionBreached(_) => true,
+            Event::RiskAssessed(r) => r.level >= RiskLevel::High as i32,
+            _ => false,
+        };
+        let sequence = self.model.sequence;
+        let support: BTreeSet<&str> = change
+            .after
+            .endangered
+            .iter()
+            .filter(|l| l.linked_sequence < sequence)
+            .map(|l| l.support_agency.as_str())
+            .collect();
+        if bears_on_safety && !support.is_empty() {
+            let mut view = change.after.clone();
+            for consent in [ConsentState::Given, ConsentState::Withdrawn, ConsentState::Unspecified] {
+                view.consent = consent as i32;
+                let rules = handoff_domain::safety::SafetyRules::default();
+                let told: BTreeSet<String> = handoff_domain::safety::notices(&view, &rules)
+                    .into_iter()
+                    .filter(|i| i.item_id == format!("safety/{sequence}"))
+                    .map(|i| i.to_agency)
+                    .collect();
+                for agency in &support {
+                    prop_assert!(told.contains(*agency), "{} was not told of {} on {} (consent {:?})", agency, name, &view.case_id, consent);
+                }
+            }
+            self.stats.notices += 1;
+        }
+        Ok(())
     }
 
     fn honest(&mut self, e: &Envelope) -> Result<Outcome, TestCaseError> {
@@ -360,6 +433,13 @@ fn the_scenarios_reach_what_the_properties_are_about() {
         );
     }
     assert!(total.foreign >= 500, "too few attacks on others' cases");
+    for name in handoff_contract::names::EVENT_TYPES
+        .iter()
+        .skip_while(|t| **t != "eviction_copy_sent")
+    {
+        assert!(total.new_kinds.contains(name), "no {name} was ever accepted");
+    }
+    assert!(total.notices >= 3, "too few safety notices checked: {}", total.notices);
     assert!(
         total.on_own_part >= 100,
         "too few accepted attacks where it had a part"

@@ -20,6 +20,8 @@ fn registry() -> Registry {
         a("probation", AgencyKind::Probation),
         a("social", AgencyKind::SocialServices),
         a("audit", AgencyKind::Auditor),
+        a("court", AgencyKind::Court),
+        a("victim", AgencyKind::VictimSupport),
     ])
     .expect("valid registry")
 }
@@ -442,6 +444,8 @@ const AGENCIES: &[&str] = &[
     "probation",
     "social",
     "audit",
+    "court",
+    "victim",
     "nobody",
 ];
 
@@ -502,6 +506,69 @@ fn any_event() -> impl Strategy<Value = Event> {
         (0..10i32).prop_map(|code| Event::CaseClosed(CaseClosed {
             reason_code: code,
             ..Default::default()
+        })),
+        statutory_event(),
+    ]
+}
+
+/// The events of issue 16: an eviction's statutory path, safety, reports.
+fn statutory_event() -> impl Strategy<Value = Event> {
+    let agency = proptest::sample::select(AGENCIES).prop_map(String::from);
+    prop_oneof![
+        (0..4i32, agency.clone()).prop_map(|(r, a)| Event::EvictionCopySent(EvictionCopySent {
+            recipient: r,
+            to_agency: a,
+            ..Default::default()
+        })),
+        Just(Event::EvictionCopyReceived(EvictionCopyReceived::default())),
+        Just(Event::VictimHelpOffered(VictimHelpOffered::default())),
+        any::<bool>().prop_map(|kept| Event::EvictionComplianceChecked(
+            EvictionComplianceChecked {
+                kept,
+                ..Default::default()
+            }
+        )),
+        Just(Event::EvictionBreached(EvictionBreached::default())),
+        (0..4i32).prop_map(|stage| Event::EvictionObjection(EvictionObjection {
+            stage,
+            ..Default::default()
+        })),
+        Just(Event::EvictionEndedEarly(EvictionEndedEarly::default())),
+        (0..7i32).prop_map(|stage| Event::PreliminaryMeasure(PreliminaryMeasure {
+            stage,
+            until: Some(handoff_contract::time::from_unix_ms(1_702_000_000_000)),
+            ..Default::default()
+        })),
+        (agency.clone(), 0..5i32).prop_map(|(a, report)| Event::ComplianceReported(
+            ComplianceReported {
+                to_agency: a,
+                report,
+                ..Default::default()
+            }
+        )),
+        (agency.clone(), 0..3i32).prop_map(|(a, concern)| Event::RiskAlertRaised(
+            RiskAlertRaised {
+                concern,
+                basis: "§ 10".into(),
+                notify: vec![a],
+                ..Default::default()
+            }
+        )),
+        (0..4i32).prop_map(|role| Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
+            role,
+            shelter: "azylový dům".into(),
+            ..Default::default()
+        })),
+        (agency, 1..3i32).prop_map(|(a, role)| Event::EndangeredPersonLinked(
+            EndangeredPersonLinked {
+                protection_case_id: "ic/p1".into(),
+                endangered_pseudonym: "ic/e1".into(),
+                role,
+                support_agency: a,
+            }
+        )),
+        (0..3u64).prop_map(|s| Event::NoticeAcknowledged(NoticeAcknowledged {
+            notice_id: format!("safety/{s}"),
         })),
     ]
 }
@@ -641,7 +708,10 @@ proptest! {
 
 fn any_grant() -> impl Strategy<Value = (Vec<handoff_domain::policy::FieldGroup>, bool)> {
     (
-        proptest::sample::subsequence(handoff_domain::policy::FieldGroup::ALL.to_vec(), 0..=9),
+        proptest::sample::subsequence(
+            handoff_domain::policy::FieldGroup::ALL.to_vec(),
+            0..=handoff_domain::policy::FieldGroup::ALL.len(),
+        ),
         any::<bool>(),
     )
 }

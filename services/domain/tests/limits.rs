@@ -190,6 +190,75 @@ fn base(name: &str) -> Envelope {
             };
             return with_headers(from_exchange(uuid7(1), "", event));
         }
+        "eviction_copy_sent" => Event::EvictionCopySent(EvictionCopySent {
+            incident_ref: "I1".into(),
+            recipient: CopyRecipient::InterventionCentre as i32,
+            to_agency: "ic-a".into(),
+        }),
+        "eviction_copy_received" => Event::EvictionCopyReceived(EvictionCopyReceived {
+            incident_ref: "I1".into(),
+        }),
+        "victim_help_offered" => Event::VictimHelpOffered(VictimHelpOffered {
+            incident_ref: "I1".into(),
+            outcome: ContactOutcome::Reached as i32,
+            note: "n".into(),
+        }),
+        "eviction_compliance_checked" => {
+            Event::EvictionComplianceChecked(EvictionComplianceChecked {
+                incident_ref: "I1".into(),
+                kept: true,
+                note: "n".into(),
+            })
+        }
+        "eviction_breached" => Event::EvictionBreached(EvictionBreached {
+            incident_ref: "I1".into(),
+            offence_ref: "P1".into(),
+            narrative: "n".into(),
+        }),
+        "eviction_objection" => Event::EvictionObjection(EvictionObjection {
+            incident_ref: "I1".into(),
+            stage: eviction_objection::Stage::Filed as i32,
+            note: "n".into(),
+        }),
+        "eviction_ended_early" => Event::EvictionEndedEarly(EvictionEndedEarly {
+            incident_ref: "I1".into(),
+            reason: reason(),
+        }),
+        "preliminary_measure" => Event::PreliminaryMeasure(PreliminaryMeasure {
+            incident_ref: "I1".into(),
+            stage: preliminary_measure::Stage::Petitioned as i32,
+            note: "n".into(),
+            ..Default::default()
+        }),
+        "compliance_reported" => Event::ComplianceReported(ComplianceReported {
+            to_agency: "court-a".into(),
+            report: ComplianceReportKind::Attendance as i32,
+            sessions_attended: 3,
+            sessions_missed: 1,
+            note: "n".into(),
+        }),
+        "risk_alert_raised" => Event::RiskAlertRaised(RiskAlertRaised {
+            concern: RiskConcern::ImminentDanger as i32,
+            basis: "§ 10".into(),
+            notify: vec!["police-b".into()],
+            note: "n".into(),
+        }),
+        "endangered_person_recorded" => Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
+            role: linked_person::Role::Victim as i32,
+            age_band: "30-39".into(),
+            subject_details: details(),
+            shelter: "s".into(),
+            school: "z".into(),
+        }),
+        "endangered_person_linked" => Event::EndangeredPersonLinked(EndangeredPersonLinked {
+            protection_case_id: "police-a/p1".into(),
+            endangered_pseudonym: "police-a/e1".into(),
+            role: linked_person::Role::Victim as i32,
+            support_agency: "victim-a".into(),
+        }),
+        "notice_acknowledged" => Event::NoticeAcknowledged(NoticeAcknowledged {
+            notice_id: "safety/1".into(),
+        }),
         other => panic!("no base envelope for event {other}: add one to this test"),
     };
     let about_a_case = !matches!(event, Event::ServiceOffered(_) | Event::ServiceWithdrawn(_));

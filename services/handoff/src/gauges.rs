@@ -170,16 +170,11 @@ fn overdue(w: &Watched, now_ms: i64) -> Result<BTreeMap<String, i64>, handoff_lo
     for agency in w.registry.iter() {
         items.extend(w.log.inbox(&agency.id)?);
     }
-    // First contact is due from whoever holds an accepted case whose subject was not reached.
-    let (held, _) = w.log.list_cases("", usize::MAX, |v| {
-        Ok(handoff_domain::sla::first_contact_item(&v)
-            .is_some()
-            .then_some(v))
+    // What is worked out at read time: first contacts due, statutory duties, notices.
+    w.log.list_cases("", usize::MAX, |v| {
+        items.extend(handoff_domain::sla::due_items(&v, &w.sla, now_ms));
+        Ok(None)
     })?;
-    items.extend(
-        held.iter()
-            .filter_map(handoff_domain::sla::first_contact_item),
-    );
     let mut by_rule = BTreeMap::new();
     for mut item in items {
         let view = w.log.case(&item.case_id)?.unwrap_or_default();

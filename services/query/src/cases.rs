@@ -116,13 +116,14 @@ impl Cases {
         let flags = handoff_domain::repeat::flags(&cases, until);
         view.reported_again = flags.reported_again;
         view.evicted_again = flags.evicted_again;
+        view.several_endangered = flags.several_endangered;
         Ok(())
     }
 
     /// Opens a view's sealed personal details (or marks them erased) and its sealed free
     /// text. Runs before the field policy, which then removes what callers may not see.
     pub(crate) fn open_view(&self, view: &mut CaseView) -> Result<(), Status> {
-        handoff_domain::statutory::apply_to_view(view, &self.sla.statutory);
+        handoff_domain::statutory::apply_to_view(view, &self.sla.statutory, now_unix_ms());
         self.repeat_flags(view)?;
         if let Some(sealed) = view.sealed_subject_details.take() {
             match self.keyring.open(&sealed).map_err(keys)? {
@@ -428,20 +429,18 @@ impl Cases {
         }
         let mut seen = Seen::default();
         let mut items = self.log.inbox(&caller.agency).map_err(internal)?;
-        // Cases it holds whose subject it has not reached yet: first contact is due.
-        let (held, _) = self
-            .log
+        let now_ms = now_unix_ms();
+        // What is worked out at read time: first contacts due, statutory duties, notices.
+        self.log
             .list_cases("", usize::MAX, |v| {
-                let due = v.holder == caller.agency
-                    && handoff_domain::sla::first_contact_item(&v).is_some();
-                Ok(due.then_some(v))
+                items.extend(
+                    handoff_domain::sla::due_items(&v, &self.sla, now_ms)
+                        .into_iter()
+                        .filter(|i| i.to_agency == caller.agency),
+                );
+                Ok(None)
             })
             .map_err(internal)?;
-        items.extend(
-            held.iter()
-                .filter_map(handoff_domain::sla::first_contact_item),
-        );
-        let now_ms = now_unix_ms();
         let mut text = TextSource::new(&self.log, &self.keyring);
         for item in &mut items {
             let view = self

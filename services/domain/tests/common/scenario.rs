@@ -204,14 +204,129 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
         .filter(|(a, _)| kind_of(a) == AgencyKind::Police)
         .copied()
         .collect();
-    match s.action % 16 {
+    // Cases with an eviction, with each party that may write to them.
+    let evicted: Vec<(&str, &CaseView)> = parts
+        .iter()
+        .filter(|(_, v)| !v.evictions.is_empty())
+        .copied()
+        .collect();
+    // Notices waiting, with their addressee.
+    let rules = handoff_domain::safety::SafetyRules::default();
+    let notices: Vec<(String, &CaseView, String)> = m
+        .cases
+        .values()
+        .filter(live)
+        .flat_map(|v| {
+            handoff_domain::safety::notices(v, &rules)
+                .into_iter()
+                .map(move |i| (i.to_agency, v, i.item_id))
+        })
+        .filter(|(a, _, _)| acting(a))
+        .collect();
+    match s.action % 20 {
+        16 if !evicted.is_empty() => {
+            let (a, v) = *pick(&evicted, &s.pick).expect("non-empty");
+            on(a, v, eviction_step(v, kind_of(a), flag))
+        }
+        17 => {
+            let protectors: Vec<&str> = AGENCIES
+                .iter()
+                .filter(|(a, k)| k.may_publish("endangered_person_recorded") && acting(a))
+                .map(|(a, _)| *a)
+                .collect();
+            // Mostly one that already works a case it could link.
+            let linkers: Vec<&str> = protectors
+                .iter()
+                .copied()
+                .filter(|a| parts.iter().any(|(p, v)| p == a && v.protected_person.is_none()))
+                .collect();
+            let a = match pick(&linkers, &s.agency) {
+                Some(a) if flag % 4 != 0 => *a,
+                _ => protectors[s.agency.index(protectors.len())],
+            };
+            let writable = |protection: bool| -> Vec<&CaseView> {
+                parts
+                    .iter()
+                    .filter(|(p, v)| *p == a && v.protected_person.is_some() == protection)
+                    .map(|(_, v)| *v)
+                    .collect()
+            };
+            let (theirs, protection) = (writable(false), writable(true));
+            match (pick(&theirs, &s.pick), pick(&protection, &s.to)) {
+                (Some(v), Some(p)) if flag % 4 != 0 => on(
+                    a,
+                    v,
+                    Event::EndangeredPersonLinked(EndangeredPersonLinked {
+                        protection_case_id: p.case_id.clone(),
+                        endangered_pseudonym: p.subject_pseudonym.clone(),
+                        role: linked_person::Role::Victim as i32,
+                        support_agency: if flag % 4 == 1 { "ic-a" } else { "victim-a" }.into(),
+                    }),
+                ),
+                _ => envelope(
+                    id,
+                    a,
+                    &format!("{a}/p{n}"),
+                    &format!("{a}/e{}", flag % 3),
+                    Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
+                        role: linked_person::Role::Victim as i32,
+                        age_band: "30-39".into(),
+                        subject_details: details(),
+                        shelter: "azylový dům".into(),
+                        school: String::new(),
+                    }),
+                ),
+            }
+        }
+        18 if !parts.is_empty() => {
+            let (a, v) = *pick(&parts, &s.pick).expect("non-empty");
+            on(
+                a,
+                v,
+                Event::RiskAlertRaised(RiskAlertRaised {
+                    concern: 1 + i32::from(flag % 2),
+                    basis: "§ 10 zákona č. 359/1999 Sb.".into(),
+                    notify: vec!["police-b".into()],
+                    note: "threats".into(),
+                }),
+            )
+        }
+        19 if !notices.is_empty() && flag % 2 == 0 => {
+            let (a, v, notice_id) = pick(&notices, &s.pick).expect("non-empty");
+            on(
+                a,
+                v,
+                Event::NoticeAcknowledged(NoticeAcknowledged {
+                    notice_id: notice_id.clone(),
+                }),
+            )
+        }
+        19 if !held.is_empty() => {
+            let (a, v) = *pick(&held, &s.pick).expect("non-empty");
+            let event = Event::ComplianceReported(ComplianceReported {
+                to_agency: if v.reports_to.is_empty() { "court-a".into() } else { v.reports_to.clone() },
+                report: 1 + i32::from(flag % 4),
+                sessions_attended: v.sessions_attended,
+                sessions_missed: v.sessions_missed,
+                note: "report".into(),
+            });
+            on(a, v, event)
+        }
         2 if !police_held.is_empty() => {
             let (a, v) = *pick(&police_held, &s.pick).expect("non-empty");
             on(a, v, eviction(n))
         }
         3 | 4 if !held.is_empty() => {
             let (a, v) = *pick(&held, &s.pick).expect("non-empty");
-            on(a, v, referral(n, &to_for(a)))
+            let mut event = referral(n, &to_for(a));
+            if let Event::ReferralMade(r) = &mut event
+                && flag % 4 == 0
+            {
+                // Court-ordered, reporting to the court.
+                r.participation = Participation::CourtOrdered as i32;
+                r.report_to_agency = "court-a".into();
+            }
+            on(a, v, event)
         }
         5 | 6 if !referrals.is_empty() => {
             let (a, v, r) = *pick(&referrals, &s.pick).expect("non-empty");
@@ -313,6 +428,69 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
             e
         }
     }
+}
+
+/// The next step of an eviction's statutory path an agency of `kind` may take.
+fn eviction_step(v: &CaseView, kind: AgencyKind, flag: u8) -> Event {
+    use preliminary_measure::Stage;
+    match kind {
+        AgencyKind::Police => match flag % 7 {
+            0 => copy(CopyRecipient::InterventionCentre, "ic-a"),
+            1 => copy(CopyRecipient::ChildProtection, "social-a"),
+            2 => copy(CopyRecipient::Court, "court-a"),
+            3 => Event::EvictionComplianceChecked(EvictionComplianceChecked {
+                kept: flag % 2 == 0,
+                note: "checked".into(),
+                ..EvictionComplianceChecked::default()
+            }),
+            4 => Event::EvictionBreached(EvictionBreached {
+                offence_ref: format!("P{flag}"),
+                narrative: "came back".into(),
+                ..EvictionBreached::default()
+            }),
+            5 => Event::EvictionObjection(EvictionObjection {
+                stage: 1 + i32::from(flag % 3),
+                ..EvictionObjection::default()
+            }),
+            _ => Event::EvictionEndedEarly(EvictionEndedEarly {
+                reason: "objection upheld".into(),
+                ..EvictionEndedEarly::default()
+            }),
+        },
+        AgencyKind::Court => {
+            // Mostly the step the measure's state allows next.
+            let measure = v.evictions.last().and_then(|e| e.measure.as_ref());
+            let stage = match measure {
+                _ if flag % 5 == 4 => Stage::Ended,
+                None => Stage::Petitioned,
+                Some(m) if m.decided_at.is_none() || m.extension_pending => {
+                    [Stage::Granted, Stage::Granted, Stage::Refused][usize::from(flag % 3)]
+                }
+                Some(_) => [Stage::ExtensionPetitioned, Stage::Extended][usize::from(flag % 2)],
+            };
+            Event::PreliminaryMeasure(PreliminaryMeasure {
+                stage: stage as i32,
+                until: Some(handoff_contract::time::from_unix_ms(1_702_000_000_000)),
+                ..PreliminaryMeasure::default()
+            })
+        }
+        AgencyKind::InterventionCentre | AgencyKind::VictimSupport if flag % 2 == 0 => {
+            Event::VictimHelpOffered(VictimHelpOffered {
+                outcome: ContactOutcome::Reached as i32,
+                note: "offered".into(),
+                ..VictimHelpOffered::default()
+            })
+        }
+        _ => Event::EvictionCopyReceived(EvictionCopyReceived::default()),
+    }
+}
+
+fn copy(recipient: CopyRecipient, to: &str) -> Event {
+    Event::EvictionCopySent(EvictionCopySent {
+        incident_ref: String::new(),
+        recipient: recipient as i32,
+        to_agency: to.into(),
+    })
 }
 
 fn incident(n: u64) -> Event {
@@ -579,6 +757,70 @@ pub fn attack_envelope(
             agency: to,
             reason,
             ..AgencyReinstated::default()
+        }),
+        "eviction_copy_sent" => Event::EvictionCopySent(EvictionCopySent {
+            incident_ref: String::new(),
+            recipient: 1 + (n % 3) as i32,
+            to_agency: to,
+        }),
+        "eviction_copy_received" => Event::EvictionCopyReceived(EvictionCopyReceived::default()),
+        "victim_help_offered" => Event::VictimHelpOffered(VictimHelpOffered {
+            outcome: ContactOutcome::Reached as i32,
+            ..VictimHelpOffered::default()
+        }),
+        "eviction_compliance_checked" => {
+            Event::EvictionComplianceChecked(EvictionComplianceChecked {
+                kept: n % 2 == 0,
+                ..EvictionComplianceChecked::default()
+            })
+        }
+        "eviction_breached" => Event::EvictionBreached(EvictionBreached {
+            offence_ref: step_id,
+            narrative: reason,
+            ..EvictionBreached::default()
+        }),
+        "eviction_objection" => Event::EvictionObjection(EvictionObjection {
+            stage: 1 + (n % 3) as i32,
+            ..EvictionObjection::default()
+        }),
+        "eviction_ended_early" => Event::EvictionEndedEarly(EvictionEndedEarly {
+            reason,
+            ..EvictionEndedEarly::default()
+        }),
+        "preliminary_measure" => Event::PreliminaryMeasure(PreliminaryMeasure {
+            stage: 1 + (n % 6) as i32,
+            until: Some(handoff_contract::time::from_unix_ms(1_800_000_000_000)),
+            ..PreliminaryMeasure::default()
+        }),
+        "compliance_reported" => Event::ComplianceReported(ComplianceReported {
+            to_agency: to,
+            report: 1 + (n % 4) as i32,
+            ..ComplianceReported::default()
+        }),
+        "risk_alert_raised" => Event::RiskAlertRaised(RiskAlertRaised {
+            concern: 1 + (n % 2) as i32,
+            basis: "§ 10 zákona č. 359/1999 Sb.".into(),
+            notify: vec![to],
+            note: reason,
+        }),
+        "endangered_person_recorded" => Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
+            role: linked_person::Role::Victim as i32,
+            subject_details: with_details,
+            shelter: "azylový dům".into(),
+            ..EndangeredPersonRecorded::default()
+        }),
+        "endangered_person_linked" => Event::EndangeredPersonLinked(EndangeredPersonLinked {
+            protection_case_id: pick(&cases, &a.step_id).expect("non-empty").clone(),
+            endangered_pseudonym: pick(&subjects, &a.subject).expect("non-empty").clone(),
+            role: linked_person::Role::Victim as i32,
+            support_agency: to,
+        }),
+        "notice_acknowledged" => Event::NoticeAcknowledged(NoticeAcknowledged {
+            notice_id: format!(
+                "{}/{}",
+                ["safety", "alert", "report"][(n % 3) as usize],
+                a.step_id.index(m.sequence as usize + 1)
+            ),
         }),
         other => panic!("no attack with {other}: add the new event type here"),
     };

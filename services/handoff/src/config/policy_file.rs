@@ -25,6 +25,16 @@ struct PolicyFile {
     statistics: StatisticsSection,
     #[serde(default)]
     statutory: Vec<StatutoryRow>,
+    #[serde(default)]
+    safety: SafetySection,
+}
+
+/// When the endangered person's support is notified, and on what legal basis.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafetySection {
+    missed_sessions_in_a_row: Option<u32>,
+    basis: Option<String>,
 }
 
 /// One row of the dated statutory rule table: a rule's figure from a date on.
@@ -104,7 +114,17 @@ impl Policy {
             let kind: AgencyKind = kind
                 .parse()
                 .map_err(|e| invalid(format!("[fields]: {e}")))?;
-            by_kind.push((kind, groups(names, &format!("[fields] {kind}"))?));
+            let granted = groups(names, &format!("[fields] {kind}"))?;
+            // Location secrecy is not a setting: an agency working with the violent
+            // person never sees where the endangered person is.
+            if granted.contains(&handoff_domain::policy::FieldGroup::Location)
+                && !handoff_domain::safety::acts_for_endangered(kind)
+            {
+                return Err(invalid(format!(
+                    "[fields] {kind}: `location` (where an endangered person is) is only for the police, social services, intervention centres and victim support, never for an agency working with the violent person"
+                )));
+            }
+            by_kind.push((kind, granted));
         }
         let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
         let suppress_below = file
@@ -125,6 +145,18 @@ impl Policy {
                 eviction_notice_hours: file.sla.eviction_notice_hours,
                 first_contact_working_days: file.sla.first_contact_working_days,
                 statutory: std::sync::Arc::new(statutory),
+                safety: handoff_domain::safety::SafetyRules {
+                    missed_in_a_row: match file.safety.missed_sessions_in_a_row {
+                        Some(0) => {
+                            return Err(invalid(
+                                "[safety] missed_sessions_in_a_row must be at least 1".into(),
+                            ));
+                        }
+                        Some(n) => n,
+                        None => handoff_domain::safety::SafetyRules::default().missed_in_a_row,
+                    },
+                    basis: file.safety.basis.unwrap_or_default(),
+                },
             },
             retention: match file.retention.years_after_closure {
                 None => None,
