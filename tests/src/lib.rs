@@ -31,6 +31,8 @@ pub const AGENCIES: &[(&str, &str)] = &[
     ("ngo-men-north", "programme_provider"),
     ("social-north", "social_services"),
     ("probation-north", "probation"),
+    ("court-north", "court"),
+    ("support-north", "victim_support"),
     ("audit", "auditor"),
     ("coord-north", "coordinator"),
 ];
@@ -41,6 +43,10 @@ pub const POLICE: &str = "police-north";
 pub const CENTRE: &str = "ic-north";
 /// Programme provider id.
 pub const PROGRAMME: &str = "ngo-men-north";
+/// The district court.
+pub const COURT: &str = "court-north";
+/// Victim support, acting for the endangered person.
+pub const SUPPORT: &str = "support-north";
 /// Auditor id.
 pub const AUDITOR: &str = "audit";
 /// A registered agency whose certificate is revoked.

@@ -249,9 +249,9 @@ pub fn events(
                 ordered_at: Some(ordered_at),
                 duration_days: ev.duration_days,
                 protected_area: ev.protected_area.clone().unwrap_or_default(),
-                minor_in_home: ev.minor_in_home.unwrap_or_else(|| {
-                    record.linked_persons.iter().any(|p| p.role == "child")
-                }),
+                minor_in_home: ev
+                    .minor_in_home
+                    .unwrap_or_else(|| record.linked_persons.iter().any(|p| p.role == "child")),
             }),
         );
         e.causation_id = first_id.clone();

@@ -142,7 +142,11 @@ impl AgencyKind {
                 &["compliance_reported"],
             ]),
             AgencyKind::Court => in_any(&[
-                &["referral_made", "preliminary_measure", "eviction_copy_received"],
+                &[
+                    "referral_made",
+                    "preliminary_measure",
+                    "eviction_copy_received",
+                ],
                 &["notice_acknowledged"],
             ]),
             AgencyKind::Auditor | AgencyKind::Coordinator => false,

@@ -76,7 +76,11 @@ pub(crate) fn fold(
         Event::EvictionObjection(e) => &e.incident_ref,
         Event::EvictionEndedEarly(e) => &e.incident_ref,
         Event::PreliminaryMeasure(e) => &e.incident_ref,
-        _ => return Err(Rejection::Invalid(format!("{event_type} is no eviction step"))),
+        _ => {
+            return Err(Rejection::Invalid(format!(
+                "{event_type} is no eviction step"
+            )));
+        }
     };
     let index = eviction_index(&rule, incident_ref)?;
     let eviction = &rule.view.evictions[index];
@@ -129,7 +133,9 @@ pub(crate) fn fold(
         Event::EvictionCopyReceived(_) => {
             match eviction.copies.iter().find(|c| c.to_agency == source) {
                 None => {
-                    return Err(rule.not_a_party("an agency the police sent a copy of the record to"));
+                    return Err(
+                        rule.not_a_party("an agency the police sent a copy of the record to")
+                    );
                 }
                 Some(c) => once(c.received_at.is_some(), "the receipt of this copy")?,
             }
@@ -137,7 +143,10 @@ pub(crate) fn fold(
         Event::VictimHelpOffered(_) => {}
         Event::EvictionComplianceChecked(_) => {
             police_duty()?;
-            once(eviction.compliance_checked_at.is_some(), "a compliance check")?;
+            once(
+                eviction.compliance_checked_at.is_some(),
+                "a compliance check",
+            )?;
         }
         Event::EvictionBreached(_) => {
             police_duty()?;
@@ -217,12 +226,10 @@ pub(crate) fn fold(
                 c.received_at = Some(occurred);
             }
         }
-        Event::VictimHelpOffered(_) => {
-            // The first offer meets the centre's duty; later ones are casework.
-            if eviction.help_offered_at.is_none() {
-                eviction.help_offered_at = Some(occurred);
-                eviction.help_offered_by = source.to_string();
-            }
+        // The first offer meets the centre's duty; later ones are casework.
+        Event::VictimHelpOffered(_) if eviction.help_offered_at.is_none() => {
+            eviction.help_offered_at = Some(occurred);
+            eviction.help_offered_by = source.to_string();
         }
         Event::EvictionComplianceChecked(e) => {
             eviction.compliance_checked_at = Some(occurred);

@@ -124,7 +124,12 @@ pub(crate) fn fold(
                 .map(|p| p.agency.clone())
                 .collect();
             // Whoever acts for a linked endangered person is told too.
-            recipients.extend(rule.view.endangered.iter().map(|l| l.support_agency.clone()));
+            recipients.extend(
+                rule.view
+                    .endangered
+                    .iter()
+                    .map(|l| l.support_agency.clone()),
+            );
             for agency in &e.notify {
                 let a = registry
                     .get(agency)
@@ -211,24 +216,30 @@ pub(crate) fn fold(
             joined(&mut view.parties, &e.support_agency);
         }
         Event::NoticeAcknowledged(e) => {
-            if !addressees(rule.view, &e.notice_id).iter().any(|a| a == source) {
+            if !addressees(rule.view, &e.notice_id)
+                .iter()
+                .any(|a| a == source)
+            {
                 return Err(rule.not_allowed(format!(
                     "no notice {} is addressed to {source} in this case",
                     e.notice_id
                 )));
             }
             if acknowledged(rule.view, source, &e.notice_id) {
-                return Err(rule.not_allowed(format!(
-                    "notice {} is already acknowledged",
-                    e.notice_id
-                )));
+                return Err(
+                    rule.not_allowed(format!("notice {} is already acknowledged", e.notice_id))
+                );
             }
             view.acknowledged.push(NoticeAck {
                 agency: source.to_string(),
                 notice_id: e.notice_id.clone(),
             });
         }
-        _ => return Err(Rejection::Invalid(format!("{event_type} is no safety event"))),
+        _ => {
+            return Err(Rejection::Invalid(format!(
+                "{event_type} is no safety event"
+            )));
+        }
     }
     Ok(())
 }
@@ -347,7 +358,12 @@ pub fn fact_name(kind: i32) -> String {
 /// risk alerts, and compliance reports. Only facts, never the case's details.
 pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
     let mut items = Vec::new();
-    let mut push = |kind: Kind, id: String, to: &str, fact_at: Option<Timestamp>, rule: String, basis: &str| {
+    let mut push = |kind: Kind,
+                    id: String,
+                    to: &str,
+                    fact_at: Option<Timestamp>,
+                    rule: String,
+                    basis: &str| {
         if !acknowledged(view, to, &id) {
             items.push(InboxItem {
                 kind: kind as i32,
@@ -368,7 +384,14 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
         if fact.kind == SafetyFactKind::RiskAlert as i32 {
             let id = notice_id("alert", fact.sequence);
             for to in &fact.recipients {
-                push(Kind::RiskAlert, id.clone(), to, fact.at, name.clone(), &fact.basis);
+                push(
+                    Kind::RiskAlert,
+                    id.clone(),
+                    to,
+                    fact.at,
+                    name.clone(),
+                    &fact.basis,
+                );
             }
             continue;
         }
@@ -380,11 +403,22 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
         }
         let id = notice_id("safety", fact.sequence);
         for to in support_for(view, fact.sequence) {
-            push(Kind::SafetyNotice, id.clone(), &to, fact.at, name.clone(), &rules.basis);
+            push(
+                Kind::SafetyNotice,
+                id.clone(),
+                &to,
+                fact.at,
+                name.clone(),
+                &rules.basis,
+            );
         }
     }
     for report in &view.compliance_reports {
-        let name = report.report().as_str_name().trim_start_matches("COMPLIANCE_REPORT_KIND_").to_ascii_lowercase();
+        let name = report
+            .report()
+            .as_str_name()
+            .trim_start_matches("COMPLIANCE_REPORT_KIND_")
+            .to_ascii_lowercase();
         push(
             Kind::ComplianceReport,
             notice_id("report", report.sequence),

@@ -2,10 +2,10 @@
 
 use handoff_contract::SCHEMA_VERSION;
 use handoff_contract::names::{EXCHANGE_SOURCE, is_valid_agency_id};
+use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::{
     CopyRecipient, Envelope, Participation, linked_person, preliminary_measure,
 };
-use handoff_contract::v1::envelope::Event;
 
 use crate::rejection::Rejection;
 
@@ -43,7 +43,9 @@ fn owned_id(field: &str, value: &str) -> Result<(), Rejection> {
 fn endangered_role(role: i32) -> Result<(), Rejection> {
     match linked_person::Role::try_from(role) {
         Ok(linked_person::Role::Victim | linked_person::Role::Child) => Ok(()),
-        _ => Err(invalid("role must be victim or child for an endangered person")),
+        _ => Err(invalid(
+            "role must be victim or child for an endangered person",
+        )),
     }
 }
 
@@ -172,7 +174,9 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
                 ));
             }
             if e.stage == preliminary_measure::Stage::Extended as i32 && e.until.is_none() {
-                return Err(invalid("an extended preliminary measure needs `until`, its new end"));
+                return Err(invalid(
+                    "an extended preliminary measure needs `until`, its new end",
+                ));
             }
         }
         Event::ComplianceReported(e) => {

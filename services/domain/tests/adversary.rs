@@ -224,18 +224,31 @@ impl Run {
     /// Issue 16: no agency working with the violent person is ever a party to a
     /// protection case (so none sees where the endangered person is), and every fact
     /// that bears on safety reaches the linked support, whatever the consent.
-    fn safe(&mut self, e: &Envelope, effects: &handoff_domain::Effects) -> Result<(), TestCaseError> {
+    fn safe(
+        &mut self,
+        e: &Envelope,
+        effects: &handoff_domain::Effects,
+    ) -> Result<(), TestCaseError> {
         let name = handoff_contract::names::event_type(e.event.as_ref().expect("event"));
         let new = handoff_contract::names::EVENT_TYPES
             .iter()
             .position(|t| *t == "eviction_copy_sent")
             .expect("listed");
-        if let Some(i) = handoff_contract::names::EVENT_TYPES.iter().position(|t| *t == name)
+        if let Some(i) = handoff_contract::names::EVENT_TYPES
+            .iter()
+            .position(|t| *t == name)
             && i >= new
         {
-            self.stats.new_kinds.insert(handoff_contract::names::EVENT_TYPES[i]);
+            self.stats
+                .new_kinds
+                .insert(handoff_contract::names::EVENT_TYPES[i]);
         }
-        for view in self.model.cases.values().filter(|v| v.protected_person.is_some()) {
+        for view in self
+            .model
+            .cases
+            .values()
+            .filter(|v| v.protected_person.is_some())
+        {
             for party in &view.parties {
                 let kind = self.reg.get(&party.agency).map(|a| a.kind);
                 prop_assert!(
@@ -268,7 +281,11 @@ impl Run {
             .collect();
         if bears_on_safety && !support.is_empty() {
             let mut view = change.after.clone();
-            for consent in [ConsentState::Given, ConsentState::Withdrawn, ConsentState::Unspecified] {
+            for consent in [
+                ConsentState::Given,
+                ConsentState::Withdrawn,
+                ConsentState::Unspecified,
+            ] {
                 view.consent = consent as i32;
                 let rules = handoff_domain::safety::SafetyRules::default();
                 let told: BTreeSet<String> = handoff_domain::safety::notices(&view, &rules)
@@ -277,7 +294,14 @@ impl Run {
                     .map(|i| i.to_agency)
                     .collect();
                 for agency in &support {
-                    prop_assert!(told.contains(*agency), "{} was not told of {} on {} (consent {:?})", agency, name, &view.case_id, consent);
+                    prop_assert!(
+                        told.contains(*agency),
+                        "{} was not told of {} on {} (consent {:?})",
+                        agency,
+                        name,
+                        &view.case_id,
+                        consent
+                    );
                 }
             }
             self.stats.notices += 1;
@@ -437,9 +461,16 @@ fn the_scenarios_reach_what_the_properties_are_about() {
         .iter()
         .skip_while(|t| **t != "eviction_copy_sent")
     {
-        assert!(total.new_kinds.contains(name), "no {name} was ever accepted");
+        assert!(
+            total.new_kinds.contains(name),
+            "no {name} was ever accepted"
+        );
     }
-    assert!(total.notices >= 3, "too few safety notices checked: {}", total.notices);
+    assert!(
+        total.notices >= 3,
+        "too few safety notices checked: {}",
+        total.notices
+    );
     assert!(
         total.on_own_part >= 100,
         "too few accepted attacks where it had a part"

@@ -554,11 +554,13 @@ fn statutory_event() -> impl Strategy<Value = Event> {
                 ..Default::default()
             }
         )),
-        (0..4i32).prop_map(|role| Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
-            role,
-            shelter: "azylový dům".into(),
-            ..Default::default()
-        })),
+        (0..4i32).prop_map(
+            |role| Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
+                role,
+                shelter: "azylový dům".into(),
+                ..Default::default()
+            })
+        ),
         (agency, 1..3i32).prop_map(|(a, role)| Event::EndangeredPersonLinked(
             EndangeredPersonLinked {
                 protection_case_id: "ic/p1".into(),

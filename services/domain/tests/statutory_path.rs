@@ -162,23 +162,53 @@ fn each_deadline_appears_falls_overdue_and_clears_with_the_event_that_meets_it()
             Some(("police-a".into(), false)),
             "{rule}"
         );
-        assert_eq!(case.duty(t0 + 25 * HOUR_MS, rule).map(|d| d.0), Some("police-a".into()));
+        assert_eq!(
+            case.duty(t0 + 25 * HOUR_MS, rule).map(|d| d.0),
+            Some("police-a".into())
+        );
     }
-    assert!(case.duty(t0 + 25 * HOUR_MS, "copy_to_court").is_some_and(|d| d.1), "overdue after 24 h");
+    assert!(
+        case.duty(t0 + 25 * HOUR_MS, "copy_to_court")
+            .is_some_and(|d| d.1),
+        "overdue after 24 h"
+    );
     // Copies sent: each clears its own duty; the centre now owes its offer of help.
-    case.step("police-a", t0 + 2 * HOUR_MS, copy(CopyRecipient::InterventionCentre, "ic-a"));
-    case.step("police-a", t0 + 3 * HOUR_MS, copy(CopyRecipient::ChildProtection, "social-a"));
-    assert_eq!(case.duty(t0 + 25 * HOUR_MS, "copy_to_intervention_centre"), None);
-    assert_eq!(case.duty(t0 + 25 * HOUR_MS, "copy_to_child_protection"), None);
-    assert!(case.duty(t0 + 25 * HOUR_MS, "copy_to_court").is_some_and(|d| d.1));
+    case.step(
+        "police-a",
+        t0 + 2 * HOUR_MS,
+        copy(CopyRecipient::InterventionCentre, "ic-a"),
+    );
+    case.step(
+        "police-a",
+        t0 + 3 * HOUR_MS,
+        copy(CopyRecipient::ChildProtection, "social-a"),
+    );
+    assert_eq!(
+        case.duty(t0 + 25 * HOUR_MS, "copy_to_intervention_centre"),
+        None
+    );
+    assert_eq!(
+        case.duty(t0 + 25 * HOUR_MS, "copy_to_child_protection"),
+        None
+    );
+    assert!(
+        case.duty(t0 + 25 * HOUR_MS, "copy_to_court")
+            .is_some_and(|d| d.1)
+    );
     // The centre's 48 hours run from its receipt of the copy.
     case.step(
         "ic-a",
         t0 + 10 * HOUR_MS,
         Event::EvictionCopyReceived(EvictionCopyReceived::default()),
     );
-    assert_eq!(case.duty(t0 + 57 * HOUR_MS, "centre_offers_help"), Some(("ic-a".into(), false)));
-    assert_eq!(case.duty(t0 + 59 * HOUR_MS, "centre_offers_help"), Some(("ic-a".into(), true)));
+    assert_eq!(
+        case.duty(t0 + 57 * HOUR_MS, "centre_offers_help"),
+        Some(("ic-a".into(), false))
+    );
+    assert_eq!(
+        case.duty(t0 + 59 * HOUR_MS, "centre_offers_help"),
+        Some(("ic-a".into(), true))
+    );
     case.step(
         "ic-a",
         t0 + 30 * HOUR_MS,
@@ -190,10 +220,17 @@ fn each_deadline_appears_falls_overdue_and_clears_with_the_event_that_meets_it()
     );
     assert_eq!(case.duty(t0 + 59 * HOUR_MS, "centre_offers_help"), None);
     // A late copy to the court still clears the duty (met late: counted in compliance).
-    case.step("police-a", t0 + 30 * HOUR_MS, copy(CopyRecipient::Court, "court-a"));
+    case.step(
+        "police-a",
+        t0 + 30 * HOUR_MS,
+        copy(CopyRecipient::Court, "court-a"),
+    );
     assert_eq!(case.duty(t0 + 31 * HOUR_MS, "copy_to_court"), None);
     // Compliance check: overdue after 3 days, cleared when done.
-    assert!(case.duty(t0 + 3 * DAY_MS + HOUR_MS, "police_compliance_check").is_some_and(|d| d.1));
+    assert!(
+        case.duty(t0 + 3 * DAY_MS + HOUR_MS, "police_compliance_check")
+            .is_some_and(|d| d.1)
+    );
     case.step(
         "police-a",
         t0 + 2 * DAY_MS,
@@ -203,12 +240,29 @@ fn each_deadline_appears_falls_overdue_and_clears_with_the_event_that_meets_it()
             note: "not at home".into(),
         }),
     );
-    assert_eq!(case.duty(t0 + 3 * DAY_MS + HOUR_MS, "police_compliance_check"), None);
+    assert_eq!(
+        case.duty(t0 + 3 * DAY_MS + HOUR_MS, "police_compliance_check"),
+        None
+    );
     // A petition: the court owes its decision within 48 hours; the eviction runs on.
-    case.step("court-a", t0 + 5 * DAY_MS, measure(preliminary_measure::Stage::Petitioned));
-    assert_eq!(case.duty(t0 + 6 * DAY_MS, "court_decides_preliminary_measure"), Some(("court-a".into(), false)));
-    assert!(case.duty(t0 + 8 * DAY_MS, "court_decides_preliminary_measure").is_some_and(|d| d.1));
-    assert_eq!(ends_at(&case), None, "runs on until the decision takes effect");
+    case.step(
+        "court-a",
+        t0 + 5 * DAY_MS,
+        measure(preliminary_measure::Stage::Petitioned),
+    );
+    assert_eq!(
+        case.duty(t0 + 6 * DAY_MS, "court_decides_preliminary_measure"),
+        Some(("court-a".into(), false))
+    );
+    assert!(
+        case.duty(t0 + 8 * DAY_MS, "court_decides_preliminary_measure")
+            .is_some_and(|d| d.1)
+    );
+    assert_eq!(
+        ends_at(&case),
+        None,
+        "runs on until the decision takes effect"
+    );
     let effective = t0 + 20 * DAY_MS;
     case.step(
         "court-a",
@@ -219,22 +273,41 @@ fn each_deadline_appears_falls_overdue_and_clears_with_the_event_that_meets_it()
             ..PreliminaryMeasure::default()
         }),
     );
-    assert_eq!(case.duty(t0 + 8 * DAY_MS, "court_decides_preliminary_measure"), None);
-    assert_eq!(ends_at(&case), Some(effective), "ends when the decision takes effect");
+    assert_eq!(
+        case.duty(t0 + 8 * DAY_MS, "court_decides_preliminary_measure"),
+        None
+    );
+    assert_eq!(
+        ends_at(&case),
+        Some(effective),
+        "ends when the decision takes effect"
+    );
     // Nothing is left owed.
-    assert!(case.duties(t0 + 30 * DAY_MS).is_empty(), "{:?}", case.duties(t0 + 30 * DAY_MS));
+    assert!(
+        case.duties(t0 + 30 * DAY_MS).is_empty(),
+        "{:?}",
+        case.duties(t0 + 30 * DAY_MS)
+    );
 }
 
 #[test]
 fn a_copy_goes_only_to_an_agency_of_its_kind_and_only_the_ordering_police_send_it() {
     let mut case = evicted(noon(2025, 9, 1), false);
     let err = case
-        .publish("police-a", noon(2025, 9, 1), copy(CopyRecipient::Court, "ngo-a"))
+        .publish(
+            "police-a",
+            noon(2025, 9, 1),
+            copy(CopyRecipient::Court, "ngo-a"),
+        )
         .expect_err("a programme is no court");
     assert!(err.contains("court"), "{err}");
     assert!(
-        case.publish("ic-a", noon(2025, 9, 1), copy(CopyRecipient::InterventionCentre, "ic-a"))
-            .is_err()
+        case.publish(
+            "ic-a",
+            noon(2025, 9, 1),
+            copy(CopyRecipient::InterventionCentre, "ic-a")
+        )
+        .is_err()
     );
 }
 

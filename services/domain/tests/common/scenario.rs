@@ -238,10 +238,14 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
             let linkers: Vec<&str> = protectors
                 .iter()
                 .copied()
-                .filter(|a| parts.iter().any(|(p, v)| p == a && v.protected_person.is_none()))
+                .filter(|a| {
+                    parts
+                        .iter()
+                        .any(|(p, v)| p == a && v.protected_person.is_none())
+                })
                 .collect();
             let a = match pick(&linkers, &s.agency) {
-                Some(a) if flag % 4 != 0 => *a,
+                Some(a) if !flag.is_multiple_of(4) => *a,
                 _ => protectors[s.agency.index(protectors.len())],
             };
             let writable = |protection: bool| -> Vec<&CaseView> {
@@ -253,7 +257,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
             };
             let (theirs, protection) = (writable(false), writable(true));
             match (pick(&theirs, &s.pick), pick(&protection, &s.to)) {
-                (Some(v), Some(p)) if flag % 4 != 0 => on(
+                (Some(v), Some(p)) if !flag.is_multiple_of(4) => on(
                     a,
                     v,
                     Event::EndangeredPersonLinked(EndangeredPersonLinked {
@@ -291,7 +295,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
                 }),
             )
         }
-        19 if !notices.is_empty() && flag % 2 == 0 => {
+        19 if !notices.is_empty() && flag.is_multiple_of(2) => {
             let (a, v, notice_id) = pick(&notices, &s.pick).expect("non-empty");
             on(
                 a,
@@ -304,7 +308,11 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
         19 if !held.is_empty() => {
             let (a, v) = *pick(&held, &s.pick).expect("non-empty");
             let event = Event::ComplianceReported(ComplianceReported {
-                to_agency: if v.reports_to.is_empty() { "court-a".into() } else { v.reports_to.clone() },
+                to_agency: if v.reports_to.is_empty() {
+                    "court-a".into()
+                } else {
+                    v.reports_to.clone()
+                },
                 report: 1 + i32::from(flag % 4),
                 sessions_attended: v.sessions_attended,
                 sessions_missed: v.sessions_missed,
@@ -320,7 +328,7 @@ pub fn honest_envelope(m: &Model, s: &Honest, skip: Option<&str>, n: u64) -> Env
             let (a, v) = *pick(&held, &s.pick).expect("non-empty");
             let mut event = referral(n, &to_for(a));
             if let Event::ReferralMade(r) = &mut event
-                && flag % 4 == 0
+                && flag.is_multiple_of(4)
             {
                 // Court-ordered, reporting to the court.
                 r.participation = Participation::CourtOrdered as i32;
@@ -439,7 +447,7 @@ fn eviction_step(v: &CaseView, kind: AgencyKind, flag: u8) -> Event {
             1 => copy(CopyRecipient::ChildProtection, "social-a"),
             2 => copy(CopyRecipient::Court, "court-a"),
             3 => Event::EvictionComplianceChecked(EvictionComplianceChecked {
-                kept: flag % 2 == 0,
+                kept: flag.is_multiple_of(2),
                 note: "checked".into(),
                 ..EvictionComplianceChecked::default()
             }),
@@ -474,7 +482,7 @@ fn eviction_step(v: &CaseView, kind: AgencyKind, flag: u8) -> Event {
                 ..PreliminaryMeasure::default()
             })
         }
-        AgencyKind::InterventionCentre | AgencyKind::VictimSupport if flag % 2 == 0 => {
+        AgencyKind::InterventionCentre | AgencyKind::VictimSupport if flag.is_multiple_of(2) => {
             Event::VictimHelpOffered(VictimHelpOffered {
                 outcome: ContactOutcome::Reached as i32,
                 note: "offered".into(),
@@ -770,7 +778,7 @@ pub fn attack_envelope(
         }),
         "eviction_compliance_checked" => {
             Event::EvictionComplianceChecked(EvictionComplianceChecked {
-                kept: n % 2 == 0,
+                kept: n.is_multiple_of(2),
                 ..EvictionComplianceChecked::default()
             })
         }
