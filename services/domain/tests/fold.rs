@@ -687,8 +687,13 @@ proptest! {
                 match &e.event {
                     Some(Event::ReferralMade(r)) => { involved.insert(r.to_agency.clone()); }
                     Some(Event::HandoffRequested(h)) => { involved.insert(h.to_agency.clone()); }
+                    Some(Event::EvictionCopySent(c)) => { involved.insert(c.to_agency.clone()); }
+                    Some(Event::RiskAlertRaised(a)) => { involved.extend(a.notify.iter().cloned()); }
+                    Some(Event::EndangeredPersonLinked(l)) => { involved.insert(l.support_agency.clone()); }
                     _ => {}
                 }
+                // A referral that names whom to report to makes that court or probation a party.
+                if !next.reports_to.is_empty() { involved.insert(next.reports_to.clone()); }
                 view = Some(next);
             }
         }
