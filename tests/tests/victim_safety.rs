@@ -309,7 +309,7 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     let mut police_client = exchange.client_as(POLICE).await;
     let theirs = police_client
         .get_case(GetCaseRequest {
-            case_id: protection_case,
+            case_id: protection_case.clone(),
             purpose: "ochrana".into(),
         })
         .await
@@ -369,4 +369,42 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
         assert_eq!(alerts.len(), 1, "{agency}: {alerts:?}");
         assert!(alerts[0].basis.contains("359/1999"));
     }
+
+    // Her support is asked to take her protection case: there it sees how to reach her
+    // (`[protection_fields]`), and on his case still nothing of who he is.
+    let to_support = on(
+        21,
+        POLICE,
+        PROTECTION,
+        Event::ReferralMade(ReferralMade {
+            referral_id: "r-support".into(),
+            to_agency: SUPPORT.into(),
+            reason: "nabídka pomoci ohrožené osobě".into(),
+            ..ReferralMade::default()
+        }),
+    );
+    let sent = publish_in_order(&js, &exchange, &[to_support]).await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
+    let hers = case_as(&exchange, SUPPORT, protection_case).await;
+    let details = hers.subject_details.expect("her details on her case");
+    assert_eq!(details.full_name, "Jana Nováková");
+    assert_eq!(details.phone, "+420 777 123 456");
+    let his = case_as(&exchange, SUPPORT, case_id(VIOLENT)).await;
+    assert_eq!(his.subject_details, None, "not his name or phone");
+    assert!(!his.safety_facts.is_empty(), "what bears on her safety");
+}
+
+async fn case_as(exchange: &Exchange, agency: &str, case_id: String) -> CaseView {
+    exchange
+        .client_as(agency)
+        .await
+        .get_case(GetCaseRequest {
+            case_id,
+            purpose: "podpora ohrožené osoby".into(),
+        })
+        .await
+        .expect("a case it has a part in")
+        .into_inner()
+        .case
+        .expect("a case")
 }

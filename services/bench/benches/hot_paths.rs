@@ -482,7 +482,9 @@ fn policy(c: &mut Criterion) {
                 || views.clone(),
                 |mut views| {
                     for v in &mut views {
-                        policy.grant(kind, v.consent()).redact_case(v);
+                        policy
+                            .grant(kind, v.consent(), handoff_domain::policy::Side::of(v))
+                            .redact_case(v);
                     }
                     views
                 },
@@ -499,7 +501,11 @@ fn policy(c: &mut Criterion) {
                     || cases.clone(),
                     |mut cases| {
                         for (case, view) in cases.iter_mut().zip(&views) {
-                            let grant = policy.grant(kind, view.consent());
+                            let grant = policy.grant(
+                                kind,
+                                view.consent(),
+                                handoff_domain::policy::Side::of(view),
+                            );
                             for e in case.iter_mut() {
                                 grant.redact_event(e);
                             }

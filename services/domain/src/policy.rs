@@ -95,10 +95,33 @@ impl FromStr for FieldGroup {
     }
 }
 
+/// Which side of an episode a case is on: the violent person's case, or an endangered
+/// person's own protection case (opened by `endangered_person_recorded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The violent person's case: referrals, the programme, evictions.
+    ViolentPerson,
+    /// The endangered person's protection case, worked by those who act for them.
+    Protection,
+}
+
+impl Side {
+    /// The side `view` is on.
+    pub fn of(view: &CaseView) -> Side {
+        if view.protected_person.is_some() {
+            Side::Protection
+        } else {
+            Side::ViolentPerson
+        }
+    }
+}
+
 /// What each kind of agency may see, and what remains shared after consent is withdrawn.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldPolicy {
     by_kind: BTreeMap<AgencyKind, BTreeSet<FieldGroup>>,
+    /// On protection cases, when set: kinds not named see only the core there.
+    on_protection: Option<BTreeMap<AgencyKind, BTreeSet<FieldGroup>>>,
     without_consent: BTreeSet<FieldGroup>,
 }
 
@@ -110,23 +133,46 @@ impl FieldPolicy {
         without_consent: impl IntoIterator<Item = FieldGroup>,
     ) -> Self {
         FieldPolicy {
-            by_kind: by_kind
-                .into_iter()
-                .map(|(k, groups)| (k, groups.into_iter().collect()))
-                .collect(),
+            by_kind: collect(by_kind),
+            on_protection: None,
             without_consent: without_consent.into_iter().collect(),
         }
     }
 
-    /// What an agency of `kind` may see of a case whose subject's consent is `consent`.
-    pub fn grant(&self, kind: AgencyKind, consent: ConsentState) -> Grant {
-        let mut groups = self.by_kind.get(&kind).cloned().unwrap_or_default();
+    /// The same policy with its own grants on protection cases (`[protection_fields]`):
+    /// the endangered person's support sees their name and phone there, which it is
+    /// not granted of the violent person.
+    pub fn with_protection(
+        mut self,
+        by_kind: impl IntoIterator<Item = (AgencyKind, Vec<FieldGroup>)>,
+    ) -> Self {
+        self.on_protection = Some(collect(by_kind));
+        self
+    }
+
+    /// What an agency of `kind` may see of a case on `side` whose subject's consent is
+    /// `consent` (the subject of a protection case is the endangered person).
+    pub fn grant(&self, kind: AgencyKind, consent: ConsentState, side: Side) -> Grant {
+        let table = match (side, &self.on_protection) {
+            (Side::Protection, Some(table)) => table,
+            _ => &self.by_kind,
+        };
+        let mut groups = table.get(&kind).cloned().unwrap_or_default();
         // Auditors look at the record of what was done; consent does not narrow the audit.
         if consent == ConsentState::Withdrawn && kind != AgencyKind::Auditor {
             groups.retain(|g| self.without_consent.contains(g));
         }
         Grant(groups)
     }
+}
+
+fn collect(
+    by_kind: impl IntoIterator<Item = (AgencyKind, Vec<FieldGroup>)>,
+) -> BTreeMap<AgencyKind, BTreeSet<FieldGroup>> {
+    by_kind
+        .into_iter()
+        .map(|(k, groups)| (k, groups.into_iter().collect()))
+        .collect()
 }
 
 /// The groups granted to one caller for one case.
@@ -485,7 +531,11 @@ mod tests {
     fn repeat_flags_go_only_to_kinds_granted_risk() {
         let mut programme = view();
         policy()
-            .grant(AgencyKind::ProgrammeProvider, ConsentState::Given)
+            .grant(
+                AgencyKind::ProgrammeProvider,
+                ConsentState::Given,
+                Side::ViolentPerson,
+            )
             .redact_case(&mut programme);
         assert!(!programme.reported_again && !programme.evicted_again);
     }
@@ -494,7 +544,11 @@ mod tests {
     fn the_programme_sees_contact_details_but_not_the_incident() {
         let mut v = view();
         policy()
-            .grant(AgencyKind::ProgrammeProvider, ConsentState::Given)
+            .grant(
+                AgencyKind::ProgrammeProvider,
+                ConsentState::Given,
+                Side::ViolentPerson,
+            )
             .redact_case(&mut v);
         assert!(v.incidents.is_empty());
         assert_eq!(
@@ -508,7 +562,7 @@ mod tests {
     fn the_police_see_engagement_but_not_notes_or_personal_details() {
         let mut v = view();
         policy()
-            .grant(AgencyKind::Police, ConsentState::Given)
+            .grant(AgencyKind::Police, ConsentState::Given, Side::ViolentPerson)
             .redact_case(&mut v);
         assert_eq!(v.sessions_attended, 3);
         assert!(v.outcome_note.is_empty());
@@ -520,11 +574,66 @@ mod tests {
     fn withdrawn_consent_narrows_to_what_is_still_required() {
         let mut v = view();
         policy()
-            .grant(AgencyKind::ProgrammeProvider, ConsentState::Withdrawn)
+            .grant(
+                AgencyKind::ProgrammeProvider,
+                ConsentState::Withdrawn,
+                Side::ViolentPerson,
+            )
             .redact_case(&mut v);
         assert!(v.subject_details.is_none());
         assert!(v.outcome_note.is_empty());
         assert_eq!(v.sessions_attended, 3, "attendance is still shared");
+    }
+
+    #[test]
+    fn a_protection_case_is_granted_from_its_own_table() {
+        use handoff_contract::v1::ProtectedPerson;
+        let support = FieldPolicy::new([(AgencyKind::VictimSupport, vec![FieldGroup::Safety])], [])
+            .with_protection([(
+                AgencyKind::VictimSupport,
+                vec![
+                    FieldGroup::PersonalDetails,
+                    FieldGroup::ContactDetails,
+                    FieldGroup::Location,
+                ],
+            )]);
+        let protection = CaseView {
+            protected_person: Some(ProtectedPerson::default()),
+            ..view()
+        };
+        assert_eq!(Side::of(&protection), Side::Protection);
+        assert_eq!(Side::of(&view()), Side::ViolentPerson);
+        let mut theirs = protection.clone();
+        support
+            .grant(
+                AgencyKind::VictimSupport,
+                ConsentState::Given,
+                Side::of(&theirs),
+            )
+            .redact_case(&mut theirs);
+        let details = theirs
+            .subject_details
+            .expect("the endangered person's details");
+        assert_eq!(details.full_name, "Name");
+        assert_eq!(details.phone, "123");
+        let mut his = view();
+        support
+            .grant(
+                AgencyKind::VictimSupport,
+                ConsentState::Given,
+                Side::of(&his),
+            )
+            .redact_case(&mut his);
+        assert_eq!(
+            his.subject_details, None,
+            "not the violent person's details"
+        );
+        // Kinds the protection table does not name see only the core there.
+        let mut police = protection;
+        support
+            .grant(AgencyKind::Police, ConsentState::Given, Side::Protection)
+            .redact_case(&mut police);
+        assert_eq!(police.subject_details, None);
     }
 
     #[test]
@@ -545,7 +654,11 @@ mod tests {
         let granted = FieldPolicy::new([(AgencyKind::Probation, vec![FieldGroup::Reasons])], []);
         let mut v = coded.clone();
         granted
-            .grant(AgencyKind::Probation, ConsentState::Given)
+            .grant(
+                AgencyKind::Probation,
+                ConsentState::Given,
+                Side::ViolentPerson,
+            )
             .redact_case(&mut v);
         assert_eq!(v.outcome_reason, code);
         assert_eq!(
@@ -554,7 +667,11 @@ mod tests {
         );
         // The programme has notes but not reasons: the text stays, the code goes.
         let mut v = coded;
-        let programme = policy().grant(AgencyKind::ProgrammeProvider, ConsentState::Given);
+        let programme = policy().grant(
+            AgencyKind::ProgrammeProvider,
+            ConsentState::Given,
+            Side::ViolentPerson,
+        );
         programme.redact_case(&mut v);
         assert_eq!(v.outcome_reason, 0);
         assert_eq!(v.referrals[0].decline_reason_code, 0);
@@ -597,7 +714,11 @@ mod tests {
             }
             let mut e = envelope;
             granted
-                .grant(AgencyKind::Probation, ConsentState::Given)
+                .grant(
+                    AgencyKind::Probation,
+                    ConsentState::Given,
+                    Side::ViolentPerson,
+                )
                 .redact_event(&mut e);
             assert_eq!(code_of(&e), code, "{e:?}");
         }
@@ -607,7 +728,7 @@ mod tests {
     fn kinds_without_an_entry_see_only_the_core() {
         let mut v = view();
         policy()
-            .grant(AgencyKind::Court, ConsentState::Given)
+            .grant(AgencyKind::Court, ConsentState::Given, Side::ViolentPerson)
             .redact_case(&mut v);
         assert_eq!(v.case_id, "c");
         assert_eq!(v.sessions_attended, 0);

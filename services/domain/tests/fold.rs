@@ -749,7 +749,7 @@ proptest! {
         if withdrawn { view.consent = ConsentState::Withdrawn as i32; }
         for kind in AgencyKind::ALL {
             let policy = FieldPolicy::new([(kind, granted.clone())], keep.0.clone());
-            let grant = policy.grant(kind, view.consent());
+            let grant = policy.grant(kind, view.consent(), handoff_domain::policy::Side::of(&view));
             let mut shown = view.clone();
             grant.redact_case(&mut shown);
             let details = shown.subject_details.clone().unwrap_or_default();

@@ -111,7 +111,7 @@ impl Cases {
                     if let Some(consent) = shown {
                         let mut case = after.clone();
                         self.open_view(&mut case)?;
-                        let grant = self.grant(&caller, consent);
+                        let grant = self.grant(&caller, consent, &case);
                         grant.redact_case(&mut case);
                         seen.case(&case, &grant);
                         updates.push(WatchCasesResponse {

@@ -187,10 +187,11 @@ impl Cases {
         })
     }
 
-    /// What `caller` may see of the fields of a case whose subject's consent stands
-    /// at `consent` now (the one place field policy is applied).
-    pub(crate) fn grant(&self, caller: &Caller, consent: ConsentState) -> Grant {
-        self.fields.grant(caller.kind, consent)
+    /// What `caller` may see of the fields of `case` (its side of the episode) whose
+    /// subject's consent stands at `consent` now (the one place field policy is applied).
+    pub(crate) fn grant(&self, caller: &Caller, consent: ConsentState, case: &CaseView) -> Grant {
+        self.fields
+            .grant(caller.kind, consent, handoff_domain::policy::Side::of(case))
     }
 
     /// How much of a case, as it stands now, `caller` may see: `None` is nothing.
@@ -362,7 +363,7 @@ impl Cases {
             .zip(consents)
             .map(|(mut v, consent)| {
                 self.open_view(&mut v)?;
-                let grant = self.grant(caller, consent);
+                let grant = self.grant(caller, consent, &v);
                 grant.redact_case(&mut v);
                 seen.case(&v, &grant);
                 Ok(v)
@@ -387,7 +388,7 @@ impl Cases {
         case_id: &str,
     ) -> Result<(CaseHistoryResponse, Seen), Status> {
         let Visible { view, consent } = self.visible_case(caller, case_id, None)?;
-        let grant = self.grant(caller, consent);
+        let grant = self.grant(caller, consent, &view);
         let mut seen = Seen::default();
         seen.case(&view, &grant);
         let records = self.log.case_records(case_id).map_err(internal)?;
@@ -413,7 +414,7 @@ impl Cases {
     ) -> Result<(CaseView, Seen), Status> {
         let Visible { mut view, consent } = self.visible_case(caller, case_id, as_of)?;
         self.open_view(&mut view)?;
-        let grant = self.grant(caller, consent);
+        let grant = self.grant(caller, consent, &view);
         grant.redact_case(&mut view);
         let mut seen = Seen::default();
         seen.case(&view, &grant);
@@ -449,7 +450,7 @@ impl Cases {
                 .map_err(internal)?
                 .unwrap_or_default();
             handoff_domain::sla::apply(item, &view, self.access.registry(), &self.sla, now_ms);
-            let grant = self.grant(caller, view.consent());
+            let grant = self.grant(caller, view.consent(), &view);
             if !grant.allows(handoff_domain::policy::FieldGroup::Reasons) {
                 item.reason.clear();
             }

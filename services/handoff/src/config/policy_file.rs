@@ -16,6 +16,9 @@ use super::located::located;
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     fields: std::collections::BTreeMap<String, Vec<String>>,
+    /// Grants on protection cases; without it they are granted as `[fields]`.
+    #[serde(default)]
+    protection_fields: Option<std::collections::BTreeMap<String, Vec<String>>>,
     consent_withdrawn: ConsentWithdrawn,
     #[serde(default)]
     sla: SlaSection,
@@ -109,24 +112,31 @@ impl Policy {
                 .map(|n| n.parse().map_err(|e| invalid(format!("{at}: {e}"))))
                 .collect::<Result<Vec<handoff_domain::policy::FieldGroup>, _>>()
         };
-        let mut by_kind = Vec::new();
-        for (kind, names) in &file.fields {
-            let kind: AgencyKind = kind
-                .parse()
-                .map_err(|e| invalid(format!("[fields]: {e}")))?;
-            let granted = groups(names, &format!("[fields] {kind}"))?;
-            // Location secrecy is not a setting: an agency working with the violent
-            // person never sees where the endangered person is.
-            if granted.contains(&handoff_domain::policy::FieldGroup::Location)
-                && !handoff_domain::safety::acts_for_endangered(kind)
-            {
-                return Err(invalid(format!(
-                    "[fields] {kind}: `location` (where an endangered person is) is only for the police, social services, intervention centres and victim support, never for an agency working with the violent person"
-                )));
+        let table = |rows: &std::collections::BTreeMap<String, Vec<String>>, at: &str| {
+            let mut by_kind = Vec::new();
+            for (kind, names) in rows {
+                let kind: AgencyKind = kind.parse().map_err(|e| invalid(format!("[{at}]: {e}")))?;
+                let granted = groups(names, &format!("[{at}] {kind}"))?;
+                // Location secrecy is not a setting: an agency working with the violent
+                // person never sees where the endangered person is.
+                if granted.contains(&handoff_domain::policy::FieldGroup::Location)
+                    && !handoff_domain::safety::acts_for_endangered(kind)
+                {
+                    return Err(invalid(format!(
+                        "[{at}] {kind}: `location` (where an endangered person is) is only for the police, social services, intervention centres and victim support, never for an agency working with the violent person"
+                    )));
+                }
+                by_kind.push((kind, granted));
             }
-            by_kind.push((kind, granted));
+            Ok(by_kind)
+        };
+        let mut fields = handoff_domain::policy::FieldPolicy::new(
+            table(&file.fields, "fields")?,
+            groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?,
+        );
+        if let Some(rows) = &file.protection_fields {
+            fields = fields.with_protection(table(rows, "protection_fields")?);
         }
-        let keep = groups(&file.consent_withdrawn.keep, "[consent_withdrawn] keep")?;
         let suppress_below = file
             .statistics
             .suppress_below
@@ -140,7 +150,7 @@ impl Policy {
         let statutory = statutory_rules(&file.statutory).map_err(invalid)?;
         Ok(Policy {
             suppress_below,
-            fields: handoff_domain::policy::FieldPolicy::new(by_kind, keep),
+            fields,
             sla: handoff_domain::sla::SlaRules {
                 eviction_notice_hours: file.sla.eviction_notice_hours,
                 first_contact_working_days: file.sla.first_contact_working_days,
@@ -248,6 +258,73 @@ mod tests {
                 row.source.contains("Sb."),
                 "{rule} cites a statute: {}",
                 row.source
+            );
+        }
+    }
+
+    /// The shipped policy with one edit, loaded from a file of its own.
+    fn shipped_with(name: &str, edit: impl Fn(String) -> String) -> Result<Policy, ConfigError> {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/policy.toml");
+        let text = std::fs::read_to_string(shipped).expect("ops/policy.toml");
+        let path =
+            std::env::temp_dir().join(format!("handoff-policy-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, edit(text)).expect("write the edited policy");
+        let loaded = Policy::load(&path);
+        let _ = std::fs::remove_file(&path);
+        loaded
+    }
+
+    #[test]
+    fn support_sees_how_to_reach_the_endangered_person_and_nothing_of_him() {
+        use handoff_contract::v1::{CaseView, ConsentState, PersonalDetails, ProtectedPerson};
+        use handoff_domain::policy::{FieldGroup, Side};
+        let policy = shipped_with("shipped", |t| t).expect("ops/policy.toml");
+        let support = |side| {
+            policy
+                .fields
+                .grant(AgencyKind::VictimSupport, ConsentState::Given, side)
+        };
+        assert!(support(Side::Protection).allows(FieldGroup::PersonalDetails));
+        assert!(support(Side::Protection).allows(FieldGroup::ContactDetails));
+        assert!(!support(Side::ViolentPerson).allows(FieldGroup::PersonalDetails));
+        assert!(!support(Side::ViolentPerson).allows(FieldGroup::ContactDetails));
+        let mut her = CaseView {
+            protected_person: Some(ProtectedPerson::default()),
+            subject_details: Some(PersonalDetails {
+                full_name: "Jana Nováková".into(),
+                phone: "+420 603 111 222".into(),
+                ..PersonalDetails::default()
+            }),
+            ..CaseView::default()
+        };
+        support(Side::of(&her)).redact_case(&mut her);
+        assert_eq!(
+            her.subject_details.map(|d| d.phone).as_deref(),
+            Some("+420 603 111 222")
+        );
+    }
+
+    #[test]
+    fn location_for_an_agency_working_with_the_violent_person_is_refused() {
+        let in_fields = shipped_with("fields", |t| {
+            t.replacen(
+                "probation = [\"reasons\"",
+                "probation = [\"location\", \"reasons\"",
+                1,
+            )
+        });
+        let on_protection = shipped_with("protection", |t| {
+            t.replacen(
+                "[protection_fields]\n",
+                "[protection_fields]\nprobation = [\"location\"]\n",
+                1,
+            )
+        });
+        for (table, loaded) in [("fields", in_fields), ("protection_fields", on_protection)] {
+            let refused = loaded.expect_err("location for probation").to_string();
+            assert!(
+                refused.contains(&format!("[{table}] probation: `location`")),
+                "{refused}"
             );
         }
     }
