@@ -25,6 +25,7 @@ pub mod safety;
 pub mod sla;
 pub mod stats;
 pub mod statutory;
+pub mod statutory_stats;
 pub mod validate;
 pub mod visibility;
 

@@ -382,7 +382,7 @@ fn median(values: &mut [i64]) -> Option<i64> {
     })
 }
 
-fn primary(count: u64, threshold: u32) -> Cell {
+pub(crate) fn primary(count: u64, threshold: u32) -> Cell {
     if count < u64::from(threshold) {
         Cell::Suppressed
     } else {
@@ -511,7 +511,7 @@ fn complementary(rows: &mut [Row]) {
 }
 
 /// Rule 3 for one column: `total` is the sum of `parts`.
-fn complement(total: &mut Cell, mut parts: Vec<&mut Cell>) {
+pub(crate) fn complement(total: &mut Cell, mut parts: Vec<&mut Cell>) {
     if *total == Cell::Suppressed {
         return;
     }

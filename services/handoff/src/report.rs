@@ -207,6 +207,25 @@ pub fn markdown(report: &StatsReport) -> String {
         }
         out.push('\n');
     }
+    out.push_str(
+        "\n### Statutory deadlines\n\nThe deadlines of evictions (policy.toml `[[statutory]]`) by the month they fell due and the kind of agency whose duty they were.\n\n| month | duty of | fell due | met in time | met late | overdue | % met in time |\n|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for row in &report.deadlines {
+        let percent = match &row.met_in_time_percent {
+            Some(c) if !c.suppressed => format!("{} %", c.value),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {percent} |",
+            row.month,
+            row.duty_kind,
+            shown(row.fell_due, t),
+            shown(row.met_in_time, t),
+            shown(row.met_late, t),
+            shown(row.overdue, t),
+        );
+    }
     out
 }
 
@@ -387,6 +406,15 @@ mod tests {
                 }],
                 ..StatsRow::default()
             }],
+            deadlines: vec![handoff_contract::v1::DeadlineRow {
+                month: "2026-03".into(),
+                duty_kind: "police".into(),
+                fell_due: c(Some(18)),
+                met_in_time: c(Some(6)),
+                met_late: c(Some(5)),
+                overdue: c(Some(7)),
+                met_in_time_percent: c(Some(33)),
+            }],
         }
     }
 
@@ -411,6 +439,10 @@ mod tests {
         assert!(md.contains("| n<5 | 2.0 |"), "{md}");
         assert!(md.contains("| no_capacity | not_eligible |"), "{md}");
         assert!(md.contains("| 2026-03 | all | 6 | <5 |"), "{md}");
+        assert!(
+            md.contains("| 2026-03 | police | 18 | 6 | 5 | 7 | 33 % |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -234,7 +234,12 @@ pub async fn serve(
         )
         .add_service(
             handoff_contract::v1::statistics_service_server::StatisticsServiceServer::new(
-                stats::Statistics::new(log.clone(), access.clone(), options.suppress_below),
+                stats::Statistics::new(
+                    log.clone(),
+                    access.clone(),
+                    options.suppress_below,
+                    sla.statutory.clone(),
+                ),
             )
             .max_decoding_message_size(REQUEST_BYTES),
         )

@@ -4,7 +4,8 @@
 
 use handoff_contract::v1::statistics_service_server::StatisticsService as StatisticsApi;
 use handoff_contract::v1::{
-    AccessRecord, GetStatsRequest, GetStatsResponse, ReasonCell, StatsCell, StatsReport, StatsRow,
+    AccessRecord, DeadlineRow, GetStatsRequest, GetStatsResponse, ReasonCell, StatsCell,
+    StatsReport, StatsRow,
 };
 use handoff_domain::AgencyKind;
 use handoff_domain::stats::{self, Cell, Month, Stage};
@@ -22,15 +23,23 @@ pub struct Statistics {
     log: Log,
     access: Access,
     suppress_below: u32,
+    statutory: std::sync::Arc<handoff_domain::statutory::StatutoryRules>,
 }
 
 impl Statistics {
-    /// Statistics over `log` for the callers `access` recognises, suppressing counts below `suppress_below`.
-    pub fn new(log: Log, access: Access, suppress_below: u32) -> Self {
+    /// Statistics over `log` for the callers `access` recognises, suppressing counts
+    /// below `suppress_below`; deadlines from the dated `statutory` table.
+    pub fn new(
+        log: Log,
+        access: Access,
+        suppress_below: u32,
+        statutory: std::sync::Arc<handoff_domain::statutory::StatutoryRules>,
+    ) -> Self {
         Statistics {
             log,
             access,
             suppress_below,
+            statutory,
         }
     }
 
@@ -73,7 +82,16 @@ impl Statistics {
             self.suppress_below,
         )
         .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        Ok(to_wire(&report))
+        let deadlines = handoff_domain::statutory_stats::compute(
+            &views,
+            &self.statutory,
+            super::now_unix_ms(),
+            from,
+            to,
+            self.suppress_below,
+        )
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(to_wire(&report, &deadlines))
     }
 }
 
@@ -90,8 +108,11 @@ fn cell(c: Cell) -> Option<StatsCell> {
     })
 }
 
-/// The wire form of a report.
-pub fn to_wire(report: &stats::Report) -> StatsReport {
+/// The wire form of a report and its deadline table.
+pub fn to_wire(
+    report: &stats::Report,
+    deadlines: &[handoff_domain::statutory_stats::DeadlineRow],
+) -> StatsReport {
     StatsReport {
         from_month: report.from.to_string(),
         to_month: report.to.to_string(),
@@ -118,6 +139,18 @@ pub fn to_wire(report: &stats::Report) -> StatsReport {
                         cell: cell(r.reason(code)),
                     })
                     .collect(),
+            })
+            .collect(),
+        deadlines: deadlines
+            .iter()
+            .map(|r| DeadlineRow {
+                month: r.month.to_string(),
+                duty_kind: r.duty_kind.clone(),
+                fell_due: cell(r.fell_due),
+                met_in_time: cell(r.met_in_time),
+                met_late: cell(r.met_late),
+                overdue: cell(r.overdue),
+                met_in_time_percent: cell(r.met_in_time_percent),
             })
             .collect(),
     }
