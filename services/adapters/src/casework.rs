@@ -1,7 +1,10 @@
-//! The programme provider's adapter: casework activities (acknowledging and
-//! answering referrals, contact attempts, intake, enrolment, sessions,
-//! completion or drop-out, handoffs) per `schemas/programme-activity.schema.json`.
-//! The intervention centre and probation record their casework the same way.
+//! The casework adapter: activities (acknowledging and answering referrals,
+//! contact attempts, intake, enrolment, sessions, completion or drop-out,
+//! handoffs) per `schemas/programme-activity.schema.json`, as the programme
+//! provider, the intervention centre and probation record them; and the steps of
+//! an eviction's statutory path and the endangered person's side, as the police,
+//! the centre, the court, the programme and victim support record them
+//! (`crate::statutory`).
 
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
@@ -19,9 +22,11 @@ pub struct Activity {
     pub activity: String,
     /// The agency's own id of the activity.
     pub activity_ref: String,
-    /// The case.
+    /// The case (derived from `protection_ref` for `endangered_person_recorded`).
+    #[serde(default)]
     pub case_id: String,
-    /// The case's subject.
+    /// The case's subject (derived from the person's ref for `endangered_person_recorded`).
+    #[serde(default)]
     pub subject_pseudonym: String,
     /// RFC 3339.
     pub occurred_at: String,
@@ -60,6 +65,9 @@ pub struct Activity {
     pub reason_code: Option<String>,
     /// Free note.
     pub note: Option<String>,
+    /// The statutory path's and the endangered person's fields.
+    #[serde(flatten)]
+    pub statutory: crate::statutory::StatutoryFields,
 }
 
 /// Turns one validated activity into its event, published by `agency` (event id keyed by its `secret`).
@@ -103,13 +111,7 @@ pub fn event(
                 Some("home_visit") => ContactChannel::HomeVisit,
                 _ => ContactChannel::Unspecified,
             } as i32,
-            outcome: match a.outcome.as_deref() {
-                Some("reached") => ContactOutcome::Reached,
-                Some("no_answer") => ContactOutcome::NoAnswer,
-                Some("refused") => ContactOutcome::Refused,
-                Some("wrong_number") => ContactOutcome::WrongNumber,
-                _ => ContactOutcome::Unspecified,
-            } as i32,
+            outcome: contact_outcome(a.outcome.as_deref()) as i32,
             note: s(&a.note),
         }),
         "intake_completed" => Event::IntakeCompleted(IntakeCompleted { note: s(&a.note) }),
@@ -161,21 +163,31 @@ pub fn event(
             reason: s(&a.reason),
             reason_code: code,
         }),
-        other => {
-            return Err(AdapterError::Invalid(vec![format!(
-                "/activity: unknown activity {other:?}"
-            )]));
+        other => match crate::statutory::event(agency, secret, other, &a)? {
+            Some(event) => event,
+            None => {
+                return Err(AdapterError::Invalid(vec![format!(
+                    "/activity: unknown activity {other:?}"
+                )]));
+            }
+        },
+    };
+    let (case_id, subject_pseudonym) = match &event {
+        // A protection case is the agency's own: its ids come from its references.
+        Event::EndangeredPersonRecorded(_) => {
+            crate::statutory::protection_ids(agency, secret, &a.statutory)?
         }
+        _ => (a.case_id.clone(), a.subject_pseudonym.clone()),
     };
     Ok(Envelope {
         event_id: ids::event_id(
             secret,
             handoff_contract::time::to_unix_ms(&at),
-            &[agency, &a.case_id, &a.activity, &a.activity_ref],
+            &[agency, &case_id, &a.activity, &a.activity_ref],
         ),
         source_agency: agency.to_string(),
-        case_id: a.case_id,
-        subject_pseudonym: a.subject_pseudonym,
+        case_id,
+        subject_pseudonym,
         occurred_at: Some(at),
         actor: a.worker,
         expected_version: a.expected_version,
@@ -185,6 +197,17 @@ pub fn event(
         transport_seal: None,
         event: Some(event),
     })
+}
+
+/// A contact attempt's outcome by its name in the schema.
+pub(crate) fn contact_outcome(name: Option<&str>) -> ContactOutcome {
+    match name {
+        Some("reached") => ContactOutcome::Reached,
+        Some("no_answer") => ContactOutcome::NoAnswer,
+        Some("refused") => ContactOutcome::Refused,
+        Some("wrong_number") => ContactOutcome::WrongNumber,
+        _ => ContactOutcome::Unspecified,
+    }
 }
 
 /// The wire value of a document's `reason_code` (0 when it has none).

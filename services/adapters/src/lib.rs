@@ -14,6 +14,7 @@ pub mod police;
 pub mod publisher;
 pub mod schema;
 pub mod secret;
+pub mod statutory;
 
 use std::io::Write;
 use std::path::Path;
