@@ -259,6 +259,10 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     let kinds: Vec<&str> = notices.iter().map(|i| i.rule.as_str()).collect();
     assert_eq!(kinds, ["intake", "dropped_out"], "{support:?}");
     assert!(notices.iter().all(|i| i.basis.contains("2016/679")));
+    assert!(
+        notices.iter().all(|i| i.from_agency == PROGRAMME),
+        "{notices:?}"
+    );
 
     // The programme sees the drop-out it recorded, never where she is.
     let mut programme = exchange.client_as(PROGRAMME).await;
@@ -368,6 +372,7 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
             .collect();
         assert_eq!(alerts.len(), 1, "{agency}: {alerts:?}");
         assert!(alerts[0].basis.contains("359/1999"));
+        assert_eq!(alerts[0].from_agency, SUPPORT, "from whoever raised it");
     }
 
     // Her support is asked to take her protection case: there it sees how to reach her

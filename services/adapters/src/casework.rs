@@ -40,6 +40,10 @@ pub struct Activity {
     pub handoff_id: Option<String>,
     /// Addressee of a referral or handoff.
     pub to_agency: Option<String>,
+    /// A referral's participation: `voluntary`, `court_ordered`, `probation_condition`.
+    pub participation: Option<String>,
+    /// The court or probation a referral's compliance reports go to.
+    pub report_to_agency: Option<String>,
     /// Contact channel.
     pub channel: Option<String>,
     /// Contact outcome.
@@ -101,7 +105,8 @@ pub fn event(
             reason: s(&a.reason),
             court_ordered: false,
             subject_details: None,
-            ..ReferralMade::default()
+            participation: crate::generic::participation(a.participation.as_deref()) as i32,
+            report_to_agency: s(&a.report_to_agency),
         }),
         "contact_attempted" => Event::ContactAttempted(ContactAttempted {
             channel: match a.channel.as_deref() {

@@ -137,13 +137,19 @@ pub fn referral(
             reason: form.reason,
             court_ordered: form.court_ordered,
             subject_details: details,
-            participation: match form.participation.as_deref() {
-                Some("voluntary") => Participation::Voluntary,
-                Some("court_ordered") => Participation::CourtOrdered,
-                Some("probation_condition") => Participation::ProbationCondition,
-                _ => Participation::Unspecified,
-            } as i32,
+            participation: participation(form.participation.as_deref()) as i32,
             report_to_agency: form.report_to_agency.unwrap_or_default(),
         })),
     })
+}
+
+/// A referral's participation by its name in the schemas (`voluntary`, `court_ordered`,
+/// `probation_condition`); anything else is unspecified.
+pub(crate) fn participation(name: Option<&str>) -> Participation {
+    match name {
+        Some("voluntary") => Participation::Voluntary,
+        Some("court_ordered") => Participation::CourtOrdered,
+        Some("probation_condition") => Participation::ProbationCondition,
+        _ => Participation::Unspecified,
+    }
 }

@@ -358,8 +358,10 @@ pub fn fact_name(kind: i32) -> String {
 /// risk alerts, and compliance reports. Only facts, never the case's details.
 pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
     let mut items = Vec::new();
+    // Each notice is from the agency whose fact it is, not the case's holder.
     let mut push = |kind: Kind,
                     id: String,
+                    from: &str,
                     to: &str,
                     fact_at: Option<Timestamp>,
                     rule: String,
@@ -369,7 +371,7 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
                 kind: kind as i32,
                 case_id: view.case_id.clone(),
                 item_id: id,
-                from_agency: view.holder.clone(),
+                from_agency: from.to_string(),
                 to_agency: to.to_string(),
                 since: fact_at,
                 subject_pseudonym: view.subject_pseudonym.clone(),
@@ -387,6 +389,7 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
                 push(
                     Kind::RiskAlert,
                     id.clone(),
+                    &fact.from_agency,
                     to,
                     fact.at,
                     name.clone(),
@@ -406,6 +409,7 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
             push(
                 Kind::SafetyNotice,
                 id.clone(),
+                &fact.from_agency,
                 &to,
                 fact.at,
                 name.clone(),
@@ -422,6 +426,7 @@ pub fn notices(view: &CaseView, rules: &SafetyRules) -> Vec<InboxItem> {
         push(
             Kind::ComplianceReport,
             notice_id("report", report.sequence),
+            &report.from_agency,
             &report.to_agency,
             report.at,
             name,
