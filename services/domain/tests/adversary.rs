@@ -19,7 +19,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::scenario::{Step, attack_envelope, honest_envelope, scenario};
+use common::attack::attack_envelope;
+use common::scenario::{Step, honest_envelope, scenario};
 use common::{
     AGENCIES, Model, Outcome, envelope, exchange_envelope, from_exchange, registry, uuid7,
 };

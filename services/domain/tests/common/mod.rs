@@ -25,7 +25,9 @@ use handoff_domain::{
 };
 use prost::Message;
 
+pub mod attack;
 pub mod scenario;
+mod steps;
 
 /// Every agency of the scenarios, with its kind.
 pub const AGENCIES: &[(&str, AgencyKind)] = &[
