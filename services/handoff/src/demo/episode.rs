@@ -14,7 +14,7 @@ use super::{CENTRE, COURT, Demo, On, POLICE, PROGRAMME, SOCIAL, SUPPORT, activit
 
 /// The agency's own references of her protection case and of her.
 const PROTECTION_REF: &str = "OCHR-2026-0042";
-const HER_REF: &str = "P-889124";
+const HER_REF: &str = "855612/1234";
 /// The referral of him to the programme (the centre's own id).
 pub const TO_PROGRAMME: &str = "ref-ic-ngo-1";
 
