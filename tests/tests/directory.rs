@@ -37,9 +37,9 @@ fn offer(n: u64, agency: &str, service_id: &str, name: &str, areas: &[&str]) -> 
             description: format!("{name} (version {n})"),
             eligibility: "Adults who use violence in close relationships".into(),
             areas: areas.iter().map(|a| a.to_string()).collect(),
-            languages: vec!["de".into(), "en".into()],
+            languages: vec!["cs".into(), "en".into()],
             how_to_refer: "Call us, or refer through the exchange".into(),
-            phone: "+43 1 234 5678".into(),
+            phone: "+420 387 000 000".into(),
             email: "help@example.org".into(),
             url: "https://example.org/help".into(),
             opening_hours: "Mon-Fri 9-17".into(),
@@ -238,7 +238,11 @@ async fn agencies_publish_their_services_and_the_directory_serves_and_exports_th
         "the name is shown as text, never run: {}",
         rendered.dom
     );
-    assert!(rendered.dom.contains("+43 1 234 5678"), "{}", rendered.dom);
+    assert!(
+        rendered.dom.contains("+420 387 000 000"),
+        "{}",
+        rendered.dom
+    );
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("hsds.json")).expect("hsds.json"))
             .expect("hsds.json is JSON");
@@ -251,8 +255,8 @@ async fn agencies_publish_their_services_and_the_directory_serves_and_exports_th
         .expect("the programme");
     assert_eq!(men["status"], "active");
     assert_eq!(men["service_areas"][1]["name"], "South");
-    assert_eq!(men["languages"][0]["code"], "de");
-    assert_eq!(men["phones"][0]["number"], "+43 1 234 5678");
+    assert_eq!(men["languages"][0]["code"], "cs");
+    assert_eq!(men["phones"][0]["number"], "+420 387 000 000");
     assert_eq!(men["email"], "help@example.org");
     let org = men["organization_id"].as_str().expect("organization_id");
     assert!(

@@ -15,16 +15,16 @@ use handoff_e2e::events::{case_id, envelope, incident, publish, referral, subjec
 use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, PROGRAMME, run_handoff};
 use handoff_keyring::{Kek, Keyring};
 
-const NAME: &str = "Xaver Unverwechselbar-Testmann";
-const PHONE: &str = "+43 699 55501234";
-const OTHER_NAME: &str = "Quirin Bleibtlesbar";
+const NAME: &str = "Vojtěch Nezaměnitelný-Zkušební";
+const PHONE: &str = "+420 608 555 012";
+const OTHER_NAME: &str = "Kvirin Stálečitelný";
 
 fn details(name: &str) -> PersonalDetails {
     PersonalDetails {
         full_name: name.into(),
         date_of_birth: "1979-04-01".into(),
         phone: PHONE.into(),
-        address: "Erasure Lane 7, 8010 Graz".into(),
+        address: "Mlýnská stoka 7, 370 01 České Budějovice".into(),
     }
 }
 

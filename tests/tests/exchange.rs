@@ -107,7 +107,7 @@ async fn a_police_eviction_reaches_the_programme_and_is_visible_over_grpc() {
     assert_eq!(case.evictions.len(), 1);
     assert_eq!(
         case.subject_details.as_ref().map(|d| d.full_name.as_str()),
-        Some("Marek Novak")
+        Some("Marek Novák")
     );
 
     let rid = &item.item_id;

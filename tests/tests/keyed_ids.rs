@@ -142,7 +142,7 @@ async fn the_same_secret_derives_the_same_ids_and_another_secret_others() {
     }
     assert_eq!(exchange.head().await.sequence, 8, "4 events per secret");
 
-    // The row-2 eviction is about P-771002, incident NP-2026-004712.
+    // The row-2 eviction is about 790714/0456, incident NP-2026-004712.
     let view_a = exchange.case(&cases_a["2"]).await;
     let view_b = exchange.case(&cases_b["2"]).await;
     assert!(
@@ -158,8 +158,8 @@ async fn the_same_secret_derives_the_same_ids_and_another_secret_others() {
     );
     // What the exchange logged is not what anyone could compute from the person ids.
     let persons = [
-        ("P-771002", "NP-2026-004712"),
-        ("P-660413", "NP-2026-004713"),
+        ("790714/0456", "NP-2026-004712"),
+        ("900130/0789", "NP-2026-004713"),
     ];
     let logged: Vec<Envelope> = exchange
         .read_log()

@@ -245,10 +245,10 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
     if let Some(Event::IncidentReported(e)) = &mut opened.event {
         e.narrative = "strangled partner".into();
         e.subject_details = Some(PersonalDetails {
-            full_name: "Max Muster".into(),
+            full_name: "Josef Novotný".into(),
             date_of_birth: "1980-01-01".into(),
-            phone: "+43 1 234".into(),
-            address: "Gasse 1".into(),
+            phone: "+420 387 000 000".into(),
+            address: "Lidická 12".into(),
         });
     }
     let accept = Event::ReferralAccepted(ReferralAccepted {
@@ -318,7 +318,7 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
     );
     assert_eq!(
         seen.subject_details.as_ref().map(|d| d.phone.as_str()),
-        Some("+43 1 234")
+        Some("+420 387 000 000")
     );
     assert_eq!(seen.sessions_attended, 1);
     let events = full_history(&mut programme).await;
@@ -335,7 +335,7 @@ async fn each_kind_of_agency_sees_only_the_fields_the_policy_grants_it() {
     let details = seen.subject_details.clone().unwrap_or_default();
     assert_eq!(
         (details.full_name.as_str(), details.phone.as_str()),
-        ("Max Muster", "")
+        ("Josef Novotný", "")
     );
     assert_eq!(
         note_of(&full_history(&mut police).await).as_deref(),

@@ -18,13 +18,13 @@ use handoff_e2e::{
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
-const NAME: &str = "Ottilie Wiederauferstehung-Nie";
+const NAME: &str = "Otýlie Nevzkříšená-Nikdy";
 
 fn with_name(mut e: Envelope) -> Envelope {
     if let Some(Event::IncidentReported(i)) = e.event.as_mut() {
         i.subject_details = Some(PersonalDetails {
             full_name: NAME.into(),
-            phone: "+43 660 5550199".into(),
+            phone: "+420 606 555 019".into(),
             ..Default::default()
         });
     }

@@ -27,7 +27,7 @@ from handoff_verify import verify_receipt
 POLICE, PROGRAMME, CENTRE, AUDITOR = "police-north", "ngo-men-north", "ic-north", "audit"
 T = 1_764_000_000_000                   # the police record's own time, Unix ms
 INCIDENT_REF, PERSON_REF = "I-2026-0042", "P-17"
-NAME, BORN = "Max Mustermann", "1980-01-01"
+NAME, BORN = "Tomáš Procházka", "1980-01-01"
 NARRATIVE = "Officers called to a domestic disturbance."
 REASON = "Eviction ordered; offer the programme."
 Reason = exchange_pb2.RejectionReason
@@ -356,7 +356,7 @@ def test_the_fhir_view_is_valid_r4_and_redacted_like_get_case(deployment, case):
     audited = handoff_read.get_case_fhir(cases_as(deployment, AUDITOR), case.case_id, "audit")
     audit_bundle = Bundle.model_validate(audited)
     assert [e.resource.get_resource_type() for e in audit_bundle.entry] == ["ServiceRequest", "Task"]
-    assert NAME not in json.dumps(audited)
+    assert NAME not in json.dumps(audited, ensure_ascii=False)
     assert audit_bundle.entry[1].resource.for_fhir.identifier.value == view.subject_pseudonym
     # No part in the case: nothing, as with GetCase.
     assert handoff_read.get_case_fhir(cases_as(deployment, CENTRE), case.case_id, "curious") is None

@@ -116,8 +116,8 @@ mod tests {
             "listed_by": "programme lead",
             "name": "Anti-violence programme for men",
             "areas": ["North"],
-            "languages": ["de"],
-            "phone": "+43 1 234 5678"
+            "languages": ["cs"],
+            "phone": "+420 387 000 000"
         })
     }
 

@@ -214,8 +214,8 @@ mod tests {
     fn incident() -> Envelope {
         Envelope {
             event: Some(Event::IncidentReported(IncidentReported {
-                narrative: "shouted at Anna in Lindengasse 12".into(),
-                area: "district 3".into(),
+                narrative: "shouted at Jana in Lidická 12".into(),
+                area: "České Budějovice-sever".into(),
                 subject_details: Some(PersonalDetails {
                     full_name: "Jan Novák".into(),
                     ..PersonalDetails::default()
@@ -236,7 +236,7 @@ mod tests {
             panic!("incident")
         };
         assert_eq!(i.narrative, "\u{1}sealed/0/0");
-        assert_eq!(i.area, "district 3", "labels stay readable");
+        assert_eq!(i.area, "České Budějovice-sever", "labels stay readable");
         assert!(i.subject_details.is_none());
         point_at(&mut e, 42);
         put_private(&mut e, parts).expect("fits");

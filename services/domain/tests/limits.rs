@@ -31,7 +31,7 @@ fn details() -> Option<PersonalDetails> {
     Some(PersonalDetails {
         full_name: "A. Person".into(),
         date_of_birth: "1980-01-01".into(),
-        phone: "030 1234".into(),
+        phone: "+420 387 000 000".into(),
         address: "Street 1".into(),
         ..Default::default()
     })
@@ -158,9 +158,9 @@ fn base(name: &str) -> Envelope {
             description: "d".into(),
             eligibility: "e".into(),
             areas: vec!["north".into()],
-            languages: vec!["de".into()],
+            languages: vec!["cs".into()],
             how_to_refer: "call".into(),
-            phone: "030 1234".into(),
+            phone: "+420 387 000 000".into(),
             email: "info@example.org".into(),
             url: "https://example.org/p".into(),
             opening_hours: "9-5".into(),
@@ -595,7 +595,7 @@ fn each_limit_is_accepted_exactly_at_the_limit() {
             "LIST",
             "service_offered",
             LIST,
-            on!(ServiceOffered, |e, n| e.languages = vec!["de".into(); n]),
+            on!(ServiceOffered, |e, n| e.languages = vec!["cs".into(); n]),
         ),
         (
             "SESSIONS",

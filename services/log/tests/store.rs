@@ -407,7 +407,7 @@ async fn a_rebuild_puts_back_a_dropped_directory_listing() {
             Event::ServiceOffered(ServiceOffered {
                 service_id: id.into(),
                 name: format!("service {id} v{n}"),
-                phone: "+43 1 234".into(),
+                phone: "+420 387 000 000".into(),
                 ..ServiceOffered::default()
             }),
         )
