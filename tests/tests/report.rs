@@ -742,10 +742,16 @@ async fn the_coordinator_reads_the_suppressed_funnel_and_nothing_else() {
             md.lines()
                 .filter(|l| l.starts_with(&format!("| {month} |")))
                 .count(),
-            2 * KINDS.len(),
+            // The funnel and its reasons, one row per kind each; the statutory deadlines,
+            // "all" and each kind that owes a duty (police, centre, court).
+            2 * KINDS.len() + 4,
             "{md}"
         );
     }
+    assert!(
+        md.contains("| 2026-03 | police | <5 | <5 | <5 | <5 | - |"),
+        "no evictions, every deadline cell withheld: {md}"
+    );
 
     // The chart: the "all" row of each month, one bar per stage.
     let svg = std::fs::read_to_string(&chart).expect("the chart was written");
