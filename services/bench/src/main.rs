@@ -94,6 +94,33 @@ struct Figures {
     replay_secs: f64,
     /// `handoff admin rebuild` of the stopped exchange's data dir, in place.
     rebuild_secs: f64,
+    /// What the store holds per keyspace after the load, per logged event.
+    keyspaces: Vec<Keyspace>,
+}
+
+/// One keyspace's live bytes after the load.
+#[derive(Debug, Default, serde::Serialize)]
+struct Keyspace {
+    name: &'static str,
+    keys: u64,
+    bytes: u64,
+    bytes_per_event: f64,
+}
+
+/// The live bytes of each keyspace of the stopped exchange's store, per logged event.
+fn keyspaces(data_dir: &std::path::Path) -> anyhow::Result<Vec<Keyspace>> {
+    let log = handoff_log::Log::open(data_dir)?;
+    let events = log.head().sequence.max(1) as f64;
+    Ok(log
+        .keyspace_sizes()?
+        .into_iter()
+        .map(|k| Keyspace {
+            name: k.name,
+            keys: k.keys,
+            bytes: k.key_bytes + k.value_bytes,
+            bytes_per_event: (k.key_bytes + k.value_bytes) as f64 / events,
+        })
+        .collect())
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -222,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
         "the exchange did not stop cleanly: {stopped:?}\n{}",
         exchange.last_log()
     );
+    f.keyspaces = keyspaces(&exchange.data_dir())?;
     let started = Instant::now();
     exchange.restart().await;
     f.cold_start_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -584,4 +612,24 @@ fn report(f: &Figures) {
         f.replay_secs,
         f.export_bytes as f64 / 1e6
     );
+    if !f.keyspaces.is_empty() {
+        let live: u64 = f.keyspaces.iter().map(|k| k.bytes).sum();
+        println!(
+            "live bytes per logged event, by keyspace (of {:.0} on disk; the rest is sled's log and pages):",
+            f.disk_bytes_per_event
+        );
+        for k in &f.keyspaces {
+            println!(
+                "  {:<22} {:>10} keys {:>8.0} bytes/event",
+                k.name, k.keys, k.bytes_per_event
+            );
+        }
+        let events = f.keyspaces.first().map_or(1, |k| k.keys.max(1));
+        println!(
+            "  {:<22} {:>10}      {:>8.0} bytes/event",
+            "all",
+            "",
+            live as f64 / events as f64
+        );
+    }
 }

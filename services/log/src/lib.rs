@@ -29,12 +29,14 @@ mod batch;
 pub mod chain;
 mod keys;
 mod rebuild;
+mod sizes;
 mod store;
 
 pub use access::{AccessLog, access_hash};
 pub use batch::{Appended, Logged, NewRecord, WriteBatch, attach_sealed_details};
 pub use chain::{GENESIS, Hash, hex, is_intact, record_hash};
 pub use rebuild::Rebuilt;
+pub use sizes::KeyspaceSize;
 pub use store::{
     CaseFilter, CommitPause, DEFAULT_CACHE_BYTES, Head, Log, LogError, QuarantineUsage, Revocation,
     StoreOptions, check_writable, settle,
