@@ -43,7 +43,8 @@ pub fn matches(listing: &ServiceListing, req: &ListServicesRequest) -> bool {
     let Some(offer) = &listing.offer else {
         return false;
     };
-    let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+    // Unicode case: "český krumlov" finds "Český Krumlov".
+    let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
     let area = req.area.trim().is_empty() || offer.areas.iter().any(|a| same(a, &req.area));
     let language =
         req.language.trim().is_empty() || offer.languages.iter().any(|l| same(l, &req.language));
@@ -90,5 +91,35 @@ impl DirectoryApi for Directory {
         };
         super::record_read(&self.log, record).await?;
         result.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use handoff_contract::v1::{ListServicesRequest, ServiceListing, ServiceOffered};
+
+    #[test]
+    fn areas_and_languages_match_whatever_the_case_of_their_letters() {
+        let listing = ServiceListing {
+            offer: Some(ServiceOffered {
+                areas: vec!["Český Krumlov".into()],
+                languages: vec!["cs".into()],
+                name: "Program pro osoby ohrožující blízké".into(),
+                ..ServiceOffered::default()
+            }),
+            ..ServiceListing::default()
+        };
+        let asked = |area: &str, language: &str, text: &str| ListServicesRequest {
+            area: area.into(),
+            language: language.into(),
+            text: text.into(),
+            ..ListServicesRequest::default()
+        };
+        assert!(super::matches(
+            &listing,
+            &asked("český krumlov", "CS", "OHROŽUJÍCÍ")
+        ));
+        assert!(super::matches(&listing, &asked(" ČESKÝ KRUMLOV ", "", "")));
+        assert!(!super::matches(&listing, &asked("Tábor", "", "")));
     }
 }
