@@ -113,7 +113,6 @@ mod tests {
             area: area.into(),
             language: language.into(),
             text: text.into(),
-            ..ListServicesRequest::default()
         };
         assert!(super::matches(
             &listing,
