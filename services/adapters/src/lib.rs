@@ -75,7 +75,7 @@ impl AdapterKind {
         secret: &AgencySecret,
         document: &Value,
     ) -> Result<Vec<Envelope>, AdapterError> {
-        match self {
+        let events = match self {
             AdapterKind::Police { refer_to } => {
                 police::events(agency, secret, refer_to.as_deref(), document)
             }
@@ -83,6 +83,19 @@ impl AdapterKind {
             AdapterKind::Referral => generic::referral(agency, secret, document).map(|e| vec![e]),
             AdapterKind::Generic => generic::event(agency, document).map(|e| vec![e]),
             AdapterKind::Directory => directory::listing(agency, secret, document).map(|e| vec![e]),
+        }?;
+        // The exchange's limits count bytes, the schemas characters: a text of Czech
+        // letters can pass the schema and still be too long. Refused here, by the same
+        // rule the exchange applies, before anything is published.
+        let too_long: Vec<String> = events
+            .iter()
+            .filter_map(|e| handoff_domain::limits::check_fields(e).err())
+            .map(|r| r.to_string())
+            .collect();
+        if too_long.is_empty() {
+            Ok(events)
+        } else {
+            Err(AdapterError::Invalid(too_long))
         }
     }
 

@@ -233,3 +233,23 @@ fn rejects_withhold_every_private_value() {
     let errors = Schema::PoliceRecord.validate(&bad).expect_err("invalid");
     assert!(errors.iter().all(|e| !e.contains("března")), "{errors:?}");
 }
+
+/// A text the schema allows (it counts characters) but the exchange would refuse (it
+/// counts bytes, and a Czech letter can take two) is refused by the adapter, with the
+/// exchange's own words, and never quotes the text.
+#[test]
+fn a_text_within_the_schema_but_over_the_exchanges_limit_is_refused_before_publishing() {
+    let text = std::fs::read_to_string(examples().join("referral-form.json")).expect("example");
+    let mut form: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let reason = "ř".repeat(3_000); // 3,000 characters, 6,000 bytes
+    form["reason"] = reason.clone().into();
+    Schema::ReferralForm
+        .validate(&form)
+        .expect("within the schema's character limit");
+    let refused = AdapterKind::Referral
+        .events("social-north", &secret(), &form)
+        .expect_err("over the byte limit")
+        .to_string();
+    assert!(refused.contains("reason is 6000 bytes"), "{refused}");
+    assert!(!refused.contains("řř"), "{refused}");
+}
