@@ -93,13 +93,30 @@ pub fn json_documents(text: &str) -> Vec<Document> {
 /// Parses CSV text into documents (each adapter that takes CSV has its own columns).
 pub type CsvParser = fn(&str) -> Result<Vec<Document>, AdapterError>;
 
+/// CSV text from a file's bytes: UTF-8 when they are, else Windows-1250, the code page
+/// of Czech spreadsheet exports (JSON is always UTF-8).
+pub fn csv_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(not_utf8) => {
+            let (text, _, _) = encoding_rs::WINDOWS_1250.decode(not_utf8.as_bytes());
+            text.into_owned()
+        }
+    }
+}
+
 /// Reads a file; `.csv` files go through `csv`, everything else is JSON.
 pub fn read_file(path: &Path, csv: Option<CsvParser>) -> Result<Vec<Document>, AdapterError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AdapterError::Input(format!("cannot read {}: {e}", path.display())))?;
+    let cannot =
+        |e: std::io::Error| AdapterError::Input(format!("cannot read {}: {e}", path.display()));
     let is_csv = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let text = if is_csv {
+        csv_text(std::fs::read(path).map_err(cannot)?)
+    } else {
+        std::fs::read_to_string(path).map_err(cannot)?
+    };
     match (is_csv, csv) {
         (true, Some(parse)) => parse(&text),
         (true, None) => Err(AdapterError::Input(format!(
@@ -127,6 +144,13 @@ pub fn parse_time(field: &str, text: &str) -> Result<prost_types::Timestamp, Ada
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_is_read_as_utf8_or_as_the_windows_1250_of_czech_exports() {
+        assert_eq!(csv_text("Novák,Dvořák".as_bytes().to_vec()), "Novák,Dvořák");
+        // "Nov\xe1k,Dvo\xf8\xe1k" in Windows-1250.
+        assert_eq!(csv_text(b"Nov\xe1k,Dvo\xf8\xe1k".to_vec()), "Novák,Dvořák");
+    }
 
     #[test]
     fn reads_objects_arrays_and_lines() {

@@ -78,8 +78,16 @@ pub struct EvictionBlock {
 /// Reads police CSV (header row as in `schemas/examples/police-records.csv`) into
 /// documents in the JSON shape of the schema.
 pub fn csv_documents(text: &str) -> Result<Vec<Document>, AdapterError> {
+    // Spreadsheets in a Czech locale export with `;` between fields: read the header's.
+    let header = text.lines().next().unwrap_or_default();
+    let delimiter = if header.matches(';').count() > header.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
+        .delimiter(delimiter)
         .from_reader(text.as_bytes());
     let headers = reader
         .headers()

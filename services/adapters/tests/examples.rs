@@ -253,3 +253,44 @@ fn a_text_within_the_schema_but_over_the_exchanges_limit_is_refused_before_publi
     assert!(refused.contains("reason is 6000 bytes"), "{refused}");
     assert!(!refused.contains("řř"), "{refused}");
 }
+
+/// The police's CSV as a Czech spreadsheet exports it (Windows-1250, `;` between
+/// fields) becomes the same events as the UTF-8, comma-separated example.
+#[test]
+fn a_czech_spreadsheet_export_reads_like_the_utf8_example() {
+    let kind = AdapterKind::Police {
+        refer_to: Some("ic-north".into()),
+    };
+    let original = examples().join("police-records.csv");
+    let mut reader = csv::Reader::from_path(&original).expect("the example");
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_writer(Vec::new());
+    writer
+        .write_record(reader.headers().expect("a header"))
+        .expect("header");
+    for row in reader.records() {
+        writer.write_record(&row.expect("a row")).expect("row");
+    }
+    let semicolons = String::from_utf8(writer.into_inner().expect("flushed")).expect("utf-8");
+    let (cp1250, _, lossy) = encoding_rs::WINDOWS_1250.encode(&semicolons);
+    assert!(!lossy, "every letter of the example exists in Windows-1250");
+    assert!(
+        std::str::from_utf8(&cp1250).is_err(),
+        "the export is not UTF-8"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let export = dir.path().join("export.csv");
+    std::fs::write(&export, &cp1250).expect("written");
+    let events = |path: &std::path::Path| -> Vec<_> {
+        kind.read(path)
+            .expect("readable")
+            .into_iter()
+            .flat_map(|d| {
+                kind.events("police-north", &secret(), &d.value.expect("a record"))
+                    .expect("events")
+            })
+            .collect()
+    };
+    assert_eq!(events(&export), events(&original));
+}
