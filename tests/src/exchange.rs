@@ -546,44 +546,6 @@ impl Exchange {
         }
     }
 
-    /// The log's head now, as the auditor sees it.
-    pub async fn head(&self) -> LogHead {
-        self.client_as(AUDITOR)
-            .await
-            .get_log_head(GetLogHeadRequest {})
-            .await
-            .expect("head")
-            .into_inner()
-            .head
-            .expect("a head")
-    }
-
-    /// The first hundred quarantine entries, as the auditor reads them.
-    pub async fn quarantine(&self) -> Vec<QuarantineEntry> {
-        self.client_as(AUDITOR)
-            .await
-            .list_quarantine(ListQuarantineRequest::default())
-            .await
-            .expect("quarantine")
-            .into_inner()
-            .entries
-    }
-
-    /// A case's current view, via GetCase, as the auditor sees it.
-    pub async fn case(&self, case_id: &str) -> CaseView {
-        self.client_as(AUDITOR)
-            .await
-            .get_case(GetCaseRequest {
-                case_id: case_id.into(),
-                purpose: "test".into(),
-            })
-            .await
-            .expect("GetCase")
-            .into_inner()
-            .case
-            .expect("a case")
-    }
-
     /// The event ids of the whole log, in log order.
     pub async fn logged_event_ids(&self) -> Vec<String> {
         self.read_log()

@@ -17,6 +17,7 @@ pub mod events;
 mod exchange;
 mod nats;
 pub mod python;
+mod reads;
 mod transport;
 
 pub use browser::{Rendered, chromium, render_in_browser, screenshot};

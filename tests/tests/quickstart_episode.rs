@@ -11,50 +11,11 @@ use handoff_e2e::{
 
 const SOCIAL: &str = "social-north";
 
+/// `agency`'s inbox items of one kind.
 async fn inbox(exchange: &Exchange, agency: &str, kind: Kind) -> Vec<InboxItem> {
-    exchange
-        .client_as(agency)
-        .await
-        .inbox(InboxRequest {
-            agency: agency.into(),
-            purpose: "daily inbox".into(),
-        })
-        .await
-        .expect("Inbox")
-        .into_inner()
-        .items
-        .into_iter()
-        .filter(|i| i.kind == kind as i32)
-        .collect()
-}
-
-async fn case_as(
-    exchange: &Exchange,
-    agency: &str,
-    case_id: &str,
-) -> Result<CaseView, tonic::Status> {
-    exchange
-        .client_as(agency)
-        .await
-        .get_case(GetCaseRequest {
-            case_id: case_id.into(),
-            purpose: "the quick start's episode".into(),
-        })
-        .await
-        .map(|r| r.into_inner().case.expect("a case"))
-}
-
-async fn head(exchange: &Exchange) -> u64 {
-    exchange
-        .client_as(AUDITOR)
-        .await
-        .get_log_head(GetLogHeadRequest {})
-        .await
-        .expect("GetLogHead")
-        .into_inner()
-        .head
-        .expect("a head")
-        .sequence
+    let mut items = exchange.inbox(agency).await;
+    items.retain(|i| i.kind == kind as i32);
+    items
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,7 +52,8 @@ async fn the_quickstart_episode_reaches_each_agency_as_the_law_and_the_policy_sa
 
     // The police: every statutory duty of the eviction met in time, the eviction's end
     // by the rule in force on the order's date.
-    let police = case_as(&exchange, POLICE, &his)
+    let police = exchange
+        .case_as(POLICE, &his)
         .await
         .expect("the police's case");
     let eviction = &police.evictions[0];
@@ -117,7 +79,8 @@ async fn the_quickstart_episode_reaches_each_agency_as_the_law_and_the_policy_sa
         .map(|i| i.rule)
         .collect();
     assert_eq!(notices, ["high_risk", "intake", "session_missed"], "{out}");
-    let her = case_as(&exchange, SUPPORT, &hers)
+    let her = exchange
+        .case_as(SUPPORT, &hers)
         .await
         .expect("her case, taken up");
     let details = her.subject_details.expect("her details");
@@ -136,7 +99,8 @@ async fn the_quickstart_episode_reaches_each_agency_as_the_law_and_the_policy_sa
     }
 
     // The court: the programme's drop-out report, seen and acknowledged.
-    let court = case_as(&exchange, COURT, &his)
+    let court = exchange
+        .case_as(COURT, &his)
         .await
         .expect("the court's case");
     assert_eq!(court.compliance_reports.len(), 1);
@@ -151,7 +115,7 @@ async fn the_quickstart_episode_reaches_each_agency_as_the_law_and_the_policy_sa
     );
 
     // The programme: its case without where she is; her case does not exist for it.
-    let programme = case_as(&exchange, PROGRAMME, &his).await.expect("its case");
+    let programme = exchange.case_as(PROGRAMME, &his).await.expect("its case");
     assert!(
         programme
             .evictions
@@ -159,15 +123,16 @@ async fn the_quickstart_episode_reaches_each_agency_as_the_law_and_the_policy_sa
             .all(|e| e.protected_area.is_empty())
     );
     assert!(programme.endangered.is_empty() && programme.safety_facts.is_empty());
-    let hidden = case_as(&exchange, PROGRAMME, &hers)
+    let hidden = exchange
+        .case_as(PROGRAMME, &hers)
         .await
         .expect_err("not its case");
     assert_eq!(hidden.code(), tonic::Code::NotFound);
 
     // The refusals were kept, and a second run adds nothing.
     assert_eq!(exchange.quarantine().await.len(), 3, "{out}");
-    let before = head(&exchange).await;
+    let before = exchange.head().await.sequence;
     let (code, again) = run_handoff(&["demo", "--config"], &[&exchange.config_path()]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!(head(&exchange).await, before, "{again}");
+    assert_eq!(exchange.head().await.sequence, before, "{again}");
 }

@@ -16,19 +16,6 @@ use handoff_e2e::{CENTRE, COURT, Exchange, NatsServer, POLICE, PROGRAMME, SUPPOR
 const VIOLENT: &str = "violent";
 const PROTECTION: &str = "protection";
 
-async fn inbox(exchange: &Exchange, agency: &str) -> Vec<InboxItem> {
-    let mut client = exchange.client_as(agency).await;
-    client
-        .inbox(InboxRequest {
-            agency: agency.into(),
-            purpose: "daily inbox".into(),
-        })
-        .await
-        .expect("Inbox")
-        .into_inner()
-        .items
-}
-
 fn rules(items: &[InboxItem], kind: Kind) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = items
         .iter()
@@ -81,7 +68,7 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     ];
     let sent = publish_in_order(&js, &exchange, &opening).await;
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
-    let police = rules(&inbox(&exchange, POLICE).await, Kind::Statutory);
+    let police = rules(&exchange.inbox(POLICE).await, Kind::Statutory);
     for rule in [
         "copy_to_child_protection",
         "copy_to_court",
@@ -165,13 +152,13 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
         "{:?}",
         exchange.quarantine().await
     );
-    let police = rules(&inbox(&exchange, POLICE).await, Kind::Statutory);
+    let police = rules(&exchange.inbox(POLICE).await, Kind::Statutory);
     assert_eq!(
         police,
         vec![("copy_to_child_protection".to_string(), true)],
         "the met duties cleared"
     );
-    let centre = rules(&inbox(&exchange, CENTRE).await, Kind::Statutory);
+    let centre = rules(&exchange.inbox(CENTRE).await, Kind::Statutory);
     assert_eq!(centre, vec![("centre_offers_help".to_string(), true)]);
 
     let more = [
@@ -239,8 +226,8 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     let sent = publish_in_order(&js, &exchange, &more).await;
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
     assert!(exchange.quarantine().await.is_empty());
-    assert!(rules(&inbox(&exchange, CENTRE).await, Kind::Statutory).is_empty());
-    let court = inbox(&exchange, COURT).await;
+    assert!(rules(&exchange.inbox(CENTRE).await, Kind::Statutory).is_empty());
+    let court = exchange.inbox(COURT).await;
     assert_eq!(
         rules(&court, Kind::Statutory),
         vec![("court_decides_preliminary_measure".to_string(), true)]
@@ -251,7 +238,7 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     );
 
     // Intake and drop-out reached her support, consent withdrawn or not, with the basis.
-    let support = inbox(&exchange, SUPPORT).await;
+    let support = exchange.inbox(SUPPORT).await;
     let notices: Vec<&InboxItem> = support
         .iter()
         .filter(|i| i.kind == Kind::SafetyNotice as i32)
@@ -265,24 +252,14 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     );
 
     // The programme sees the drop-out it recorded, never where she is.
-    let mut programme = exchange.client_as(PROGRAMME).await;
-    let seen = programme
-        .get_case(GetCaseRequest {
-            case_id: case_id(VIOLENT),
-            purpose: "programme".into(),
-        })
+    let seen = exchange
+        .case_as(PROGRAMME, &case_id(VIOLENT))
         .await
-        .expect("its own case")
-        .into_inner()
-        .case
-        .expect("a case");
+        .expect("its own case");
     assert!(seen.evictions.iter().all(|e| e.protected_area.is_empty()));
     assert!(seen.endangered.is_empty() && seen.safety_facts.is_empty());
-    let hidden = programme
-        .get_case(GetCaseRequest {
-            case_id: protection_case.clone(),
-            purpose: "curious".into(),
-        })
+    let hidden = exchange
+        .case_as(PROGRAMME, &protection_case)
         .await
         .expect_err("the protection case is not the programme's");
     assert_eq!(hidden.code(), tonic::Code::NotFound);
@@ -310,17 +287,10 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     );
 
     // The police see where she is; the court decides; her support acknowledges.
-    let mut police_client = exchange.client_as(POLICE).await;
-    let theirs = police_client
-        .get_case(GetCaseRequest {
-            case_id: protection_case.clone(),
-            purpose: "ochrana".into(),
-        })
+    let theirs = exchange
+        .case_as(POLICE, &protection_case)
         .await
-        .expect("the police's protection case")
-        .into_inner()
-        .case
-        .expect("a case");
+        .expect("the police's protection case");
     let person = theirs.protected_person.expect("a protected person");
     assert_eq!(person.shelter, "azylový dům, Český Krumlov");
     let intake_notice = notices[0].item_id.clone();
@@ -357,15 +327,16 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     let sent = publish_in_order(&js, &exchange, &last).await;
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
     assert_eq!(exchange.quarantine().await.len(), 1, "nothing else refused");
-    let court = inbox(&exchange, COURT).await;
+    let court = exchange.inbox(COURT).await;
     assert!(rules(&court, Kind::Statutory).is_empty(), "{court:?}");
-    let support = inbox(&exchange, SUPPORT).await;
+    let support = exchange.inbox(SUPPORT).await;
     assert!(
         support.iter().all(|i| i.item_id != intake_notice),
         "acknowledged"
     );
     for agency in [POLICE, CENTRE] {
-        let alerts: Vec<InboxItem> = inbox(&exchange, agency)
+        let alerts: Vec<InboxItem> = exchange
+            .inbox(agency)
             .await
             .into_iter()
             .filter(|i| i.kind == Kind::RiskAlert as i32)
@@ -390,26 +361,17 @@ async fn one_eviction_through_every_statutory_step_as_each_agency_sees_it() {
     );
     let sent = publish_in_order(&js, &exchange, &[to_support]).await;
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
-    let hers = case_as(&exchange, SUPPORT, protection_case).await;
+    let hers = exchange
+        .case_as(SUPPORT, &protection_case)
+        .await
+        .expect("her case, referred to her support");
     let details = hers.subject_details.expect("her details on her case");
     assert_eq!(details.full_name, "Jana Nováková");
     assert_eq!(details.phone, "+420 777 123 456");
-    let his = case_as(&exchange, SUPPORT, case_id(VIOLENT)).await;
+    let his = exchange
+        .case_as(SUPPORT, &case_id(VIOLENT))
+        .await
+        .expect("his case, linked to hers");
     assert_eq!(his.subject_details, None, "not his name or phone");
     assert!(!his.safety_facts.is_empty(), "what bears on her safety");
-}
-
-async fn case_as(exchange: &Exchange, agency: &str, case_id: String) -> CaseView {
-    exchange
-        .client_as(agency)
-        .await
-        .get_case(GetCaseRequest {
-            case_id,
-            purpose: "podpora ohrožené osoby".into(),
-        })
-        .await
-        .expect("a case it has a part in")
-        .into_inner()
-        .case
-        .expect("a case")
 }
