@@ -34,21 +34,22 @@
 //! cannot be worked out from the others. Each reason column gets rules 1 and 3.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use handoff_contract::time::to_unix_ms;
 use handoff_contract::v1::{CaseStatus, CaseView, OutcomeReason, StepState};
 
 use crate::agency::{AgencyKind, Registry};
-use crate::calendar::civil_from_days;
 use crate::reason;
+
+mod month;
+mod suppress;
+
+pub use month::{MAX_MONTHS, Month, StatsError, months};
+pub use suppress::Cell;
+pub(crate) use suppress::{complement, median_cell, primary};
 
 /// Reason columns per row, in the order of [`reason::ALL`].
 pub const REASONS: usize = reason::ALL.len();
-
-/// The longest month range one report may cover (ten years).
-pub const MAX_MONTHS: usize = 120;
 
 /// The threshold used when the policy names none.
 pub const DEFAULT_SUPPRESS_BELOW: u32 = 5;
@@ -113,111 +114,6 @@ impl Stage {
             Stage::Enrolled => Some(Stage::Intake),
             Stage::Completed => Some(Stage::Enrolled),
             Stage::DroppedOut => Some(Stage::Acknowledged),
-        }
-    }
-}
-
-/// A calendar month (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Month {
-    year: i32,
-    month: u8,
-}
-
-impl Month {
-    /// The month `year`-`month`, if `month` is 1 to 12 and the year has four digits.
-    pub fn new(year: i32, month: u8) -> Option<Month> {
-        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Month { year, month })
-    }
-
-    /// The month (UTC) holding the instant `unix_ms`.
-    pub fn of_unix_ms(unix_ms: i64) -> Month {
-        let (y, m, _) = civil_from_days(unix_ms.div_euclid(86_400_000));
-        Month {
-            year: y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            month: m as u8,
-        }
-    }
-
-    /// The month after this one.
-    pub fn next(self) -> Month {
-        if self.month == 12 {
-            Month {
-                year: self.year + 1,
-                month: 1,
-            }
-        } else {
-            Month {
-                year: self.year,
-                month: self.month + 1,
-            }
-        }
-    }
-}
-
-impl fmt::Display for Month {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
-    }
-}
-
-/// Why a statistics request cannot be answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StatsError {
-    /// A month is not written `YYYY-MM`.
-    #[error("month {0:?} is not a month: write it as YYYY-MM, e.g. 2026-03")]
-    BadMonth(String),
-    /// The range ends before it starts.
-    #[error("the range ends ({to}) before it starts ({from}): give the earlier month first")]
-    Reversed {
-        /// First month asked for.
-        from: Month,
-        /// Last month asked for.
-        to: Month,
-    },
-    /// The range is longer than one report may cover.
-    #[error("{from} to {to} is more than {MAX_MONTHS} months: ask for a shorter range")]
-    TooLong {
-        /// First month asked for.
-        from: Month,
-        /// Last month asked for.
-        to: Month,
-    },
-    /// The threshold would suppress nothing at all.
-    #[error("suppress_below must be at least 1 (the policy's [statistics] section)")]
-    NoThreshold,
-}
-
-impl FromStr for Month {
-    type Err = StatsError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || StatsError::BadMonth(s.to_string());
-        let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
-        {
-            return Err(bad());
-        }
-        let year = y.parse().map_err(|_| bad())?;
-        let month = m.parse().map_err(|_| bad())?;
-        Month::new(year, month).ok_or_else(bad)
-    }
-}
-
-/// One published number: its value, or withheld.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cell {
-    /// The number.
-    Shown(u64),
-    /// Too small to publish, or would let a suppressed number be worked out.
-    Suppressed,
-}
-
-impl Cell {
-    /// The value, if shown.
-    pub fn value(self) -> Option<u64> {
-        match self {
-            Cell::Shown(v) => Some(v),
-            Cell::Suppressed => None,
         }
     }
 }
@@ -367,51 +263,6 @@ impl Tally {
     }
 }
 
-/// The median of `values` (the lower middle of an even count, in whole seconds).
-fn median(values: &mut [i64]) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable();
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        // Average of the two middle values, without overflow.
-        values[mid - 1] + (values[mid] - values[mid - 1]) / 2
-    })
-}
-
-pub(crate) fn primary(count: u64, threshold: u32) -> Cell {
-    if count < u64::from(threshold) {
-        Cell::Suppressed
-    } else {
-        Cell::Shown(count)
-    }
-}
-
-fn median_cell(values: &mut [i64], threshold: u32) -> Cell {
-    if values.len() < threshold as usize {
-        return Cell::Suppressed;
-    }
-    median(values).map_or(Cell::Suppressed, |m| Cell::Shown(m.max(0) as u64))
-}
-
-/// The months from `from` to `to`, checked.
-pub fn months(from: Month, to: Month) -> Result<Vec<Month>, StatsError> {
-    if to < from {
-        return Err(StatsError::Reversed { from, to });
-    }
-    let mut out = vec![from];
-    while let Some(&last) = out.last().filter(|m| **m < to) {
-        if out.len() == MAX_MONTHS {
-            return Err(StatsError::TooLong { from, to });
-        }
-        out.push(last.next());
-    }
-    Ok(out)
-}
-
 /// The exact counts per month and referring kind (and [`ALL_KINDS`]), unsuppressed.
 fn tally<'a>(
     views: impl IntoIterator<Item = &'a CaseView>,
@@ -507,25 +358,6 @@ fn complementary(rows: &mut [Row]) {
             &mut total.reasons[i],
             parts.iter_mut().map(|r| &mut r.reasons[i]).collect(),
         );
-    }
-}
-
-/// Rule 3 for one column: `total` is the sum of `parts`.
-pub(crate) fn complement(total: &mut Cell, mut parts: Vec<&mut Cell>) {
-    if *total == Cell::Suppressed {
-        return;
-    }
-    if parts.iter().filter(|c| ***c == Cell::Suppressed).count() != 1 {
-        return;
-    }
-    let smallest = parts
-        .iter_mut()
-        .filter_map(|c| c.value().map(|v| (v, c)))
-        .min_by_key(|(v, _)| *v);
-    match smallest {
-        Some((_, cell)) => **cell = Cell::Suppressed,
-        // The one suppressed part would equal the total: withhold the total too.
-        None => *total = Cell::Suppressed,
     }
 }
 
@@ -669,25 +501,6 @@ mod tests {
 
     fn march() -> Month {
         "2026-03".parse().expect("month")
-    }
-
-    #[test]
-    fn months_parse_print_and_come_from_instants() {
-        assert_eq!(march().to_string(), "2026-03");
-        assert_eq!(Month::of_unix_ms(MARCH), march());
-        assert_eq!(Month::of_unix_ms(MARCH - 1).to_string(), "2026-02");
-        for bad in [
-            "2026-13", "2026-3", "26-03", "2026/03", "", "2026-00", "+026-03",
-        ] {
-            assert!(bad.parse::<Month>().is_err(), "{bad}");
-        }
-        let dec: Month = "2025-12".parse().expect("month");
-        assert_eq!(dec.next().to_string(), "2026-01");
-        assert!(matches!(
-            months(march(), dec),
-            Err(StatsError::Reversed { .. })
-        ));
-        assert!(months(dec, Month::new(2040, 1).expect("m")).is_err());
     }
 
     #[test]
