@@ -105,7 +105,11 @@ pub fn event(
             reason: s(&a.reason),
             court_ordered: false,
             subject_details: None,
-            participation: crate::generic::participation(a.participation.as_deref()) as i32,
+            participation: crate::document::named(
+                "PARTICIPATION_",
+                a.participation.as_deref(),
+                Participation::from_str_name,
+            ),
             report_to_agency: s(&a.report_to_agency),
         }),
         "contact_attempted" => Event::ContactAttempted(ContactAttempted {
@@ -116,7 +120,11 @@ pub fn event(
                 Some("home_visit") => ContactChannel::HomeVisit,
                 _ => ContactChannel::Unspecified,
             } as i32,
-            outcome: contact_outcome(a.outcome.as_deref()) as i32,
+            outcome: crate::document::named(
+                "CONTACT_OUTCOME_",
+                a.outcome.as_deref(),
+                ContactOutcome::from_str_name,
+            ),
             note: s(&a.note),
         }),
         "intake_completed" => Event::IntakeCompleted(IntakeCompleted { note: s(&a.note) }),
@@ -202,17 +210,6 @@ pub fn event(
         transport_seal: None,
         event: Some(event),
     })
-}
-
-/// A contact attempt's outcome by its name in the schema.
-pub(crate) fn contact_outcome(name: Option<&str>) -> ContactOutcome {
-    match name {
-        Some("reached") => ContactOutcome::Reached,
-        Some("no_answer") => ContactOutcome::NoAnswer,
-        Some("refused") => ContactOutcome::Refused,
-        Some("wrong_number") => ContactOutcome::WrongNumber,
-        _ => ContactOutcome::Unspecified,
-    }
 }
 
 /// The wire value of a document's `reason_code` (0 when it has none).

@@ -132,6 +132,19 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, AdapterError>
     T::deserialize(value).map_err(|e| AdapterError::Invalid(vec![e.to_string()]))
 }
 
+/// A schema's lower-case enum value as the contract's enum value: `court` with prefix
+/// `COPY_RECIPIENT_` is `COPY_RECIPIENT_COURT`. The schema has checked the name; none
+/// (or one the contract lacks) is 0, unspecified, which the exchange refuses in words.
+pub fn named<T: Into<i32>>(
+    prefix: &str,
+    value: Option<&str>,
+    from_str_name: fn(&str) -> Option<T>,
+) -> i32 {
+    value
+        .and_then(|v| from_str_name(&format!("{prefix}{}", v.to_ascii_uppercase())))
+        .map_or(0, Into::into)
+}
+
 /// Parses an RFC 3339 field.
 pub fn parse_time(field: &str, text: &str) -> Result<prost_types::Timestamp, AdapterError> {
     handoff_contract::time::parse_rfc3339(text).ok_or_else(|| {
@@ -150,6 +163,22 @@ mod tests {
         assert_eq!(csv_text("Novák,Dvořák".as_bytes().to_vec()), "Novák,Dvořák");
         // "Nov\xe1k,Dvo\xf8\xe1k" in Windows-1250.
         assert_eq!(csv_text(b"Nov\xe1k,Dvo\xf8\xe1k".to_vec()), "Novák,Dvořák");
+    }
+
+    #[test]
+    fn schema_names_become_the_contracts_enum_values() {
+        use handoff_contract::v1::{CopyRecipient, preliminary_measure::Stage};
+        let recipient = |v| named("COPY_RECIPIENT_", v, CopyRecipient::from_str_name);
+        assert_eq!(
+            recipient(Some("child_protection")),
+            CopyRecipient::ChildProtection as i32
+        );
+        assert_eq!(recipient(None), 0);
+        assert_eq!(recipient(Some("nobody")), 0);
+        assert_eq!(
+            named("STAGE_", Some("extension_petitioned"), Stage::from_str_name),
+            Stage::ExtensionPetitioned as i32
+        );
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub struct FormPerson {
     pub address: Option<String>,
 }
 
+impl FormPerson {
+    /// The person's details as the contract carries them (sealed before they leave).
+    pub fn details(&self) -> PersonalDetails {
+        PersonalDetails {
+            full_name: self.full_name.clone(),
+            date_of_birth: self.date_of_birth.clone().unwrap_or_default(),
+            phone: self.phone.clone().unwrap_or_default(),
+            address: self.address.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Turns one validated referral form into a `referral_made` event from `agency`
 /// (ids keyed by its `secret`).
 pub fn referral(
@@ -101,12 +113,7 @@ pub fn referral(
         (None, Some(p)) => (
             ids::case_id(secret, agency, &form.referral_ref),
             ids::pseudonym(secret, agency, &p.person_ref),
-            Some(PersonalDetails {
-                full_name: p.full_name.clone(),
-                date_of_birth: p.date_of_birth.clone().unwrap_or_default(),
-                phone: p.phone.clone().unwrap_or_default(),
-                address: p.address.clone().unwrap_or_default(),
-            }),
+            Some(p.details()),
             Some(0),
         ),
         (None, None) => {
@@ -137,19 +144,12 @@ pub fn referral(
             reason: form.reason,
             court_ordered: form.court_ordered,
             subject_details: details,
-            participation: participation(form.participation.as_deref()) as i32,
+            participation: crate::document::named(
+                "PARTICIPATION_",
+                form.participation.as_deref(),
+                Participation::from_str_name,
+            ),
             report_to_agency: form.report_to_agency.unwrap_or_default(),
         })),
     })
-}
-
-/// A referral's participation by its name in the schemas (`voluntary`, `court_ordered`,
-/// `probation_condition`); anything else is unspecified.
-pub(crate) fn participation(name: Option<&str>) -> Participation {
-    match name {
-        Some("voluntary") => Participation::Voluntary,
-        Some("court_ordered") => Participation::CourtOrdered,
-        Some("probation_condition") => Participation::ProbationCondition,
-        _ => Participation::Unspecified,
-    }
 }

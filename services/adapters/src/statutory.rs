@@ -9,7 +9,7 @@ use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use serde::Deserialize;
 
-use crate::document::parse_time;
+use crate::document::{named, parse_time};
 use crate::{AdapterError, AgencySecret, ids};
 
 /// The fields of the statutory path's and the endangered person's activities.
@@ -103,19 +103,19 @@ pub(crate) fn event(
     let time = |name: &str, value: &Option<String>| {
         value.as_deref().map(|v| parse_time(name, v)).transpose()
     };
-    let role = match f.role.as_deref() {
-        Some("child") => linked_person::Role::Child,
-        _ => linked_person::Role::Victim,
-    } as i32;
+    let role = named(
+        "ROLE_",
+        f.role.as_deref(),
+        linked_person::Role::from_str_name,
+    );
     let event = match activity {
         "eviction_copy_sent" => Event::EvictionCopySent(EvictionCopySent {
             incident_ref,
-            recipient: match f.recipient.as_deref() {
-                Some("intervention_centre") => CopyRecipient::InterventionCentre,
-                Some("child_protection") => CopyRecipient::ChildProtection,
-                Some("court") => CopyRecipient::Court,
-                _ => CopyRecipient::Unspecified,
-            } as i32,
+            recipient: named(
+                "COPY_RECIPIENT_",
+                f.recipient.as_deref(),
+                CopyRecipient::from_str_name,
+            ),
             to_agency: s(&a.to_agency),
         }),
         "eviction_copy_received" => {
@@ -123,7 +123,11 @@ pub(crate) fn event(
         }
         "victim_help_offered" => Event::VictimHelpOffered(VictimHelpOffered {
             incident_ref,
-            outcome: crate::casework::contact_outcome(a.outcome.as_deref()) as i32,
+            outcome: named(
+                "CONTACT_OUTCOME_",
+                a.outcome.as_deref(),
+                ContactOutcome::from_str_name,
+            ),
             note,
         }),
         "eviction_compliance_checked" => {
@@ -140,12 +144,11 @@ pub(crate) fn event(
         }),
         "eviction_objection" => Event::EvictionObjection(EvictionObjection {
             incident_ref,
-            stage: match f.stage.as_deref() {
-                Some("filed") => eviction_objection::Stage::Filed,
-                Some("upheld") => eviction_objection::Stage::Upheld,
-                Some("dismissed") => eviction_objection::Stage::Dismissed,
-                _ => eviction_objection::Stage::Unspecified,
-            } as i32,
+            stage: named(
+                "STAGE_",
+                f.stage.as_deref(),
+                eviction_objection::Stage::from_str_name,
+            ),
             note,
         }),
         "eviction_ended_early" => Event::EvictionEndedEarly(EvictionEndedEarly {
@@ -154,38 +157,32 @@ pub(crate) fn event(
         }),
         "preliminary_measure" => Event::PreliminaryMeasure(PreliminaryMeasure {
             incident_ref,
-            stage: match f.stage.as_deref() {
-                Some("petitioned") => preliminary_measure::Stage::Petitioned,
-                Some("granted") => preliminary_measure::Stage::Granted,
-                Some("refused") => preliminary_measure::Stage::Refused,
-                Some("extension_petitioned") => preliminary_measure::Stage::ExtensionPetitioned,
-                Some("extended") => preliminary_measure::Stage::Extended,
-                Some("ended") => preliminary_measure::Stage::Ended,
-                _ => preliminary_measure::Stage::Unspecified,
-            } as i32,
+            stage: named(
+                "STAGE_",
+                f.stage.as_deref(),
+                preliminary_measure::Stage::from_str_name,
+            ),
             effective_at: time("effective_at", &f.effective_at)?,
             until: time("until", &f.until)?,
             note,
         }),
         "compliance_reported" => Event::ComplianceReported(ComplianceReported {
             to_agency: s(&a.to_agency),
-            report: match f.report.as_deref() {
-                Some("attendance") => ComplianceReportKind::Attendance,
-                Some("completion") => ComplianceReportKind::Completion,
-                Some("drop_out") => ComplianceReportKind::DropOut,
-                Some("exclusion") => ComplianceReportKind::Exclusion,
-                _ => ComplianceReportKind::Unspecified,
-            } as i32,
+            report: named(
+                "COMPLIANCE_REPORT_KIND_",
+                f.report.as_deref(),
+                ComplianceReportKind::from_str_name,
+            ),
             sessions_attended: f.sessions_attended.unwrap_or(0),
             sessions_missed: f.sessions_missed.unwrap_or(0),
             note,
         }),
         "risk_alert_raised" => Event::RiskAlertRaised(RiskAlertRaised {
-            concern: match f.concern.as_deref() {
-                Some("imminent_danger") => RiskConcern::ImminentDanger,
-                Some("child_at_risk") => RiskConcern::ChildAtRisk,
-                _ => RiskConcern::Unspecified,
-            } as i32,
+            concern: named(
+                "RISK_CONCERN_",
+                f.concern.as_deref(),
+                RiskConcern::from_str_name,
+            ),
             basis: s(&f.basis),
             notify: f.notify.clone(),
             note,
@@ -193,12 +190,7 @@ pub(crate) fn event(
         "endangered_person_recorded" => Event::EndangeredPersonRecorded(EndangeredPersonRecorded {
             role,
             age_band: s(&f.age_band),
-            subject_details: f.person.as_ref().map(|p| PersonalDetails {
-                full_name: p.full_name.clone(),
-                date_of_birth: p.date_of_birth.clone().unwrap_or_default(),
-                phone: p.phone.clone().unwrap_or_default(),
-                address: p.address.clone().unwrap_or_default(),
-            }),
+            subject_details: f.person.as_ref().map(crate::generic::FormPerson::details),
             shelter: s(&f.shelter),
             school: s(&f.school),
         }),
@@ -228,6 +220,59 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Every value the schema allows names a value of the contract's enum, so no
+    /// allowed value reaches the exchange as unspecified.
+    #[test]
+    fn every_enum_value_of_the_schema_is_one_of_the_contracts() {
+        use crate::document::named;
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../schemas/programme-activity.schema.json"
+        ))
+        .expect("the schema");
+        let values = |field: &str| -> Vec<String> {
+            schema["properties"][field]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{field} is an enum"))
+                .iter()
+                .map(|v| v.as_str().expect("a name").to_string())
+                .collect()
+        };
+        let each = |field: &str, parse: &dyn Fn(&str) -> i32| {
+            for v in values(field) {
+                assert_ne!(parse(&v), 0, "{field} {v:?}");
+            }
+        };
+        each("recipient", &|v| {
+            named("COPY_RECIPIENT_", Some(v), CopyRecipient::from_str_name)
+        });
+        each("report", &|v| {
+            named(
+                "COMPLIANCE_REPORT_KIND_",
+                Some(v),
+                ComplianceReportKind::from_str_name,
+            )
+        });
+        each("concern", &|v| {
+            named("RISK_CONCERN_", Some(v), RiskConcern::from_str_name)
+        });
+        each("role", &|v| {
+            named("ROLE_", Some(v), linked_person::Role::from_str_name)
+        });
+        each("outcome", &|v| {
+            named("CONTACT_OUTCOME_", Some(v), ContactOutcome::from_str_name)
+        });
+        each("participation", &|v| {
+            named("PARTICIPATION_", Some(v), Participation::from_str_name)
+        });
+        each("stage", &|v| {
+            named("STAGE_", Some(v), eviction_objection::Stage::from_str_name).max(named(
+                "STAGE_",
+                Some(v),
+                preliminary_measure::Stage::from_str_name,
+            ))
+        });
+    }
 
     #[test]
     fn a_link_names_the_protection_case_its_record_opened() {
