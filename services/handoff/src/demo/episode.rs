@@ -7,7 +7,6 @@
 use anyhow::Context;
 use handoff_adapters::AdapterKind;
 use handoff_contract::v1::inbox_item::Kind;
-use handoff_contract::v1::*;
 use serde_json::{Value, json};
 
 use super::{CENTRE, COURT, Demo, On, POLICE, PROGRAMME, SOCIAL, SUPPORT, activity, print};
@@ -292,12 +291,7 @@ pub async fn play(demo: &Demo<'_>) -> anyhow::Result<Episode> {
     println!(
         "\n== 10. Her support worker's inbox: what bears on her safety, whatever his consent says, with the legal basis =="
     );
-    let notices: Vec<InboxItem> = demo
-        .inbox(SUPPORT)
-        .await?
-        .into_iter()
-        .filter(|i| i.kind() == Kind::SafetyNotice)
-        .collect();
+    let notices = demo.items(SUPPORT, Kind::SafetyNotice).await?;
     print::inbox(&notices);
     let mut answers: Vec<Value> = notices
         .iter()
@@ -331,21 +325,11 @@ pub async fn play(demo: &Demo<'_>) -> anyhow::Result<Episode> {
         "\n== 11. The alert reaches the police, OSPOD and the centre at once; the court finds the compliance report =="
     );
     for agency in [POLICE, SOCIAL, CENTRE] {
-        let alerts: Vec<InboxItem> = demo
-            .inbox(agency)
-            .await?
-            .into_iter()
-            .filter(|i| i.kind() == Kind::RiskAlert)
-            .collect();
+        let alerts = demo.items(agency, Kind::RiskAlert).await?;
         println!("  -- {agency} --");
         print::inbox(&alerts);
     }
-    let reports: Vec<InboxItem> = demo
-        .inbox(COURT)
-        .await?
-        .into_iter()
-        .filter(|i| i.kind() == Kind::ComplianceReport)
-        .collect();
+    let reports = demo.items(COURT, Kind::ComplianceReport).await?;
     println!("  -- {COURT} --");
     print::inbox(&reports);
     let seen: Vec<Value> = reports

@@ -181,6 +181,13 @@ impl Demo<'_> {
             .items)
     }
 
+    /// `agency`'s inbox items of one kind.
+    async fn items(&self, agency: &str, kind: inbox_item::Kind) -> anyhow::Result<Vec<InboxItem>> {
+        let mut items = self.inbox(agency).await?;
+        items.retain(|i| i.kind() == kind);
+        Ok(items)
+    }
+
     /// The case a publish opened, with its subject as `agency` (a party) reads it.
     async fn on(&self, agency: &str, case_id: Option<String>) -> anyhow::Result<On> {
         let case_id = case_id.context("the record produced no events")?;
