@@ -95,10 +95,11 @@ class Publisher:
         while waiting and time.monotonic() - started < timeout:
             try:
                 for msg in await self.receipts.fetch(batch=64, timeout=0.5):
-                    r = exchange_pb2.Receipt.FromString(msg.data)
-                    if r.event_id in waiting:
-                        got[r.event_id] = r
-                        del waiting[r.event_id]
+                    # One message holds our receipts of one committed batch.
+                    for r in exchange_pb2.Receipts.FromString(msg.data).receipts:
+                        if r.event_id in waiting:
+                            got[r.event_id] = r
+                            del waiting[r.event_id]
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
                 pass
             if time.monotonic() - last_lookup >= 0.5:

@@ -153,6 +153,25 @@ impl Exchange {
         self.dir.path().join("handoff.toml")
     }
 
+    /// The exchange's signing public key, as `handoff key show` prints it (32 bytes).
+    pub fn public_key(&self) -> Vec<u8> {
+        let out = Command::new(handoff_binary())
+            .args(["key", "show", "--config"])
+            .arg(self.config_path())
+            .output()
+            .expect("key show runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(text.len(), 64, "{text}");
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    }
+
     /// The sled data dir.
     pub fn data_dir(&self) -> PathBuf {
         self.options

@@ -2,7 +2,7 @@
 //! free port, temp dir), the real `handoff` binary as a child process, gRPC
 //! clients over TCP, and builders for valid events. Split by job: `nats`
 //! (brokers), `exchange` (the process under test), `events` (what agencies
-//! publish), `browser` (headless Chromium).
+//! publish), `receipts` (what they get back), `browser` (headless Chromium).
 //!
 //! Every test file uses this one place; none starts processes on its own.
 
@@ -18,11 +18,13 @@ mod exchange;
 mod nats;
 pub mod python;
 mod reads;
+mod receipts;
 mod transport;
 
 pub use browser::{Rendered, chromium, render_in_browser, screenshot};
 pub use exchange::{Exchange, ExchangeOptions};
 pub use nats::{Broker, NatsCluster, NatsServer};
+pub use receipts::{ReceiptFeed, receipts_in};
 pub use transport::{seal, transport_keys, transport_public, write_transport_files};
 
 /// The agencies every test exchange registers: `(id, kind)`.

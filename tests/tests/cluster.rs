@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use prost::Message;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -106,8 +105,9 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         .last_sequence;
     let head_a = a.wait_for_position(last, Duration::from_secs(120)).await;
     let head_b = b.wait_for_position(last, Duration::from_secs(120)).await;
-    // Both nodes sent receipts; the stream kept at most one per message, and that is
-    // what a publisher reads.
+    // Both nodes sent receipts, a message per agency and committed batch; the stream
+    // kept one of each batch both nodes committed alike. A publisher may read an
+    // event's receipt twice (from batches cut differently), and then both agree.
     let mut stream = js
         .get_stream(handoff_contract::names::RECEIPTS_STREAM)
         .await
@@ -120,19 +120,36 @@ async fn two_exchanges_on_a_cluster_end_with_the_same_log_through_node_failures(
         .messages()
         .await
         .expect("messages");
-    let mut seen = std::collections::HashSet::new();
+    let keys = [a.public_key(), b.public_key()];
+    let mut seen: std::collections::HashMap<String, (i32, u64, Vec<u8>)> =
+        std::collections::HashMap::new();
+    let mut ids = std::collections::HashSet::new();
     for _ in 0..kept {
-        let msg = all.next().await.expect("a receipt").expect("readable");
-        let r = handoff_contract::v1::Receipt::decode(msg.payload.as_ref()).expect("receipt");
-        assert!(
-            seen.insert(r.event_id.clone()),
-            "two receipts for {}",
-            r.event_id
-        );
+        let msg = all.next().await.expect("receipts").expect("readable");
+        let id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.to_string())
+            .expect("a message id");
+        assert!(ids.insert(id.clone()), "the stream kept {id} twice");
+        for r in handoff_e2e::receipts_in(&msg.payload) {
+            assert!(
+                keys.iter()
+                    .any(|k| handoff_audit::verify_receipt(&r, k).is_ok()),
+                "a receipt for {} that no node signed",
+                r.event_id
+            );
+            let said = (r.status, r.sequence, r.hash.clone());
+            if let Some(before) = seen.insert(r.event_id.clone(), said.clone()) {
+                assert_eq!(before, said, "the nodes disagree on {}", r.event_id);
+            }
+        }
     }
     assert!(
-        kept <= events && kept > 0,
-        "{kept} receipts kept for {events} events"
+        seen.len() as u64 <= events && kept > 0,
+        "{kept} messages of receipts for {} of {events} events",
+        seen.len()
     );
     assert_eq!(head_a.sequence, events, "every event once on A");
     assert_eq!(head_b.sequence, events, "every event once on B");

@@ -9,12 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use handoff_contract::v1::*;
 use handoff_domain::limits::{LABEL, LINKED_PERSONS, TEXT};
 use handoff_e2e::events::{Sent, incident, publish};
-use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer};
-use prost::Message;
+use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer, POLICE, ReceiptFeed};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// A tmpfs mounted for the test, unmounted (lazily: the exchange may still hold files) on drop.
@@ -101,7 +99,7 @@ struct OnSmallDisk {
     disk: SmallDisk,
     _nats: NatsServer,
     exchange: Exchange,
-    receipts: async_nats::Subscriber,
+    receipts: ReceiptFeed,
     js: async_nats::jetstream::Context,
 }
 
@@ -118,10 +116,7 @@ async fn on_small_disk(min_free_mb: u64, first: u64, case: &str) -> OnSmallDisk 
     )
     .await;
     let client = nats.connect().await;
-    let mut receipts = client
-        .subscribe("handoff.receipts.police-north")
-        .await
-        .expect("subscribe");
+    let mut receipts = ReceiptFeed::subscribe(&client, POLICE).await;
     let js = async_nats::jetstream::new(client);
     let mut sent = Vec::new();
     for n in 1..=first {
@@ -129,7 +124,7 @@ async fn on_small_disk(min_free_mb: u64, first: u64, case: &str) -> OnSmallDisk 
     }
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
     for _ in 0..first {
-        receipts.next().await.expect("receipt");
+        receipts.next(Duration::from_secs(30)).await;
     }
     OnSmallDisk {
         disk,
@@ -179,9 +174,10 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
             .is_some_and(|b| b < (16 << 20) as f64)
     );
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), receipts.next())
+        receipts
+            .next_within(Duration::from_millis(500))
             .await
-            .is_err(),
+            .is_none(),
         "nothing receipted while full"
     );
 
@@ -191,11 +187,7 @@ async fn a_full_disk_pauses_ingest_and_nothing_is_lost_when_space_returns() {
     assert_eq!(head_after.sequence, 70);
     let mut accepted = 0;
     while accepted < 50 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), receipts.next())
-            .await
-            .expect("a receipt")
-            .expect("subscription");
-        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        let r = receipts.next(Duration::from_secs(10)).await;
         assert_eq!(r.status, receipt::Status::Accepted as i32);
         accepted += 1;
     }
@@ -261,10 +253,7 @@ async fn a_failed_write_acknowledges_nothing_and_a_restart_resumes() {
     let log = exchange.last_log();
     assert!(log.contains("No space left on device"), "{log}");
     // Nothing it could not store was receipted.
-    while let Ok(Some(msg)) =
-        tokio::time::timeout(Duration::from_millis(300), receipts.next()).await
-    {
-        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+    while let Some(r) = receipts.next_within(Duration::from_millis(300)).await {
         assert!(r.sequence <= 10, "receipted what it could not store: {r:?}");
     }
 
@@ -299,10 +288,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
     )
     .await;
     let client = nats.connect().await;
-    let mut receipts = client
-        .subscribe("handoff.receipts.police-north")
-        .await
-        .expect("subscribe");
+    let mut receipts = ReceiptFeed::subscribe(&client, POLICE).await;
     let js = async_nats::jetstream::new(client);
     let mut sent = Vec::new();
     for n in 1..=10u64 {
@@ -310,7 +296,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
     }
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
     for _ in 0..10 {
-        receipts.next().await.expect("receipt");
+        receipts.next(Duration::from_secs(30)).await;
     }
 
     // An operator's mistake: the data dir becomes read-only for the exchange.
@@ -343,9 +329,10 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
     })
     .await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), receipts.next())
+        receipts
+            .next_within(Duration::from_millis(500))
             .await
-            .is_err(),
+            .is_none(),
         "nothing receipted while unwritable"
     );
     assert_eq!(exchange.head().await.sequence, 10, "nothing stored");
@@ -355,11 +342,7 @@ async fn an_unwritable_data_dir_pauses_ingest_and_it_resumes_when_writable_again
     let head_after = exchange.wait_for(&sent, Duration::from_secs(60)).await;
     assert_eq!((head_after.sequence, head_after.quarantined), (30, 0));
     for _ in 0..20 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), receipts.next())
-            .await
-            .expect("a receipt")
-            .expect("subscription");
-        let r = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+        let r = receipts.next(Duration::from_secs(10)).await;
         assert_eq!(r.status, receipt::Status::Accepted as i32);
     }
     wait_for("SERVING again", &exchange, async || {

@@ -6,7 +6,7 @@ use handoff_adapters::{AdapterKind, Document, Outcome, Publisher};
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{self, case_id, envelope, incident, publish, publish_raw, referral};
-use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE, PROGRAMME};
+use handoff_e2e::{CENTRE, Exchange, NatsServer, POLICE, PROGRAMME, ReceiptFeed};
 use prost::Message;
 use serde_json::json;
 
@@ -307,15 +307,8 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
     let exchange = Exchange::start(&nats).await;
     let nc = nats.connect().await;
     let js = async_nats::jetstream::new(nc.clone());
-    let mut police_receipts = nc
-        .subscribe(handoff_contract::names::receipt_subject(POLICE))
-        .await
-        .expect("sub");
-    let mut programme_receipts = nc
-        .subscribe(handoff_contract::names::receipt_subject(PROGRAMME))
-        .await
-        .expect("sub");
-    nc.flush().await.expect("flush");
+    let mut police_receipts = ReceiptFeed::subscribe(&nc, POLICE).await;
+    let mut programme_receipts = ReceiptFeed::subscribe(&nc, PROGRAMME).await;
 
     publish(&js, &incident(1, "q")).await;
     // 1. garbage bytes
@@ -417,11 +410,7 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
     // Receipts: the police get incident accepted, garbage rejected, stale rejected, good accepted.
     let mut police = Vec::new();
     while police.len() < 4 {
-        let msg = tokio::time::timeout(WITHIN, futures::StreamExt::next(&mut police_receipts))
-            .await
-            .expect("receipt in time")
-            .expect("receipt");
-        police.push(Receipt::decode(msg.payload.as_ref()).expect("receipt"));
+        police.push(police_receipts.next(WITHIN).await);
     }
     let statuses: Vec<_> = police.iter().map(|r| (r.status(), r.reason())).collect();
     assert_eq!(
@@ -442,11 +431,7 @@ async fn bad_messages_are_quarantined_with_a_reason_and_the_next_event_still_app
     );
     assert_eq!(police[3].sequence, 2);
     // The forger (identified by its subject) gets the rejection, not the police.
-    let msg = tokio::time::timeout(WITHIN, futures::StreamExt::next(&mut programme_receipts))
-        .await
-        .expect("receipt in time")
-        .expect("receipt");
-    let forged_receipt = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+    let forged_receipt = programme_receipts.next(WITHIN).await;
     assert_eq!(forged_receipt.reason(), RejectionReason::SourceMismatch);
 }
 

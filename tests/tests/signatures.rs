@@ -2,53 +2,24 @@
 //! public key that `handoff key show` prints can verify them, and any change
 //! to them fails verification.
 
-use std::process::Command;
 use std::time::Duration;
 
-use futures::StreamExt;
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish};
-use handoff_e2e::{AUDITOR, Exchange, NatsServer, POLICE, handoff_binary};
-use prost::Message;
-
-fn public_key(exchange: &Exchange) -> Vec<u8> {
-    let out = Command::new(handoff_binary())
-        .args(["key", "show", "--config"])
-        .arg(exchange.config_path())
-        .output()
-        .expect("key show runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(text.len(), 64, "{text}");
-    (0..32)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
+use handoff_e2e::{AUDITOR, Exchange, NatsServer, POLICE, ReceiptFeed};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn receipts_and_checkpoints_verify_with_the_exchange_public_key() {
     let nats = NatsServer::start();
     let exchange = Exchange::start(&nats).await;
-    let key = public_key(&exchange);
+    let key = exchange.public_key();
     let nc = nats.connect().await;
-    let mut receipts = nc
-        .subscribe(handoff_contract::names::receipt_subject(POLICE))
-        .await
-        .expect("sub");
-    nc.flush().await.expect("flush");
+    let mut receipts = ReceiptFeed::subscribe(&nc, POLICE).await;
     let js = async_nats::jetstream::new(nc);
     let last = publish(&js, &incident(1, "s")).await;
     exchange.wait_for([&last], Duration::from_secs(30)).await;
 
-    let msg = tokio::time::timeout(Duration::from_secs(20), receipts.next())
-        .await
-        .expect("in time")
-        .expect("receipt");
-    let receipt = Receipt::decode(msg.payload.as_ref()).expect("receipt");
+    let receipt = receipts.next(Duration::from_secs(20)).await;
     handoff_audit::verify_receipt(&receipt, &key).expect("the receipt verifies");
     let mut forged = receipt.clone();
     forged.status = receipt::Status::Rejected as i32;
@@ -78,4 +49,95 @@ async fn receipts_and_checkpoints_verify_with_the_exchange_public_key() {
         handoff_audit::verify_checkpoint(&moved, &key).is_err(),
         "an altered checkpoint must not verify"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_receipts_is_signed_once_and_each_receipt_verifies_alone() {
+    let nats = NatsServer::start();
+    let mut exchange = Exchange::start(&nats).await;
+    let key = exchange.public_key();
+    let nc = nats.connect().await;
+    let mut feed = ReceiptFeed::subscribe(&nc, POLICE).await;
+    let js = async_nats::jetstream::new(nc.clone());
+    // Published while the exchange is stopped, so that they are all waiting when it
+    // starts again and are committed together.
+    exchange.stop();
+    let mut sent = Vec::new();
+    for n in 1..=40u64 {
+        let e = incident(n, &format!("b{n}"));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.event_id.as_str());
+        headers.insert(
+            handoff_contract::trace::TRACEPARENT,
+            format!("00-{:032x}-{:016x}-01", n, n).as_str(),
+        );
+        let ack = js
+            .publish_with_headers(
+                handoff_e2e::events::subject(&e),
+                headers,
+                prost::Message::encode_to_vec(&handoff_e2e::seal(&e)).into(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("PubAck");
+        sent.push(handoff_e2e::events::Sent {
+            agency: POLICE.to_string(),
+            sequence: ack.sequence,
+        });
+    }
+    exchange.restart().await;
+    exchange.wait_for(&sent, Duration::from_secs(30)).await;
+    let mut receipts = Vec::new();
+    while receipts.len() < 40 {
+        receipts.push(feed.next(Duration::from_secs(20)).await);
+    }
+    // Each committed batch's receipts came as one tree with one signature: every tree
+    // holds as many of the receipts as its size says.
+    let mut trees: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+    for r in &receipts {
+        *trees.entry(r.signature.clone()).or_default() += 1;
+    }
+    for r in &receipts {
+        assert_eq!(trees[&r.signature], r.tree_size, "a tree is one message");
+    }
+    assert!(
+        trees.len() < receipts.len(),
+        "{} signatures for {} receipts",
+        trees.len(),
+        receipts.len()
+    );
+    for r in &receipts {
+        handoff_audit::verify_receipt(r, &key).expect("each receipt verifies on its own");
+        let n = r.stream_sequence; // one message an event, in order, on a fresh stream
+        assert_eq!(
+            r.traceparent,
+            format!("00-{n:032x}-{n:016x}-01"),
+            "the publisher's trace comes back with its receipt"
+        );
+    }
+    // A receipt of another agency's batch, or a forged one, cannot borrow a tree.
+    let big = receipts
+        .iter()
+        .find(|r| r.tree_size > 1)
+        .expect("a tree of several receipts");
+    let mut forged = big.clone();
+    forged.event_id = "police-north/forged".into();
+    assert!(handoff_audit::verify_receipt(&forged, &key).is_err());
+    let mut relabelled = big.clone();
+    relabelled.leaf_index = (big.leaf_index + 1) % big.tree_size;
+    assert!(handoff_audit::verify_receipt(&relabelled, &key).is_err());
+
+    // A looked-up receipt is a tree of one, signed by the same key.
+    let answer = nc
+        .request(
+            handoff_contract::names::receipt_lookup_subject(POLICE),
+            big.event_id.clone().into(),
+        )
+        .await
+        .expect("look-up answered");
+    let looked_up =
+        <Receipt as prost::Message>::decode(answer.payload.as_ref()).expect("a receipt");
+    assert_eq!((looked_up.tree_size, looked_up.sequence), (1, big.sequence));
+    handoff_audit::verify_receipt(&looked_up, &key).expect("the looked-up receipt verifies");
 }

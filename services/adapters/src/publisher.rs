@@ -13,7 +13,7 @@ use handoff_contract::names::{
     RECEIPTS_STREAM, event_subject, receipt_lookup_subject, receipt_subject,
 };
 use handoff_contract::trace::{TRACEPARENT, TraceParent};
-use handoff_contract::v1::{Envelope, Receipt, RejectionReason, receipt::Status};
+use handoff_contract::v1::{Envelope, Receipt, Receipts, RejectionReason, receipt::Status};
 use prost::Message;
 
 use crate::AdapterError;
@@ -318,9 +318,11 @@ impl Publisher {
                 receipts = None;
             }
             if let Some(msg) = received
-                && let Ok(r) = Receipt::decode(msg.payload.as_ref())
+                && let Ok(batch) = Receipts::decode(msg.payload.as_ref())
             {
-                accept(&mut waiting, &mut outcomes, &traces, &r);
+                for r in &batch.receipts {
+                    accept(&mut waiting, &mut outcomes, &traces, r);
+                }
             }
             if last_lookup.elapsed() >= LOOKUP_EVERY {
                 last_lookup = Instant::now();
@@ -341,7 +343,7 @@ impl Publisher {
     }
 
     /// Receipts for this agency from now on, read from the receipts stream, where each
-    /// message has one receipt however many exchange nodes sent it. The consumer may
+    /// message holds the agency's receipts of one committed batch. The consumer may
     /// only filter on the agency's own subject (see `handoff nats-auth`) and goes away
     /// by itself a minute after its last use.
     async fn receipts(&self) -> Result<pull::Stream, AdapterError> {

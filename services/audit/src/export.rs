@@ -695,15 +695,9 @@ mod tests {
         String::from_utf8(out).expect("utf8")
     }
 
-    fn key() -> (tempfile::TempDir, ExchangeKey) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let key = ExchangeKey::load_or_create(dir.path()).expect("key");
-        (dir, key)
-    }
-
     #[test]
     fn the_fast_reader_reads_written_lines_as_serde_does_and_leaves_the_rest_to_it() {
-        let (_dir, key) = key();
+        let (_dir, key) = crate::key::tests::fresh_key();
         let text = export(&chain(3), &key);
         let line = text.lines().nth(1).expect("a record line");
         let fast = record_as_written(line.as_bytes()).expect("read as written");
@@ -754,7 +748,7 @@ mod tests {
 
     #[test]
     fn an_escaped_character_is_read_as_json_reads_it() {
-        let (_dir, key) = key();
+        let (_dir, key) = crate::key::tests::fresh_key();
         let text = export(&chain(3), &key);
         assert!(text.contains("\"envelope\":\"ZXZlbnQgMQ=="), "{text}");
         // The same record with one base64 character written as a JSON escape.
@@ -764,7 +758,7 @@ mod tests {
 
     #[test]
     fn an_untouched_export_verifies() {
-        let (_d, key) = key();
+        let (_d, key) = crate::key::tests::fresh_key();
         let text = export(&chain(10), &key);
         let ok = verify(text.as_bytes(), &key.public_key()).expect("verifies");
         assert_eq!((ok.from, ok.to, ok.records), (1, 10, 10));
@@ -774,7 +768,7 @@ mod tests {
 
     #[test]
     fn each_kind_of_tampering_is_named_with_its_sequence() {
-        let (_d, key) = key();
+        let (_d, key) = crate::key::tests::fresh_key();
         let good = chain(10);
 
         // altered: an envelope byte changed
@@ -846,7 +840,7 @@ mod tests {
         );
 
         // signed by someone else
-        let (_d2, other) = self::key();
+        let (_d2, other) = crate::key::tests::fresh_key();
         assert!(matches!(
             verify(export(&good, &other).as_bytes(), &key.public_key()),
             Err(Finding::Checkpoint(_))

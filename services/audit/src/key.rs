@@ -1,11 +1,10 @@
 //! The exchange's signing key: generated on first start, kept in the data dir
-//! (mode 0600), never in the log.
+//! (mode 0600), never in the log; checkpoints (receipts: `receipts.rs`).
 
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use handoff_contract::v1::{Checkpoint, Receipt};
-use prost::Message;
+use handoff_contract::v1::Checkpoint;
 
 /// File name of the key in the data dir.
 pub const KEY_FILE: &str = "exchange-signing.key";
@@ -96,10 +95,9 @@ impl ExchangeKey {
         handoff_contract::hex::encode(&self.public_key())
     }
 
-    /// Signs a receipt (over its encoding with an empty signature).
-    pub fn sign_receipt(&self, receipt: &mut Receipt) {
-        receipt.signature.clear();
-        receipt.signature = self.key.sign(&receipt.encode_to_vec()).to_bytes().to_vec();
+    /// An Ed25519 signature over `message` (64 bytes).
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).to_bytes().to_vec()
     }
 
     /// A signed checkpoint of the head.
@@ -133,14 +131,14 @@ pub fn checkpoint_message(sequence: u64, head_hash: &[u8], recorded_at_unix_ms: 
     m
 }
 
-fn verifying_key(public_key: &[u8]) -> Result<VerifyingKey, AuditError> {
+pub(crate) fn verifying_key(public_key: &[u8]) -> Result<VerifyingKey, AuditError> {
     let bytes: [u8; 32] = public_key
         .try_into()
         .map_err(|_| AuditError::BadSignature("public key is not 32 bytes".into()))?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| AuditError::BadSignature(e.to_string()))
 }
 
-fn signature(bytes: &[u8]) -> Result<Signature, AuditError> {
+pub(crate) fn signature(bytes: &[u8]) -> Result<Signature, AuditError> {
     Signature::from_slice(bytes).map_err(|e| AuditError::BadSignature(e.to_string()))
 }
 
@@ -161,18 +159,16 @@ pub fn verify_checkpoint(checkpoint: &Checkpoint, public_key: &[u8]) -> Result<(
         })
 }
 
-/// Checks a receipt's signature against the exchange's public key.
-pub fn verify_receipt(receipt: &Receipt, public_key: &[u8]) -> Result<(), AuditError> {
-    let mut unsigned = receipt.clone();
-    unsigned.signature.clear();
-    verifying_key(public_key)?
-        .verify(&unsigned.encode_to_vec(), &signature(&receipt.signature)?)
-        .map_err(|e| AuditError::BadSignature(format!("receipt for {}: {e}", receipt.event_id)))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A new key in a temporary directory, kept while the directory lives.
+    pub(crate) fn fresh_key() -> (tempfile::TempDir, ExchangeKey) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = ExchangeKey::load_or_create(dir.path()).expect("key");
+        (dir, key)
+    }
 
     #[test]
     fn the_key_persists_and_signatures_verify_only_unaltered() {
@@ -201,15 +197,5 @@ mod tests {
             verify_checkpoint(&cp, &other.public_key()).is_err(),
             "another exchange's key"
         );
-
-        let mut receipt = Receipt {
-            event_id: "e".into(),
-            sequence: 3,
-            ..Receipt::default()
-        };
-        key.sign_receipt(&mut receipt);
-        verify_receipt(&receipt, &key.public_key()).expect("valid");
-        receipt.sequence = 4;
-        assert!(verify_receipt(&receipt, &key.public_key()).is_err());
     }
 }

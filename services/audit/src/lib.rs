@@ -3,8 +3,10 @@
 
 pub mod export;
 mod key;
+mod receipts;
 
-pub use key::{AuditError, ExchangeKey, checkpoint_message, verify_checkpoint, verify_receipt};
+pub use key::{AuditError, ExchangeKey, checkpoint_message, verify_checkpoint};
+pub use receipts::{RECEIPTS_PER_TREE, leaf, tree_head_message, verify_receipt};
 
 /// The key's file name in the data dir.
 pub fn key_file_name() -> &'static str {

@@ -15,7 +15,7 @@ use handoff_bench::measure::{
     publish_causal, rss_bytes,
 };
 use handoff_bench::workload;
-use handoff_contract::v1::{GetCaseRequest, Receipt};
+use handoff_contract::v1::{GetCaseRequest, Receipts};
 use handoff_e2e::{AUDITOR, Exchange, ExchangeOptions, NatsServer, run_handoff};
 use prost::Message;
 
@@ -336,21 +336,23 @@ async fn steady_latency(
                     break;
                 };
                 let now = Instant::now();
-                let Ok(receipt) = Receipt::decode(msg.payload.as_ref()) else {
+                let Ok(receipts) = Receipts::decode(msg.payload.as_ref()) else {
                     continue;
                 };
-                if awaited.contains(&receipt.event_id)
-                    && let Ok(mut d) = decided.lock()
-                {
-                    d.insert(receipt.event_id.clone());
-                    decided_now.notify_waiters();
-                }
-                let at = sent
-                    .lock()
-                    .ok()
-                    .and_then(|mut s| s.remove(&receipt.event_id));
-                if let Some(at) = at {
-                    latencies.push(now - at);
+                for receipt in receipts.receipts {
+                    if awaited.contains(&receipt.event_id)
+                        && let Ok(mut d) = decided.lock()
+                    {
+                        d.insert(receipt.event_id.clone());
+                        decided_now.notify_waiters();
+                    }
+                    let at = sent
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.remove(&receipt.event_id));
+                    if let Some(at) = at {
+                        latencies.push(now - at);
+                    }
                 }
             }
             latencies

@@ -153,7 +153,7 @@ pub async fn publish_causal(
     messages: &[Prepared],
     window: usize,
 ) -> anyhow::Result<(Duration, Vec<Sent>)> {
-    use handoff_contract::v1::Receipt;
+    use handoff_contract::v1::Receipts;
     use prost::Message;
     let mut receipts = client.subscribe("handoff.receipts.>").await?;
     client.flush().await?;
@@ -200,14 +200,16 @@ pub async fn publish_causal(
         decided: &mut HashSet<String>,
         waiting_on: &mut HashMap<String, Vec<&'m str>>,
     ) -> Vec<&'m str> {
-        let Ok(receipt) = Receipt::decode(msg.payload.as_ref()) else {
+        let Ok(receipts) = Receipts::decode(msg.payload.as_ref()) else {
             return Vec::new();
         };
-        if !awaited.contains(receipt.event_id.as_str()) {
-            return Vec::new();
+        let mut ready = Vec::new();
+        for receipt in receipts.receipts {
+            if awaited.contains(receipt.event_id.as_str()) {
+                ready.extend(waiting_on.remove(&receipt.event_id).unwrap_or_default());
+                decided.insert(receipt.event_id);
+            }
         }
-        let ready = waiting_on.remove(&receipt.event_id).unwrap_or_default();
-        decided.insert(receipt.event_id);
         ready
     }
 

@@ -119,15 +119,20 @@ pub fn event_subjects(agency: &str) -> String {
     format!("handoff.events.{agency}.>")
 }
 
-/// The JetStream stream that keeps receipts (`handoff.receipts.>`) for a day. Every
-/// exchange node sends every receipt with `Nats-Msg-Id` = [`receipt_msg_id`], so the
-/// stream keeps one per message and a publisher reading it gets one, whichever node
-/// sent it.
+/// The JetStream stream that keeps receipts (`handoff.receipts.>`) for a day. The
+/// exchange sends an agency's receipts of one committed batch as one message
+/// (`Receipts`) with `Nats-Msg-Id` = [`receipts_msg_id`], so nodes that committed the
+/// same batch send the same id and the stream keeps one of them.
 pub const RECEIPTS_STREAM: &str = "HANDOFF_RECEIPTS";
 
-/// The message id a receipt is sent with: the same on every node for the same message.
-pub fn receipt_msg_id(stream_sequence: u64, event_id: &str) -> String {
-    format!("receipt:{stream_sequence}:{event_id}")
+/// The message id of a message of receipts: the agency and the stream sequences of its
+/// first and last receipt, the same on every node that committed the same batch.
+pub fn receipts_msg_id(
+    agency: &str,
+    first_stream_sequence: u64,
+    last_stream_sequence: u64,
+) -> String {
+    format!("receipts:{agency}:{first_stream_sequence}:{last_stream_sequence}")
 }
 
 /// NATS subject the exchange sends an agency's receipts on.

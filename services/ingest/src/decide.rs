@@ -142,7 +142,7 @@ pub fn decide(
             batch.advance(incoming.stream_sequence);
             receipt = Receipt {
                 stream_sequence: incoming.stream_sequence,
-                ..original
+                ..*original
             };
         }
         Ok(Checked::Accepted(effects)) => {
@@ -294,7 +294,7 @@ enum Checked {
     /// Everything the event changes.
     Accepted(Box<Effects>),
     /// The original's receipt.
-    Duplicate(Receipt),
+    Duplicate(Box<Receipt>),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -377,7 +377,7 @@ fn check(
             _ => false,
         };
         return Ok(if same_facts && same_details {
-            Ok(Checked::Duplicate(logged.receipt))
+            Ok(Checked::Duplicate(Box::new(logged.receipt)))
         } else {
             Err(refuse(
                 R::DuplicateEventId,

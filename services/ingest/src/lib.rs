@@ -10,22 +10,23 @@
 mod decide;
 mod metrics;
 mod progress;
+mod receipts;
 mod stream;
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use handoff_contract::names::{receipt_msg_id, receipt_subject};
 use handoff_contract::v1::Receipt;
 use handoff_domain::Registry;
 use handoff_log::{Log, LogError, hex};
-use prost::Message as _;
 use tokio::sync::watch;
 
 pub use decide::{Decision, Incoming, Limits, decide};
 pub use metrics::{IngestMetrics, reason_label};
 pub use progress::StuckDetector;
+pub use receipts::serve_receipt_lookups;
+use receipts::{Outbox, send_receipts};
 pub use stream::{
     Ingress, RECEIPTS_KEPT, StreamSettings, aged_out, describe_age, ensure_receipts_stream,
     ensure_stream, ingress_source,
@@ -197,6 +198,7 @@ impl Ingest {
         // Health is "consuming and not stuck": the loop reports the first, a watchdog
         // that compares the stream's last sequence with the stored position the second.
         let (loop_tx, loop_rx) = watch::channel(false);
+        let (stuck_tx, stuck_rx) = watch::channel(false);
         let watchdog = tokio::spawn(progress::watch(
             progress::Watched {
                 client: self.client.clone(),
@@ -204,12 +206,13 @@ impl Ingest {
                 log: self.log.clone(),
                 metrics: self.metrics.clone(),
                 stuck_after: self.settings.stuck_after,
+                stuck: stuck_tx,
             },
             loop_rx,
             consuming,
             shutdown.clone(),
         ));
-        let result = self.consume(shutdown, loop_tx, &outbox).await;
+        let result = self.consume(shutdown, loop_tx, stuck_rx, &outbox).await;
         watchdog.abort();
         drop(outbox);
         // What was committed is receipted before ingest ends.
@@ -223,6 +226,7 @@ impl Ingest {
         &mut self,
         mut shutdown: watch::Receiver<bool>,
         consuming: watch::Sender<bool>,
+        mut stuck: watch::Receiver<bool>,
         outbox: &Outbox,
     ) -> Result<(), IngestError> {
         self.report_head(self.log.head());
@@ -309,6 +313,15 @@ impl Ingest {
                         }
                     } => {
                         tracing::info!("NATS reconnected; recreating the consumer from the stored position");
+                        None
+                    }
+                    // Messages wait but none come (a consumer a broker failover left
+                    // behind, seen on a cluster): start a fresh one where the log ends.
+                    Ok(()) = stuck.changed() => {
+                        if !*stuck.borrow_and_update() {
+                            continue;
+                        }
+                        tracing::warn!("ingest stuck; recreating the consumer from the stored position");
                         None
                     }
                 };
@@ -638,84 +651,5 @@ impl Ingest {
             tracing::warn!("the receipt sender has stopped; publishers can look receipts up");
         }
         Ok(applied)
-    }
-}
-
-/// Committed batches' receipts, in commit order, to the receipt sender.
-/// Each receipt goes with its agency and the publisher's `traceparent`, if it sent one.
-type Outbox = tokio::sync::mpsc::Sender<Vec<(String, Receipt, Option<String>)>>;
-
-/// Signs and publishes each committed batch's receipts, in order, until ingest ends.
-async fn send_receipts(
-    client: async_nats::Client,
-    key: std::sync::Arc<handoff_audit::ExchangeKey>,
-    mut batches: tokio::sync::mpsc::Receiver<Vec<(String, Receipt, Option<String>)>>,
-) {
-    while let Some(receipts) = batches.recv().await {
-        for (agency, mut receipt, trace) in receipts {
-            key.sign_receipt(&mut receipt);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(
-                "Nats-Msg-Id",
-                receipt_msg_id(receipt.stream_sequence, &receipt.event_id).as_str(),
-            );
-            if let Some(trace) = trace {
-                headers.insert(handoff_contract::trace::TRACEPARENT, trace.as_str());
-            }
-            if let Err(e) = client
-                .publish_with_headers(
-                    receipt_subject(&agency),
-                    headers,
-                    receipt.encode_to_vec().into(),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, %agency, "receipt not sent; the publisher can look it up");
-            }
-        }
-    }
-}
-
-/// Answers receipt look-ups (`handoff.lookup.<agency>`, body = event id) from the log,
-/// for publishers whose receipt was lost or whose publish the broker deduplicated.
-pub async fn serve_receipt_lookups(
-    client: async_nats::Client,
-    log: Log,
-    key: std::sync::Arc<handoff_audit::ExchangeKey>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = client.subscribe("handoff.lookup.*").await?;
-    loop {
-        let request = tokio::select! {
-            r = requests.next() => r,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Some(request) = request else {
-            return Ok(());
-        };
-        let Some(reply) = request.reply else {
-            continue;
-        };
-        let agency = request
-            .subject
-            .as_str()
-            .rsplit('.')
-            .next()
-            .unwrap_or_default();
-        let event_id = String::from_utf8_lossy(&request.payload);
-        let answer = match log.receipt_for(agency, event_id.trim()) {
-            Ok(Some(mut r)) => {
-                key.sign_receipt(&mut r);
-                r.encode_to_vec()
-            }
-            Ok(None) => Vec::new(),
-            Err(e) => {
-                tracing::warn!(error = %e, "receipt look-up failed");
-                Vec::new()
-            }
-        };
-        if let Err(e) = client.publish(reply, answer.into()).await {
-            tracing::warn!(error = %e, "look-up answer not sent");
-        }
     }
 }

@@ -52,6 +52,9 @@ pub(crate) struct Watched {
     pub log: Log,
     pub metrics: IngestMetrics,
     pub stuck_after: Duration,
+    /// Told when ingest becomes stuck or advances again, so the loop can recreate a
+    /// consumer that stopped delivering.
+    pub stuck: watch::Sender<bool>,
 }
 
 /// How often the stream's last sequence is asked for (one STREAM.INFO request).
@@ -102,6 +105,7 @@ pub(crate) async fn watch(
                     }
                     stuck = now_stuck;
                     w.metrics.stuck.set(i64::from(stuck));
+                    w.stuck.send_if_modified(|s| std::mem::replace(s, stuck) != stuck);
                 }
             }
             changed = consuming.changed() => {
