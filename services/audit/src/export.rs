@@ -131,42 +131,52 @@ impl<W: Write> ExportWriter<W> {
 
 /// Reads the records of an export (call `verify` first: this only parses).
 pub fn read_records(input: impl BufRead) -> Result<Vec<LogRecord>, Finding> {
-    let mut out = Vec::new();
-    for (i, line) in input.lines().enumerate().skip(1) {
-        let line = line.map_err(|e| Finding::NotAnExport(e.to_string()))?;
-        let Ok(r) = serde_json::from_str::<Line>(&line) else {
-            continue; // blank lines and the checkpoint
-        };
-        let bytes = |t: &str| unhex(t).ok_or(Finding::Altered(r.sequence));
-        out.push(LogRecord {
-            sequence: r.sequence,
-            stream_sequence: r.stream_sequence,
-            recorded_at_unix_ms: r.recorded_at_unix_ms,
-            envelope: base64::engine::general_purpose::STANDARD
-                .decode(&r.envelope)
-                .map_err(|_| {
-                    Finding::NotAnExport(format!("line {}: envelope is not base64", i + 1))
-                })?,
-            prev_hash: bytes(&r.prev_hash)?,
-            hash: bytes(&r.hash)?,
-            sealed_details: match &r.sealed_details {
-                None => None,
-                Some(text) => Some(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .ok()
-                        .and_then(|b| SealedDetails::decode(b.as_slice()).ok())
-                        .ok_or_else(|| {
-                            Finding::NotAnExport(format!(
-                                "line {}: sealed_details is not a base64 SealedDetails",
-                                i + 1
-                            ))
-                        })?,
-                ),
-            },
-        });
-    }
-    Ok(out)
+    records(input).collect()
+}
+
+/// The records of an export one at a time, as [`read_records`] reads them, so a
+/// replay need not hold them all.
+pub fn records(input: impl BufRead) -> impl Iterator<Item = Result<LogRecord, Finding>> {
+    input
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, line)| match line {
+            Err(e) => Some(Err(Finding::NotAnExport(e.to_string()))),
+            // Blank lines and the checkpoint are not records.
+            Ok(line) => serde_json::from_str::<Line>(&line)
+                .ok()
+                .map(|r| record_of(&r, i + 1)),
+        })
+}
+
+/// A record line's record; `line` (1-based) names it in a finding.
+fn record_of(r: &Line, line: usize) -> Result<LogRecord, Finding> {
+    let bytes = |t: &str| unhex(t).ok_or(Finding::Altered(r.sequence));
+    Ok(LogRecord {
+        sequence: r.sequence,
+        stream_sequence: r.stream_sequence,
+        recorded_at_unix_ms: r.recorded_at_unix_ms,
+        envelope: base64::engine::general_purpose::STANDARD
+            .decode(&r.envelope)
+            .map_err(|_| Finding::NotAnExport(format!("line {line}: envelope is not base64")))?,
+        prev_hash: bytes(&r.prev_hash)?,
+        hash: bytes(&r.hash)?,
+        sealed_details: match &r.sealed_details {
+            None => None,
+            Some(text) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .ok()
+                    .and_then(|b| SealedDetails::decode(b.as_slice()).ok())
+                    .ok_or_else(|| {
+                        Finding::NotAnExport(format!(
+                            "line {line}: sealed_details is not a base64 SealedDetails"
+                        ))
+                    })?,
+            ),
+        },
+    })
 }
 
 /// What a verification found wrong, with the exact sequence.

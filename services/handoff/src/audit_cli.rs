@@ -161,32 +161,38 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
                 println!("FAILED: {finding}");
                 return Ok(false);
             }
-            let records = handoff_audit::export::read_records(BufReader::new(open()?))?;
             let config = crate::config::Config::load(&config)?;
             let registry = config.registry().map_err(anyhow::Error::msg)?;
+            // Records are streamed from the file into the store, never all held.
+            let records =
+                || Ok::<_, anyhow::Error>(handoff_audit::export::records(BufReader::new(open()?)));
             let until = match as_of.as_deref() {
-                None => 0,
+                None => Until::End,
                 Some(text) => match text.parse::<u64>() {
-                    Ok(seq) => seq,
+                    Ok(seq) => Until::Sequence(seq),
                     Err(_) => {
                         let t = handoff_contract::time::parse_rfc3339(text).with_context(|| {
                             format!("--as-of {text:?} is neither a sequence nor an RFC 3339 time")
                         })?;
-                        let ms = handoff_contract::time::to_unix_ms(&t);
-                        records
-                            .iter()
-                            .take_while(|r| r.recorded_at_unix_ms <= ms)
-                            .map(|r| r.sequence)
-                            .last()
-                            .unwrap_or(0)
+                        Until::Time(handoff_contract::time::to_unix_ms(&t))
                     }
                 },
             };
-            if as_of.is_some() && until == 0 {
+            if as_of.is_some()
+                && !records()?
+                    .next()
+                    .transpose()?
+                    .is_some_and(|r| until.includes(&r))
+            {
                 println!("no records at or before {}", as_of.unwrap_or_default());
                 return Ok(true);
             }
-            let log = replay(&records, &registry, &data_dir, until).await?;
+            // An unreadable line ends the import with its error.
+            let records = records()?.take_while(|r| match r {
+                Ok(r) => until.includes(r),
+                Err(_) => true,
+            });
+            let log = replay(records, &registry, &data_dir).await?;
             let head = log.head();
             if as_of.is_some() {
                 let (cases, _) = log.list_cases("", usize::MAX, |v| Ok(Some(v)))?;
@@ -278,15 +284,38 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
     }
 }
 
-/// Rebuilds every projection from an export's records into a fresh log in `data_dir`,
-/// up to `until` (0 = all): the records are imported as they are (each checked
-/// against its hash and its predecessor) and folded by the same rebuild as
-/// `handoff admin rebuild`, so a replay and a rebuild cannot disagree.
+/// How far a replay goes.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Every record.
+    End,
+    /// The records up to this sequence.
+    Sequence(u64),
+    /// The records recorded at or before this time (unix ms).
+    Time(i64),
+}
+
+impl Until {
+    /// Whether the replay takes this record (and so every record before it).
+    fn includes(self, record: &handoff_contract::v1::LogRecord) -> bool {
+        match self {
+            Until::End => true,
+            Until::Sequence(seq) => record.sequence <= seq,
+            Until::Time(ms) => record.recorded_at_unix_ms <= ms,
+        }
+    }
+}
+
+/// Rebuilds every projection from an export's records into a fresh log in `data_dir`:
+/// the records are imported as they are (each checked against its hash and its
+/// predecessor) and folded by the same fold as `handoff admin rebuild`, so a replay
+/// and a rebuild cannot disagree.
 pub async fn replay(
-    records: &[handoff_contract::v1::LogRecord],
+    records: impl Iterator<
+        Item = Result<handoff_contract::v1::LogRecord, handoff_audit::export::Finding>,
+    >,
     registry: &handoff_domain::Registry,
     data_dir: &Path,
-    until: u64,
 ) -> anyhow::Result<handoff_log::Log> {
     anyhow::ensure!(
         !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none(),
@@ -294,13 +323,7 @@ pub async fn replay(
         data_dir.display()
     );
     let log = handoff_log::Log::open(data_dir)?;
-    log.import_records(
-        records
-            .iter()
-            .filter(|r| until == 0 || r.sequence <= until)
-            .cloned(),
-    )?;
-    log.rebuild_projections(registry).map_err(|e| {
+    log.import_records(records, registry).map_err(|e| {
         anyhow::anyhow!("the export does not replay ({e}): was the agency registry changed?")
     })?;
     Ok(log)

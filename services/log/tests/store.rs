@@ -458,3 +458,64 @@ async fn a_rebuild_puts_back_a_dropped_directory_listing() {
     assert_eq!(log.projection_digest().expect("digest"), exact);
     assert_eq!(log.directory().expect("directory").len(), 2);
 }
+
+#[tokio::test]
+async fn an_import_of_a_stores_records_into_a_fresh_store_has_the_same_projections() {
+    // More records than a chunk (1024), over cases on both folders.
+    let events: Vec<Envelope> = (1..=3000)
+        .map(|n| envelope(n, &format!("c{}", n % 40), incident()))
+        .collect();
+    let from = tempfile::tempdir().expect("tmp");
+    let log = Log::open(from.path()).expect("open");
+    append_all(&log, &events, 1).await;
+    let records: Vec<LogRecord> = log.records(1, 0).map(|r| r.expect("record")).collect();
+
+    let to = tempfile::tempdir().expect("tmp");
+    let copy = Log::open(to.path()).expect("open");
+    let imported = copy
+        .import_records(records.into_iter().map(Ok::<_, String>), &registry())
+        .expect("import");
+    assert_eq!((imported.records, imported.cases), (3000, 40));
+    assert_eq!(copy.head(), log.head());
+    assert_eq!(
+        copy.projection_digest().expect("digest"),
+        log.projection_digest().expect("digest")
+    );
+    // What the import wrote is what a rebuild derives.
+    assert_eq!(
+        copy.rebuild_projections(&registry())
+            .expect("rebuild")
+            .corrected,
+        0
+    );
+    drop(copy);
+    Log::open(to.path()).expect("served after the import");
+}
+
+#[tokio::test]
+async fn an_import_cut_off_leaves_a_store_that_is_not_served() {
+    let events: Vec<Envelope> = (1..=50)
+        .map(|n| envelope(n, &format!("c{}", n % 5), incident()))
+        .collect();
+    let from = tempfile::tempdir().expect("tmp");
+    let log = Log::open(from.path()).expect("open");
+    append_all(&log, &events, 1).await;
+    let mut records: Vec<Result<LogRecord, String>> =
+        log.records(1, 0).map(|r| Ok(r.expect("record"))).collect();
+    records.insert(30, Err("line 32 is not JSON".into()));
+
+    let to = tempfile::tempdir().expect("tmp");
+    let copy = Log::open(to.path()).expect("open");
+    match copy.import_records(records, &registry()) {
+        Err(LogError::Corrupt { what, detail }) => {
+            assert_eq!(what, "record 31");
+            assert!(detail.contains("line 32 is not JSON"), "{detail}");
+        }
+        other => panic!("expected the unreadable line to stop the import, got {other:?}"),
+    }
+    drop(copy);
+    assert!(
+        Log::open(to.path()).is_err(),
+        "a half-imported store opened"
+    );
+}
