@@ -27,6 +27,7 @@
 pub mod access;
 mod batch;
 pub mod chain;
+mod journal;
 mod keys;
 mod rebuild;
 mod sizes;

@@ -54,6 +54,16 @@ pub enum LogError {
         /// The data dir.
         path: PathBuf,
     },
+    /// The access journal could not be read or written.
+    #[error(
+        "cannot write the access journal {path}: {source}. Check free disk space and permissions of the data dir; reads are refused until it can be written"
+    )]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// The store was written by an incompatible version of Handoff.
     #[error("the log store at {path} has format {found}, this build reads format {expected}")]
     Format {
@@ -231,7 +241,7 @@ impl Log {
             });
         }
         let head = Self::read_head(&tree)?;
-        let access = crate::access::AccessLog::open(&db)?;
+        let access = crate::access::AccessLog::open(&db, dir)?;
         let log = Log {
             db,
             tree,
