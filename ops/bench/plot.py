@@ -40,6 +40,8 @@ def tables(runs):
         out.append(f"| GetCase p99, ms | {g.get('p99_ms', 0):.2f} | empty RPC {e.get('p99_ms', 0):.2f} | {ratio(g.get('p99_ms'), e.get('p99_ms'))} |")
         out.append(f"| GetCase p50, ms | {g.get('p50_ms', 0):.2f} | empty RPC {e.get('p50_ms', 0):.2f} | {ratio(g.get('p50_ms'), e.get('p50_ms'))} |")
         out.append(f"| (floor) 512 B write + fdatasync p50 / p99, ms | | {d.get('p50_ms', 0):.2f} / {d.get('p99_ms', 0):.2f} | |")
+        bound = 1.2 * (e.get('p99_ms', 0) + d.get('p99_ms', 0))
+        out.append(f"| GetCase p99 vs 1.2 × (empty RPC p99 + fdatasync p99), ms | {g.get('p99_ms', 0):.2f} | {bound:.2f} | {ratio(g.get('p99_ms'), bound)} |")
         out.append(f"| publish to receipt at {f['steady_rate']}/s, p50 / p99 / p99.9, ms | {l.get('p50_ms', 0):.1f} / {l.get('p99_ms', 0):.1f} / {l.get('p999_ms', 0):.1f} | | |")
         out.append(f"| CPU per event during ingest, µs | exchange {f['handoff_cpu_us_per_event']:.0f} | nats-server {f['nats_cpu_us_per_event']:.0f} | |")
         out.append(f"| RSS after ingest, MB | {f['rss_bytes'] / 1e6:.0f} | | |")
@@ -48,8 +50,17 @@ def tables(runs):
             out.append(f"| stop (SIGTERM, settles the store), ms | {f['stop_ms']:.0f} | | |")
         out.append(f"| cold start to SERVING, ms | {f['cold_start_ms']:.0f} | | |")
         out.append(f"| rebuild every projection in place, s | {f['rebuild_secs']:.2f} | | |")
-        out.append(f"| audit replay of the export into a fresh dir, s | {f['replay_secs']:.2f} | | |")
+        out.append(f"| audit replay of the export into a fresh dir, s | {f['replay_secs']:.2f} | rebuild {f['rebuild_secs']:.2f} | {ratio(f['replay_secs'], f['rebuild_secs'])} |")
         out.append("")
+        if f.get("keyspaces"):
+            out.append(f"Live bytes per logged event by keyspace (of {f['disk_bytes_per_event']:,.0f} on disk):\n")
+            out.append("| keyspace | keys | bytes per event |")
+            out.append("|---|---:|---:|")
+            for k in f["keyspaces"]:
+                out.append(f"| {k['name']} | {k['keys']:,} | {k['bytes_per_event']:,.0f} |")
+            total = sum(k["bytes_per_event"] for k in f["keyspaces"])
+            out.append(f"| all live data | | {total:,.0f} |")
+            out.append("")
     return "\n".join(out)
 
 
