@@ -48,6 +48,9 @@ struct Args {
     /// Messages per ingest batch (`[ingest] batch_max`).
     #[arg(long, default_value_t = 512)]
     batch_max: usize,
+    /// sled's page cache of the exchange's store (`[store] cache_mb`), if not the default.
+    #[arg(long)]
+    store_cache_mb: Option<u64>,
     /// nats-server fsyncs at JetStream's default interval instead of every message
     /// (`sync_interval: always`, as ops/nats/single.conf ships).
     #[arg(long)]
@@ -202,7 +205,13 @@ async fn main() -> anyhow::Result<()> {
                     "[query]".into(),
                     "calls_per_second = 1000000.0\ncall_burst = 1000000.0".into(),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                args.store_cache_mb
+                    .map(|mb| ("[store]".into(), format!("cache_mb = {mb}"))),
+            )
+            .collect(),
             ..Default::default()
         },
     )

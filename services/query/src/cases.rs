@@ -253,7 +253,7 @@ impl Cases {
         Ok(())
     }
 
-    /// Records the read in the access log (flushed), then lets the answer go out.
+    /// Records the read in the access log (durably), then lets the answer go out.
     /// If the read cannot be recorded, nothing is answered. Everything recorded is
     /// bounded, whatever the request carried.
     pub(crate) async fn answer<T>(

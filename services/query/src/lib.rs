@@ -126,7 +126,7 @@ pub struct ServeOptions {
     pub gate: tokio::sync::watch::Receiver<Option<String>>,
 }
 
-/// Appends a read to the access log and flushes it; if that fails, the read is not
+/// Appends a read to the access log and makes it durable; if that fails, the read is not
 /// answered (principle 6: every read is on record before anything leaves).
 pub(crate) async fn record_read(log: &Log, record: AccessRecord) -> Result<(), Status> {
     log.access().record(record).await.map(|_| ()).map_err(|e| {
