@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use handoff_contract::v1::*;
 use handoff_e2e::events::{incident, publish};
-use handoff_e2e::{AUDITOR, Exchange, NatsServer, POLICE, ReceiptFeed};
+use handoff_e2e::{AUDITOR, CENTRE, Exchange, NatsServer, POLICE, ReceiptFeed};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn receipts_and_checkpoints_verify_with_the_exchange_public_key() {
@@ -58,19 +58,24 @@ async fn a_batch_of_receipts_is_signed_once_and_each_receipt_verifies_alone() {
     let key = exchange.public_key();
     let nc = nats.connect().await;
     let mut feed = ReceiptFeed::subscribe(&nc, POLICE).await;
+    let mut centre_feed = ReceiptFeed::subscribe(&nc, CENTRE).await;
     let js = async_nats::jetstream::new(nc.clone());
     // Published while the exchange is stopped, so that they are all waiting when it
-    // starts again and are committed together.
+    // starts again and are committed together: the police's, and among them the
+    // centre's (which the centre may not publish, so they are answered as rejections).
     exchange.stop();
-    let mut sent = Vec::new();
+    let (mut sent, mut traces) = (Vec::new(), std::collections::HashMap::new());
     for n in 1..=40u64 {
-        let e = incident(n, &format!("b{n}"));
+        let mut e = incident(n, &format!("b{n}"));
+        if n % 4 == 0 {
+            e.source_agency = CENTRE.into();
+            e.case_id = format!("{CENTRE}/b{n}");
+        }
+        let trace = format!("00-{n:032x}-{n:016x}-01");
+        traces.insert(e.event_id.clone(), trace.clone());
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", e.event_id.as_str());
-        headers.insert(
-            handoff_contract::trace::TRACEPARENT,
-            format!("00-{:032x}-{:016x}-01", n, n).as_str(),
-        );
+        headers.insert(handoff_contract::trace::TRACEPARENT, trace.as_str());
         let ack = js
             .publish_with_headers(
                 handoff_e2e::events::subject(&e),
@@ -82,18 +87,24 @@ async fn a_batch_of_receipts_is_signed_once_and_each_receipt_verifies_alone() {
             .await
             .expect("PubAck");
         sent.push(handoff_e2e::events::Sent {
-            agency: POLICE.to_string(),
+            agency: e.source_agency.clone(),
             sequence: ack.sequence,
         });
     }
     exchange.restart().await;
     exchange.wait_for(&sent, Duration::from_secs(30)).await;
     let mut receipts = Vec::new();
-    while receipts.len() < 40 {
+    while receipts.len() < 30 {
         receipts.push(feed.next(Duration::from_secs(20)).await);
     }
-    // Each committed batch's receipts came as one tree with one signature: every tree
-    // holds as many of the receipts as its size says.
+    let mut centre = Vec::new();
+    while centre.len() < 10 {
+        centre.push(centre_feed.next(Duration::from_secs(20)).await);
+    }
+    // Each committed batch's receipts came as one tree per agency with one signature:
+    // every tree on the police's feed holds as many police receipts as its size says,
+    // so no leaf (nor sibling hash in a proof) is another agency's, and the centre's
+    // receipts are in trees of their own.
     let mut trees: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
     for r in &receipts {
         *trees.entry(r.signature.clone()).or_default() += 1;
@@ -107,12 +118,14 @@ async fn a_batch_of_receipts_is_signed_once_and_each_receipt_verifies_alone() {
         trees.len(),
         receipts.len()
     );
-    for r in &receipts {
+    for r in &centre {
+        assert!(!trees.contains_key(&r.signature), "a tree mixes agencies");
+        handoff_audit::verify_receipt(r, &key).expect("the centre's receipt verifies");
+    }
+    for r in receipts.iter().chain(&centre) {
         handoff_audit::verify_receipt(r, &key).expect("each receipt verifies on its own");
-        let n = r.stream_sequence; // one message an event, in order, on a fresh stream
         assert_eq!(
-            r.traceparent,
-            format!("00-{n:032x}-{n:016x}-01"),
+            r.traceparent, traces[&r.event_id],
             "the publisher's trace comes back with its receipt"
         );
     }

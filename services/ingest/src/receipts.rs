@@ -23,8 +23,11 @@ pub(crate) async fn send_receipts(
 ) {
     while let Some(receipts) = batches.recv().await {
         for (agency, mut receipts) in by_agency(receipts) {
-            for tree in receipts.chunks_mut(handoff_audit::RECEIPTS_PER_TREE) {
-                key.sign_receipts(tree);
+            while !receipts.is_empty() {
+                // Each tree moves into its message; the rest waits for the next.
+                let rest = receipts.split_off(receipts.len().min(handoff_audit::RECEIPTS_PER_TREE));
+                let mut tree = std::mem::replace(&mut receipts, rest);
+                key.sign_receipts(&mut tree);
                 let (Some(first), Some(last)) = (tree.first(), tree.last()) else {
                     continue;
                 };
@@ -33,9 +36,7 @@ pub(crate) async fn send_receipts(
                     "Nats-Msg-Id",
                     receipts_msg_id(&agency, first.stream_sequence, last.stream_sequence).as_str(),
                 );
-                let body = handoff_contract::v1::Receipts {
-                    receipts: tree.to_vec(),
-                };
+                let body = handoff_contract::v1::Receipts { receipts: tree };
                 if let Err(e) = client
                     .publish_with_headers(
                         receipt_subject(&agency),

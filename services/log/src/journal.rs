@@ -160,15 +160,15 @@ fn frames_after(bytes: &[u8], head: (u64, Hash)) -> (Vec<AccessRecord>, usize) {
         let Ok(record) = AccessRecord::decode(body) else {
             break;
         };
-        if record.hash != access_hash(&record).as_slice() {
+        let own = access_hash(&record);
+        if record.hash != own.as_slice() {
             break;
         }
         if record.sequence > seq {
             if record.sequence != seq + 1 || record.prev_hash != hash.as_slice() {
                 break;
             }
-            seq = record.sequence;
-            hash = access_hash(&record);
+            (seq, hash) = (record.sequence, own);
             records.push(record);
         }
         at += 4 + len as usize;

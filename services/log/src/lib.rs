@@ -27,11 +27,13 @@
 pub mod access;
 mod batch;
 pub mod chain;
+mod error;
 mod journal;
 mod keys;
 mod rebuild;
 mod sizes;
 mod store;
+mod values;
 
 pub use access::{AccessLog, access_hash};
 pub use batch::{Appended, Logged, NewRecord, WriteBatch, attach_sealed_details};

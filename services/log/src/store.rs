@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use handoff_contract::v1::{
-    CaseStatus, CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, ServiceListing,
-    receipt::Status,
+    CaseView, InboxItem, LogRecord, QuarantineEntry, Receipt, ServiceListing, receipt::Status,
 };
 use prost::Message;
 
@@ -17,170 +16,12 @@ use crate::batch::{WriteBatch, attach_sealed_details};
 use crate::chain::{GENESIS, Hash, is_intact};
 use crate::keys::{self, u64_at};
 
+pub use crate::error::LogError;
+pub(crate) use crate::error::{corrupt, decode};
+pub use crate::values::{CaseFilter, Head, QuarantineUsage, Revocation};
+
 /// How many records at the tail are re-hashed when the store opens.
 const TAIL_CHECK: u64 = 1024;
-
-/// What can go wrong with the log store. Messages say what an operator should do.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    /// sled could not open the data dir.
-    #[error(
-        "cannot open the log store at {path}: {source}. If another handoff process uses this data dir, stop it; if the store is damaged, restore from a backup (the exchange never repairs a store silently)"
-    )]
-    Open {
-        /// The data dir.
-        path: PathBuf,
-        /// What sled said.
-        source: sled::Error,
-    },
-    /// sled failed while reading or writing.
-    #[error("the log store failed: {0}. Check free disk space and permissions of the data dir")]
-    Store(#[from] sled::Error),
-    /// A stored value does not decode or does not match its hash.
-    #[error(
-        "the log store is damaged at {what}: {detail}. Stop the exchange and restore from a backup; do not edit the data dir"
-    )]
-    Corrupt {
-        /// Where (e.g. "record 42").
-        what: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A rebuild of the projections was cut off: they are incomplete.
-    #[error(
-        "the projections in {path} are incomplete: a rebuild was cut off. Run `handoff admin rebuild` again before serving"
-    )]
-    RebuildUnfinished {
-        /// The data dir.
-        path: PathBuf,
-    },
-    /// The access journal could not be read or written.
-    #[error(
-        "cannot write the access journal {path}: {source}. Check free disk space and permissions of the data dir; reads are refused until it can be written"
-    )]
-    Journal {
-        /// The journal file.
-        path: PathBuf,
-        /// What the file system said.
-        source: std::io::Error,
-    },
-    /// The store was written by an incompatible version of Handoff.
-    #[error("the log store at {path} has format {found}, this build reads format {expected}")]
-    Format {
-        /// The data dir.
-        path: PathBuf,
-        /// The format found.
-        found: u64,
-        /// The format this build writes.
-        expected: u64,
-    },
-}
-
-pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> LogError {
-    LogError::Corrupt {
-        what: what.into(),
-        detail: detail.into(),
-    }
-}
-
-pub(crate) fn decode<M: Message + Default>(
-    what: impl FnOnce() -> String,
-    bytes: &[u8],
-) -> Result<M, LogError> {
-    M::decode(bytes).map_err(|e| corrupt(what(), e.to_string()))
-}
-
-/// The state of the log's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    /// Sequence of the last record (0 when empty).
-    pub sequence: u64,
-    /// Hash of the last record (`GENESIS` when empty).
-    pub hash: Hash,
-    /// The last JetStream stream sequence consumed (appended or quarantined).
-    pub stream_position: u64,
-    /// How many messages the quarantine holds.
-    pub quarantined: u64,
-}
-
-impl Head {
-    pub(crate) fn encode(&self) -> [u8; 40] {
-        let mut b = [0u8; 40];
-        b[..8].copy_from_slice(&self.sequence.to_be_bytes());
-        b[8..].copy_from_slice(&self.hash);
-        b
-    }
-}
-
-/// An agency's revocation, as the log recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
-    /// The log sequence of the revocation.
-    pub sequence: u64,
-    /// Why, with who decided.
-    pub reason: String,
-}
-
-impl Revocation {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = self.sequence.to_be_bytes().to_vec();
-        v.extend_from_slice(self.reason.as_bytes());
-        v
-    }
-
-    fn decode(bytes: &[u8]) -> Revocation {
-        Revocation {
-            sequence: u64_at(bytes, 0).unwrap_or(0),
-            reason: String::from_utf8_lossy(bytes.get(8..).unwrap_or_default()).into_owned(),
-        }
-    }
-}
-
-/// How much an agency's refused messages take in the quarantine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuarantineUsage {
-    /// Entries kept (whole or summarized).
-    pub entries: u64,
-    /// Bytes of the entries as stored.
-    pub bytes: u64,
-    /// Entries kept only as a summary because the quota was used up.
-    pub summarized: u64,
-}
-
-impl QuarantineUsage {
-    pub(crate) fn encode(&self) -> [u8; 24] {
-        let mut v = [0u8; 24];
-        v[..8].copy_from_slice(&self.entries.to_be_bytes());
-        v[8..16].copy_from_slice(&self.bytes.to_be_bytes());
-        v[16..].copy_from_slice(&self.summarized.to_be_bytes());
-        v
-    }
-
-    fn decode(bytes: &[u8]) -> QuarantineUsage {
-        QuarantineUsage {
-            entries: u64_at(bytes, 0).unwrap_or(0),
-            bytes: u64_at(bytes, 8).unwrap_or(0),
-            summarized: u64_at(bytes, 16).unwrap_or(0),
-        }
-    }
-}
-
-/// Which cases `Log::list_cases` returns.
-#[derive(Debug, Clone, Default)]
-pub struct CaseFilter {
-    /// Only cases in this status.
-    pub status: Option<CaseStatus>,
-    /// Only cases held by this agency.
-    pub holder: Option<String>,
-}
-
-impl CaseFilter {
-    /// Whether a case view passes the filter.
-    pub fn matches(&self, v: &CaseView) -> bool {
-        self.status.is_none_or(|s| v.status == s as i32)
-            && self.holder.as_ref().is_none_or(|h| &v.holder == h)
-    }
-}
 
 /// The append-only log and its projections.
 #[derive(Clone)]

@@ -29,6 +29,17 @@ fn frames(records: &[AccessRecord]) -> Vec<u8> {
     out
 }
 
+/// Opens the store at `dir` with `journal` as its access journal (as a crash left it).
+fn opened_with_journal(dir: &std::path::Path, journal: &[u8]) -> Log {
+    std::fs::write(dir.join("access.journal"), journal).expect("the journal in place");
+    Log::open(dir).expect("reopens")
+}
+
+/// Every read the store's access log holds (all by the police here).
+fn reads(log: &Log) -> Vec<AccessRecord> {
+    log.access().report_by_agency("police").expect("a report")
+}
+
 /// Records reads of `cases` in a store at `dir`, returns the journal as it stood
 /// after the last one was answered, and the records as the access log holds them.
 async fn journal_after(dir: &std::path::Path, cases: &[&str]) -> (Vec<u8>, Vec<AccessRecord>) {
@@ -37,7 +48,7 @@ async fn journal_after(dir: &std::path::Path, cases: &[&str]) -> (Vec<u8>, Vec<A
         log.access().record(read_of(case)).await.expect("recorded");
     }
     let journal = std::fs::read(dir.join("access.journal")).expect("the journal");
-    let recorded = log.access().report_by_agency("police").expect("a report");
+    let recorded = reads(&log);
     // The file is kept long, zeros after the frames; the frames are the records as stored.
     let used = frames(&recorded);
     assert_eq!(journal[..used.len()], used[..]);
@@ -55,12 +66,8 @@ async fn reads_that_sled_never_wrote_come_back_from_the_journal() {
     // write), beside the journal the crash left.
     let b = tmp.path().join("b");
     drop(Log::open(&b).expect("an empty log"));
-    std::fs::write(b.join("access.journal"), &journal).expect("the journal in place");
-    let log = Log::open(&b).expect("reopens");
-    assert_eq!(
-        log.access().report_by_agency("police").expect("a report"),
-        recorded
-    );
+    let log = opened_with_journal(&b, &journal);
+    assert_eq!(reads(&log), recorded);
     assert_eq!(
         log.access().report("c2", false).expect("by case"),
         vec![recorded[1].clone()]
@@ -76,7 +83,7 @@ async fn reads_that_sled_never_wrote_come_back_from_the_journal() {
     assert!(emptied.iter().all(|b| *b == 0));
     let next = log.access().record(read_of("c4")).await.expect("recorded");
     assert_eq!(next, 4);
-    let all = log.access().report_by_agency("police").expect("a report");
+    let all = reads(&log);
     assert_eq!(all[3].prev_hash, recorded[2].hash);
 }
 
@@ -91,21 +98,13 @@ async fn a_torn_tail_keeps_every_whole_read_and_a_journal_sled_already_has_adds_
     let mut torn = whole.clone();
     torn.extend_from_slice(&whole[..whole.len() / 3]); // a third frame cut mid-write
     torn.resize(journal.len(), 0);
-    std::fs::write(b.join("access.journal"), &torn).expect("the journal in place");
-    let log = Log::open(&b).expect("reopens");
-    assert_eq!(
-        log.access().report_by_agency("police").expect("a report"),
-        recorded
-    );
+    let log = opened_with_journal(&b, &torn);
+    assert_eq!(reads(&log), recorded);
     drop(log);
 
     // The same frames again, now that sled holds them: nothing is doubled.
-    std::fs::write(b.join("access.journal"), &journal).expect("the journal in place");
-    let log = Log::open(&b).expect("reopens");
-    assert_eq!(
-        log.access().report_by_agency("police").expect("a report"),
-        recorded
-    );
+    let log = opened_with_journal(&b, &journal);
+    assert_eq!(reads(&log), recorded);
 }
 
 #[tokio::test]
@@ -119,15 +118,9 @@ async fn a_forged_journal_adds_no_read_to_the_access_log() {
     forged.sequence = 2;
     forged.prev_hash = vec![0; 32];
     forged.hash = handoff_log::access::access_hash(&forged).to_vec();
-    let body = prost::Message::encode_to_vec(&forged);
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    std::fs::write(b.join("access.journal"), &frame).expect("a forged journal");
-    let log = Log::open(&b).expect("reopens");
-    assert_eq!(
-        log.access().report_by_agency("police").expect("a report"),
-        recorded
-    );
+    let frame = frames(&[forged]);
+    let log = opened_with_journal(&b, &frame);
+    assert_eq!(reads(&log), recorded);
     assert!(
         log.access()
             .report("c-forged", false)
