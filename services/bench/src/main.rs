@@ -574,7 +574,7 @@ fn report(f: &Figures) {
         f.export_bytes as f64 / 1e6
     );
     if !f.keyspaces.is_empty() {
-        let live: u64 = f.keyspaces.iter().map(|k| k.bytes).sum();
+        let live: f64 = f.keyspaces.iter().map(|k| k.bytes_per_event).sum();
         println!(
             "live bytes per logged event, by keyspace (of {:.0} on disk; the rest is sled's log and pages):",
             f.disk_bytes_per_event
@@ -585,12 +585,6 @@ fn report(f: &Figures) {
                 k.name, k.keys, k.bytes_per_event
             );
         }
-        let events = f.keyspaces.first().map_or(1, |k| k.keys.max(1));
-        println!(
-            "  {:<22} {:>10}      {:>8.0} bytes/event",
-            "all",
-            "",
-            live as f64 / events as f64
-        );
+        println!("  {:<22} {:>10}      {:>8.0} bytes/event", "all", "", live);
     }
 }

@@ -13,6 +13,7 @@ use prost::Message;
 
 use crate::chain::{Hash, hex, record_hash};
 use crate::keys;
+use crate::runs::RunBuilder;
 use crate::store::{Head, Log, LogError, QuarantineUsage, Revocation, corrupt, uuid_bytes};
 
 /// What appending one event produced.
@@ -67,6 +68,10 @@ pub struct WriteBatch<'a> {
     pub(crate) log: &'a Log,
     pub(crate) head: Head,
     pub(crate) batch: sled::Batch,
+    /// This batch's records, not yet in a run written to `batch`.
+    runs: RunBuilder,
+    /// The last chunk of each touched case's index, with this batch's sequences.
+    case_index: HashMap<String, (u32, Vec<u64>)>,
     views: HashMap<String, CaseView>,
     /// Event-index keys (agency and id) written by this batch.
     events: HashMap<Vec<u8>, Logged>,
@@ -88,6 +93,8 @@ impl<'a> WriteBatch<'a> {
             log,
             head: log.head(),
             batch: sled::Batch::default(),
+            runs: RunBuilder::default(),
+            case_index: HashMap::new(),
             views: HashMap::new(),
             events: HashMap::new(),
             listings: HashMap::new(),
@@ -245,8 +252,9 @@ impl WriteBatch<'_> {
             hash: hash.to_vec(),
             sealed_details: sealed_details.cloned(),
         };
-        self.batch
-            .insert(&keys::record(sequence), record.encode_to_vec());
+        if let Some((key, run)) = self.runs.push(sequence, &record.encode_to_vec()) {
+            self.batch.insert(&key, run);
+        }
         let version = case.as_ref().map_or(0, |c| c.after.version);
         let case_id = case
             .as_ref()
@@ -277,8 +285,7 @@ impl WriteBatch<'_> {
         if let Some(CaseChange { before, after }) = case {
             let mut view = after;
             attach_sealed_details(&mut view, sealed_details);
-            self.batch
-                .insert(keys::case_record(&view.case_id, sequence), &[] as &[u8]);
+            self.index_case_record(&view.case_id, sequence)?;
             if before.is_none() {
                 self.batch.insert(
                     keys::subject_case(&view.subject_pseudonym, &view.case_id),
@@ -309,6 +316,47 @@ impl WriteBatch<'_> {
         self.advance(stream_sequence);
         tracing::debug!(sequence, stream_sequence, event_id, hash = %hex(&hash), "appended");
         Ok(Appended { sequence, hash })
+    }
+
+    /// Adds `sequence` to its case's index, a chunk at a time: a full chunk is written
+    /// at once, the last one when the batch is committed.
+    fn index_case_record(&mut self, case_id: &str, sequence: u64) -> Result<(), LogError> {
+        if !self.case_index.contains_key(case_id) {
+            let tail = self.log.case_index_tail(case_id)?;
+            self.case_index.insert(case_id.to_string(), tail);
+        }
+        let Some((chunk, sequences)) = self.case_index.get_mut(case_id) else {
+            return Err(corrupt("case index", "a staged chunk went missing"));
+        };
+        if sequences.len() == keys::CASE_INDEX_CHUNK {
+            *chunk += 1;
+            sequences.clear();
+        }
+        sequences.push(sequence);
+        if sequences.len() == keys::CASE_INDEX_CHUNK {
+            self.batch.insert(
+                keys::case_index(case_id, *chunk),
+                keys::case_index_value(sequences),
+            );
+        }
+        Ok(())
+    }
+
+    /// What is left to write: the open run of records and the touched chunks of the
+    /// case index; then the batch, the head it leads to and the ingress positions.
+    pub(crate) fn finish(mut self) -> (sled::Batch, Head, HashMap<String, u64>) {
+        if let Some((key, run)) = self.runs.finish() {
+            self.batch.insert(&key, run);
+        }
+        for (case_id, (chunk, sequences)) in &self.case_index {
+            if !sequences.is_empty() && sequences.len() < keys::CASE_INDEX_CHUNK {
+                self.batch.insert(
+                    keys::case_index(case_id, *chunk),
+                    keys::case_index_value(sequences),
+                );
+            }
+        }
+        (self.batch, self.head, self.ingress)
     }
 
     /// Keeps a refused message in the quarantine, with the receipt its publisher got, and

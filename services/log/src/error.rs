@@ -49,7 +49,9 @@ pub enum LogError {
         source: std::io::Error,
     },
     /// The store was written by an incompatible version of Handoff.
-    #[error("the log store at {path} has format {found}, this build reads format {expected}")]
+    #[error(
+        "the log store at {path} has format {found}, this build reads format {expected}. Export it with the build that wrote it (`handoff audit export`) and replay the export into a fresh data dir with this one (`handoff audit replay`)"
+    )]
     Format {
         /// The data dir.
         path: PathBuf,

@@ -21,8 +21,10 @@ pub const META_FORMAT: &[u8] = b"mformat";
 pub const META_REBUILDING: &[u8] = b"mrebuilding";
 
 /// Format of this key layout; a store written by another format is refused, not repaired.
-pub const FORMAT: u64 = 2;
+/// 3: records in runs (`runs.rs`), the case index in chunks of sequences.
+pub const FORMAT: u64 = 3;
 
+/// A run of records, keyed by its first sequence.
 pub fn record(seq: u64) -> [u8; 9] {
     let mut k = [RECORD; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
@@ -55,10 +57,30 @@ pub fn case_records_prefix(case_id: &str) -> Vec<u8> {
     k
 }
 
-pub fn case_record(case_id: &str, seq: u64) -> Vec<u8> {
+/// Sequences in one entry of the case index: chunk `n` of a case holds its records
+/// `n * 256` to `n * 256 + 255`, whatever the batches were, so that a rebuild derives
+/// the same entries as the commits wrote.
+pub const CASE_INDEX_CHUNK: usize = 256;
+
+/// Chunk `chunk` of a case's index.
+pub fn case_index(case_id: &str, chunk: u32) -> Vec<u8> {
     let mut k = case_records_prefix(case_id);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+/// A chunk of the case index's value: its sequences, 8 bytes each.
+pub fn case_index_value(sequences: &[u64]) -> Vec<u8> {
+    sequences.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+/// The sequences a chunk of the case index holds (`None`: not a whole number of them).
+pub fn case_index_sequences(value: &[u8]) -> Option<impl Iterator<Item = u64> + '_> {
+    value.len().is_multiple_of(8).then(|| {
+        value
+            .chunks_exact(8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))
+    })
 }
 
 pub fn view(case_id: &str) -> Vec<u8> {

@@ -5,9 +5,9 @@
 //!
 //! | prefix | key                                  | value                                   |
 //! |--------|--------------------------------------|-----------------------------------------|
-//! | `r`    | sequence                             | `LogRecord`                             |
+//! | `r`    | first sequence of a run              | the run's `LogRecord`s, length-delimited (`runs`) |
 //! | `e`    | agency, 0, event id (16 bytes)       | sequence, case version after it         |
-//! | `c`    | case id, 0, sequence                 | (empty): the case's records in order    |
+//! | `c`    | case id, 0, chunk (u32)              | the case's sequences, 256 a chunk, in order |
 //! | `v`    | case id                              | `CaseView` (projection)                 |
 //! | `i`    | agency, 0, case id, 0, item id       | `InboxItem` (projection)                |
 //! | `q`    | stream sequence                      | `QuarantineEntry`                       |
@@ -31,6 +31,7 @@ mod error;
 mod journal;
 mod keys;
 mod rebuild;
+pub mod runs;
 mod sizes;
 mod store;
 mod values;

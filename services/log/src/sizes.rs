@@ -20,7 +20,7 @@ pub struct KeyspaceSize {
 
 /// Every keyspace of the log's tree, then the access log, in a fixed order.
 const NAMES: [(u8, &str); 13] = [
-    (keys::RECORD, "records"),
+    (keys::RECORD, "record runs"),
     (keys::EVENT, "event-id index"),
     (keys::CASE_RECORDS, "case index"),
     (keys::VIEW, "case views"),

@@ -15,6 +15,7 @@ use handoff_domain::{Position, Registry, evolve};
 use crate::batch::{WriteBatch, attach_sealed_details};
 use crate::chain::{GENESIS, Hash, is_intact};
 use crate::keys::{self, u64_at};
+use crate::runs::records_of;
 
 pub use crate::error::LogError;
 pub(crate) use crate::error::{corrupt, decode};
@@ -124,27 +125,12 @@ impl Log {
 
     /// Re-hashes the last records and checks they link up to the stored head.
     fn verify_tail(&self, head: Head) -> Result<(), LogError> {
-        if let Some((k, _)) = self
-            .tree
-            .scan_prefix([keys::RECORD])
-            .next_back()
-            .transpose()?
-        {
-            let last = u64_at(&k, 1).unwrap_or(0);
-            if last != head.sequence {
-                return Err(corrupt(
-                    "head",
-                    format!(
-                        "the head says sequence {} but the last record is {last}",
-                        head.sequence
-                    ),
-                ));
-            }
-        } else if head.sequence != 0 {
+        let last = self.last_record_sequence()?;
+        if last != head.sequence {
             return Err(corrupt(
                 "head",
                 format!(
-                    "the head says sequence {} but there are no records",
+                    "the head says sequence {} but the last record is {last}",
                     head.sequence
                 ),
             ));
@@ -191,19 +177,36 @@ impl Log {
         *self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The sequence of the last stored record (0: none).
+    pub(crate) fn last_record_sequence(&self) -> Result<u64, LogError> {
+        let Some((key, run)) = self
+            .tree
+            .scan_prefix([keys::RECORD])
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(0);
+        };
+        let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
+        Ok(first + records_of(first, &run)?.len() as u64 - 1)
+    }
+
     /// The record at `seq`, checked against its hash.
     pub fn record(&self, seq: u64) -> Result<Option<LogRecord>, LogError> {
-        let Some(bytes) = self.tree.get(keys::record(seq))? else {
+        let Some((key, run)) = self
+            .tree
+            .range(keys::record(0)..=keys::record(seq))
+            .next_back()
+            .transpose()?
+        else {
             return Ok(None);
         };
-        let rec: LogRecord = decode(|| format!("record {seq}"), &bytes)?;
-        if rec.sequence != seq || !is_intact(&rec) {
-            return Err(corrupt(
-                format!("record {seq}"),
-                "its contents do not match its hash",
-            ));
-        }
-        Ok(Some(rec))
+        let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
+        records_of(first, &run)?
+            .into_iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(s, encoded)| checked_record(s, encoded))
+            .transpose()
     }
 
     /// Records from `from` to `to` inclusive (`to` = 0: to the head), in order.
@@ -212,21 +215,46 @@ impl Log {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
+        let from = from.max(1);
         let to = if to == 0 { u64::MAX } else { to };
+        // The run holding `from` may begin before it.
+        let start = match self
+            .tree
+            .range(keys::record(0)..=keys::record(from))
+            .next_back()
+        {
+            Some(Ok((key, _))) => u64_at(&key, 1).unwrap_or(from),
+            _ => from,
+        };
         self.tree
-            .range(keys::record(from.max(1))..=keys::record(to))
-            .map(|item| {
-                let (k, v) = item?;
-                let seq = u64_at(&k, 1).unwrap_or(0);
-                let rec: LogRecord = decode(|| format!("record {seq}"), &v)?;
-                if rec.sequence != seq || !is_intact(&rec) {
-                    return Err(corrupt(
-                        format!("record {seq}"),
-                        "its contents do not match its hash",
-                    ));
+            .range(keys::record(start)..=keys::record(to))
+            .flat_map(move |item| {
+                let run = item.map_err(LogError::from).and_then(|(key, run)| {
+                    let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
+                    records_of(first, &run)?
+                        .into_iter()
+                        .filter(|(s, _)| (from..=to).contains(s))
+                        .map(|(s, encoded)| checked_record(s, encoded))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                match run {
+                    Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
                 }
-                Ok(rec)
             })
+    }
+
+    /// The last chunk of a case's index and its sequences (chunk 0, none: a new case).
+    pub(crate) fn case_index_tail(&self, case_id: &str) -> Result<(u32, Vec<u64>), LogError> {
+        let prefix = keys::case_records_prefix(case_id);
+        // Forward: sled 0.34's reverse iteration costs more than reading a case's few chunks.
+        let Some((key, value)) = self.tree.scan_prefix(&prefix).last().transpose()? else {
+            return Ok((0, Vec::new()));
+        };
+        Ok((
+            case_index_chunk(&key, prefix.len())?,
+            case_index_sequences(&value)?,
+        ))
     }
 
     /// The current view of a case.
@@ -242,15 +270,23 @@ impl Log {
         let prefix = keys::case_records_prefix(case_id);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            let seq = u64_at(&k, prefix.len()).ok_or_else(|| corrupt("case index", "short key"))?;
-            let rec = self.record(seq)?.ok_or_else(|| {
-                corrupt(
-                    format!("record {seq}"),
-                    format!("indexed for case {case_id} but missing"),
-                )
-            })?;
-            out.push(rec);
+            let (key, value) = item?;
+            let chunk = case_index_chunk(&key, prefix.len())?;
+            if chunk as usize * keys::CASE_INDEX_CHUNK != out.len() {
+                return Err(corrupt(
+                    format!("case index of {case_id}"),
+                    format!("chunk {chunk} does not follow the one before it"),
+                ));
+            }
+            for seq in case_index_sequences(&value)? {
+                let rec = self.record(seq)?.ok_or_else(|| {
+                    corrupt(
+                        format!("record {seq}"),
+                        format!("indexed for case {case_id} but missing"),
+                    )
+                })?;
+                out.push(rec);
+            }
         }
         Ok(out)
     }
@@ -495,12 +531,7 @@ impl Log {
     /// may the batch's messages be acknowledged or receipted.
     pub async fn commit(&self, batch: WriteBatch<'_>) -> Result<Head, LogError> {
         let _gate = self.gate.lock().await;
-        let WriteBatch {
-            head,
-            mut batch,
-            ingress,
-            ..
-        } = batch;
+        let (mut batch, head, ingress) = batch.finish();
         batch.insert(keys::META_HEAD, &head.encode()[..]);
         batch.insert(keys::META_POSITION, &head.stream_position.to_be_bytes()[..]);
         batch.insert(keys::META_QUARANTINED, &head.quarantined.to_be_bytes()[..]);
@@ -650,6 +681,33 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, LogError> {
             }
         }
     }
+}
+
+/// Decodes one stored record, at `seq`, and checks it against its hash.
+fn checked_record(seq: u64, encoded: &[u8]) -> Result<LogRecord, LogError> {
+    let rec: LogRecord = decode(|| format!("record {seq}"), encoded)?;
+    if rec.sequence != seq || !is_intact(&rec) {
+        return Err(corrupt(
+            format!("record {seq}"),
+            "its contents do not match its hash",
+        ));
+    }
+    Ok(rec)
+}
+
+/// The chunk number of a case index key whose case prefix is `prefix_len` bytes.
+fn case_index_chunk(key: &[u8], prefix_len: usize) -> Result<u32, LogError> {
+    key.get(prefix_len..)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| corrupt("case index", "a key of the wrong length"))
+}
+
+/// The sequences of a chunk of the case index.
+fn case_index_sequences(value: &[u8]) -> Result<Vec<u64>, LogError> {
+    keys::case_index_sequences(value)
+        .map(Iterator::collect)
+        .ok_or_else(|| corrupt("case index", "a chunk of the wrong length"))
 }
 
 /// The 16 bytes of a UUID in its text form.

@@ -4,7 +4,9 @@
 use handoff_contract::v1::envelope::Event;
 use handoff_contract::v1::*;
 use handoff_domain::{Agency, AgencyKind, Effects, Position, Registry, admit};
-use handoff_log::{CaseFilter, Log, LogError, NewRecord, StoreOptions, WriteBatch, is_intact};
+use handoff_log::{
+    CaseFilter, Log, LogError, NewRecord, StoreOptions, WriteBatch, is_intact, runs,
+};
 use prost::Message;
 
 fn registry() -> Registry {
@@ -234,11 +236,11 @@ async fn a_damaged_record_is_reported_not_repaired() {
     }
     // Tamper through sled itself (the on-disk format is sled's): rewrite record 1's envelope.
     tamper(dir.path(), |tree| {
-        let key = key(b'r', &1u64.to_be_bytes());
-        let mut rec = LogRecord::decode(tree.get(&key).expect("get").expect("present").as_ref())
-            .expect("decode");
-        rec.envelope[0] ^= 0xff;
-        tree.insert(key, rec.encode_to_vec()).expect("insert");
+        edit_record(tree, 1, |rec| {
+            if let Some(rec) = rec {
+                rec.envelope[0] ^= 0xff;
+            }
+        })
     });
     match Log::open(dir.path()) {
         Err(LogError::Corrupt { what, .. }) => assert_eq!(what, "record 1"),
@@ -262,6 +264,42 @@ fn tamper(dir: &std::path::Path, edit: impl FnOnce(&sled::Tree)) {
     };
     edit(&db.open_tree("log").expect("tree"));
     db.flush().expect("flush");
+}
+
+/// Rewrites the run holding record `seq` with that record edited (`None`: removed).
+/// A run that loses its first record is stored under the next one's sequence.
+fn edit_record(tree: &sled::Tree, seq: u64, edit: impl FnOnce(&mut Option<LogRecord>)) {
+    let (run_key, run) = tree
+        .range(key(b'r', &0u64.to_be_bytes())..=key(b'r', &seq.to_be_bytes()))
+        .next_back()
+        .expect("a run")
+        .expect("read");
+    let first = u64::from_be_bytes(run_key[1..].try_into().expect("a run key"));
+    let mut records: Vec<Option<LogRecord>> = runs::records_of(first, &run)
+        .expect("a run")
+        .into_iter()
+        .map(|(_, encoded)| Some(LogRecord::decode(encoded).expect("a record")))
+        .collect();
+    let at = (seq - first) as usize;
+    edit(&mut records[at]);
+    let start = if at == 0 && records[0].is_none() {
+        seq + 1
+    } else {
+        first
+    };
+    let kept: Vec<LogRecord> = records.into_iter().flatten().collect();
+    tree.remove(&run_key).expect("remove the run");
+    let mut builder = runs::RunBuilder::default();
+    let mut rewritten: Vec<_> = kept
+        .iter()
+        .filter_map(|rec| builder.push(rec.sequence, &rec.encode_to_vec()))
+        .collect();
+    rewritten.extend(builder.finish());
+    assert!(rewritten.len() <= 1, "one run in, at most one out");
+    if let Some((_, value)) = rewritten.pop() {
+        tree.insert(key(b'r', &start.to_be_bytes()), value)
+            .expect("write the run");
+    }
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -314,36 +352,28 @@ async fn a_rebuild_names_the_first_damaged_or_missing_record_in_any_chunk() {
     let events: Vec<Envelope> = (1..=4000)
         .map(|n| envelope(n, &format!("c{}", n % 50), incident()))
         .collect();
-    fn record_key(seq: u64) -> Vec<u8> {
-        key(b'r', &seq.to_be_bytes())
-    }
     type Damage = fn(&sled::Tree);
     let cases: [(&str, Damage); 4] = [
         ("record 5", |tree: &sled::Tree| {
-            let mut rec = LogRecord::decode(
-                tree.get(record_key(5))
-                    .expect("get")
-                    .expect("present")
-                    .as_ref(),
-            )
-            .expect("decode");
-            rec.envelope[3] ^= 0x01;
-            tree.insert(record_key(5), rec.encode_to_vec())
-                .expect("alter");
+            edit_record(tree, 5, |rec| {
+                if let Some(rec) = rec {
+                    rec.envelope[3] ^= 0x01;
+                }
+            });
         }),
         ("record 1500", |tree: &sled::Tree| {
-            tree.remove(record_key(1500)).expect("remove");
+            edit_record(tree, 1500, |rec| *rec = None);
         }),
         ("record 2049", |tree: &sled::Tree| {
-            tree.remove(record_key(2049))
-                .expect("remove the first of a chunk");
+            // The first of a reader's chunk, and of a run.
+            edit_record(tree, 2049, |rec| *rec = None);
         }),
         (
             // Two damages: the earlier one is named, whichever reader finds it.
             "record 700",
             |tree: &sled::Tree| {
-                tree.remove(record_key(1800)).expect("remove");
-                tree.remove(record_key(700)).expect("remove");
+                edit_record(tree, 1800, |rec| *rec = None);
+                edit_record(tree, 700, |rec| *rec = None);
             },
         ),
     ];
@@ -518,4 +548,52 @@ async fn an_import_cut_off_leaves_a_store_that_is_not_served() {
         Log::open(to.path()).is_err(),
         "a half-imported store opened"
     );
+}
+
+#[tokio::test]
+async fn a_long_case_committed_in_uneven_batches_reads_back_whole_and_rebuilds_unchanged() {
+    // 600 events of one case across three chunks of its index (256 each), beside a
+    // short case, in batches that end on, before and after a chunk's end.
+    let events: Vec<Envelope> = (1..=640)
+        .map(|n| envelope(n, if n % 16 == 0 { "short" } else { "long" }, incident()))
+        .collect();
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = Log::open(dir.path()).expect("open");
+    let mut at = 0;
+    for size in [100, 173, 1, 1, 300, 65] {
+        append_all(&log, &events[at..at + size], at as u64 + 1).await;
+        at += size;
+    }
+    assert_eq!(at, events.len());
+
+    let long = log.case_records(&case("long")).expect("the long case");
+    let expected: Vec<u64> = (1..=640).filter(|n| n % 16 != 0).collect();
+    assert_eq!(
+        long.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(long.iter().all(is_intact));
+    // Records read from the middle of a run, across runs and batches.
+    let middle: Vec<u64> = log
+        .records(250, 290)
+        .map(|r| r.expect("record").sequence)
+        .collect();
+    assert_eq!(middle, (250..=290).collect::<Vec<_>>());
+    for seq in [1, 16, 17, 273, 274, 275, 640] {
+        assert_eq!(
+            log.record(seq).expect("read").map(|r| r.sequence),
+            Some(seq)
+        );
+    }
+    assert_eq!(log.record(641).expect("read"), None);
+    // The commits wrote the case index exactly as a rebuild derives it.
+    assert_eq!(
+        log.rebuild_projections(&registry())
+            .expect("rebuild")
+            .corrected,
+        0
+    );
+    drop(log);
+    let log = Log::open(dir.path()).expect("reopen");
+    assert_eq!(log.case_records(&case("short")).expect("short").len(), 40);
 }

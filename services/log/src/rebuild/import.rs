@@ -11,6 +11,7 @@ use super::REBUILD_CHUNK;
 use super::Rebuilt;
 use super::fold::{self, Decoded, ToFolders, by_folder, send, stopped};
 use crate::keys;
+use crate::runs::RunBuilder;
 use crate::store::{Head, Log, LogError, corrupt};
 
 impl Log {
@@ -89,9 +90,10 @@ impl Log {
         to_writer: &SyncSender<Vec<([u8; 9], Vec<u8>)>>,
     ) -> Result<Head, LogError> {
         let mut head = self.head();
+        let mut runs = RunBuilder::default();
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
-            let mut encoded = Vec::with_capacity(REBUILD_CHUNK as usize);
+            let mut encoded = Vec::new();
             let mut decoded = Vec::with_capacity(REBUILD_CHUNK as usize);
             for record in records.by_ref().take(REBUILD_CHUNK as usize) {
                 let record = record.map_err(|e| {
@@ -113,8 +115,11 @@ impl Log {
                 head.hash.copy_from_slice(&record.hash);
                 head.sequence = seq;
                 head.stream_position = head.stream_position.max(record.stream_sequence);
-                encoded.push((keys::record(seq), record.encode_to_vec()));
+                encoded.extend(runs.push(seq, &record.encode_to_vec()));
                 decoded.push(Decoded::of(record)?);
+            }
+            if records.peek().is_none() {
+                encoded.extend(runs.finish());
             }
             to_writer.send(encoded).map_err(|_| stopped())?;
             send(to_folders, by_folder(to_folders, decoded))?;

@@ -6,7 +6,6 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use super::REBUILD_CHUNK;
 use super::fold::{Decoded, ToFolders, by_folder, send, stopped};
 use crate::chain::{GENESIS, Hash};
-use crate::keys::{self, u64_at};
 use crate::store::{Log, LogError, corrupt};
 
 /// Threads reading records in a rebuild (sled's reads are its larger cost).
@@ -28,13 +27,7 @@ impl Log {
     /// inputs per reader), checking each record's hash and that they form one chain
     /// from the genesis; returns the last sequence and its hash.
     pub(super) fn read_all(&self, to_folders: Vec<ToFolders>) -> Result<(u64, Hash), LogError> {
-        let last_stored = self
-            .tree
-            .scan_prefix([keys::RECORD])
-            .next_back()
-            .transpose()?
-            .and_then(|(k, _)| u64_at(&k, 1))
-            .unwrap_or(0);
+        let last_stored = self.last_record_sequence()?;
         let chunks = last_stored.div_ceil(REBUILD_CHUNK);
         std::thread::scope(|scope| {
             let mut links = Vec::new();

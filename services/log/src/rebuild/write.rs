@@ -38,8 +38,14 @@ impl Log {
         });
         let case_record_entries = cases.iter().flat_map(|(id, case)| {
             case.sequences
-                .iter()
-                .map(move |&seq| (keys::case_record(id, seq), [0u8; 0]))
+                .chunks(keys::CASE_INDEX_CHUNK)
+                .zip(0u32..)
+                .map(move |(sequences, chunk)| {
+                    (
+                        keys::case_index(id, chunk),
+                        keys::case_index_value(sequences),
+                    )
+                })
         });
         // Each keyspace is reconciled on its own; two at a time.
         let mut corrected = self.reconcile_both(
