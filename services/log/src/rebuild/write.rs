@@ -3,7 +3,7 @@
 use prost::Message;
 
 use super::Rebuilt;
-use super::fold::Derived;
+use super::fold::{Derived, EventEntry};
 use crate::keys;
 use crate::store::{Log, LogError, corrupt};
 
@@ -30,12 +30,6 @@ impl Log {
                 .cmp(&b.agency)
                 .then_with(|| u128::from_be_bytes(a.id).cmp(&u128::from_be_bytes(b.id)))
         });
-        let event_entries = events.iter().map(|e| {
-            (
-                keys::event(&e.agency, &e.id),
-                keys::event_value(e.sequence, e.version),
-            )
-        });
         let case_record_entries = cases.iter().flat_map(|(id, case)| {
             case.sequences
                 .chunks(keys::CASE_INDEX_CHUNK)
@@ -47,12 +41,6 @@ impl Log {
                     )
                 })
         });
-        // Each keyspace is reconciled on its own; two at a time.
-        let mut corrected = self.reconcile_both(
-            (keys::EVENT, event_entries),
-            (keys::CASE_RECORDS, case_record_entries),
-        )?;
-        drop(events);
         let mut inbox = Vec::new();
         for (_, case) in &cases {
             for item in handoff_domain::inbox::items(&case.view) {
@@ -67,14 +55,34 @@ impl Log {
         let view_entries = cases
             .iter()
             .map(|(id, case)| (keys::view(id), case.view.encode_to_vec()));
-        corrected +=
-            self.reconcile_both((keys::VIEW, view_entries), (keys::INBOX, inbox.into_iter()))?;
         let mut subjects: Vec<Vec<u8>> = cases
             .iter()
             .map(|(id, case)| keys::subject_case(&case.view.subject_pseudonym, id))
             .collect();
         subjects.sort_unstable();
-        corrected += self.reconcile(keys::SUBJECT_CASES, subjects.iter().map(|k| (k, [0u8; 0])))?;
+        // The event index, an entry per record, is most of the writing: each thread
+        // takes half of it by key, then about half of the rest.
+        let (low, high) = events.split_at(events.len() / 2);
+        let split = high
+            .first()
+            .map_or_else(|| vec![keys::EVENT + 1], |e| keys::event(&e.agency, &e.id));
+        let mut corrected = std::thread::scope(|scope| {
+            let second = scope.spawn(|| {
+                Ok::<_, LogError>(
+                    self.reconcile_range(&split, &[keys::EVENT + 1], event_entries(high))?
+                        + self.reconcile(keys::VIEW, view_entries)?
+                        + self.reconcile(keys::INBOX, inbox.into_iter())?,
+                )
+            });
+            let first = self.reconcile_range(&[keys::EVENT], &split, event_entries(low))?
+                + self.reconcile(keys::CASE_RECORDS, case_record_entries)?
+                + self.reconcile(keys::SUBJECT_CASES, subjects.iter().map(|k| (k, [0u8; 0])))?;
+            // A panic there is a bug, not bad data: say so rather than hide it.
+            let second = second
+                .join()
+                .unwrap_or_else(|_| Err(corrupt("projections", "a rebuilding thread failed")));
+            Ok::<_, LogError>(first + second?)
+        })?;
         // Few entries (a listing per service, a revocation per agency): on this thread.
         corrected += self.reconcile(
             keys::DIRECTORY,
@@ -98,28 +106,21 @@ impl Log {
         })
     }
 
-    /// [`Log::reconcile`] of two keyspaces at once.
-    fn reconcile_both(
-        &self,
-        (a, a_entries): (u8, impl Iterator<Item = (impl Entry, impl Entry)>),
-        (b, b_entries): (u8, impl Iterator<Item = (impl Entry, impl Entry)> + Send),
-    ) -> Result<u64, LogError> {
-        std::thread::scope(|scope| {
-            let second = scope.spawn(|| self.reconcile(b, b_entries));
-            let first = self.reconcile(a, a_entries);
-            // A panic there is a bug, not bad data: say so rather than hide it.
-            let second = second
-                .join()
-                .unwrap_or_else(|_| Err(corrupt("projections", "a rebuilding thread failed")));
-            Ok(first? + second?)
-        })
-    }
-
     /// Makes the entries under `prefix` exactly `expected` (given in key order),
     /// writing only differences; returns how many entries it wrote or removed.
     fn reconcile<K: Entry, V: Entry>(
         &self,
         prefix: u8,
+        expected: impl Iterator<Item = (K, V)>,
+    ) -> Result<u64, LogError> {
+        self.reconcile_range(&[prefix], &[prefix + 1], expected)
+    }
+
+    /// [`Log::reconcile`] of the keys from `start` up to (not including) `end`.
+    fn reconcile_range<K: Entry, V: Entry>(
+        &self,
+        start: &[u8],
+        end: &[u8],
         expected: impl Iterator<Item = (K, V)>,
     ) -> Result<u64, LogError> {
         let mut corrected = 0u64;
@@ -140,7 +141,7 @@ impl Log {
             Ok(())
         };
         // One ordered pass over what is stored, merged with what should be.
-        let mut stored = self.tree.scan_prefix([prefix]);
+        let mut stored = self.tree.range(start..end);
         let mut have = stored.next().transpose()?;
         loop {
             match (have.as_ref(), want.peek()) {
@@ -176,6 +177,16 @@ impl Log {
         }
         Ok(corrected)
     }
+}
+
+/// The event index's entries of `part`, in its order.
+fn event_entries(part: &[EventEntry]) -> impl Iterator<Item = (Vec<u8>, [u8; 16])> + '_ {
+    part.iter().map(|e| {
+        (
+            keys::event(&e.agency, &e.id),
+            keys::event_value(e.sequence, e.version),
+        )
+    })
 }
 
 /// A key or value of an entry a rebuild derives.
