@@ -63,6 +63,9 @@ struct LineRef<'a> {
     prev_hash: Cow<'a, str>,
     #[serde(borrow)]
     hash: Cow<'a, str>,
+    /// Read by a replay, not by `verify` (the hash does not cover it).
+    #[serde(borrow, default)]
+    sealed_details: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,29 +141,38 @@ pub fn read_records(input: impl BufRead) -> Result<Vec<LogRecord>, Finding> {
 
 /// The records of an export one at a time, as [`read_records`] reads them, so a
 /// replay need not hold them all.
-pub fn records(input: impl BufRead) -> impl Iterator<Item = Result<LogRecord, Finding>> {
-    input
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter_map(|(i, line)| match line {
-            Err(e) => Some(Err(Finding::NotAnExport(e.to_string()))),
-            // Blank lines and the checkpoint are not records.
-            Ok(line) => serde_json::from_str::<Line>(&line)
-                .ok()
-                .map(|r| record_of(&r, i + 1)),
-        })
+pub fn records(mut input: impl BufRead) -> impl Iterator<Item = Result<LogRecord, Finding>> {
+    // One line buffer for the whole export, and each line read borrowed.
+    let mut line = String::new();
+    let mut number = 0usize;
+    std::iter::from_fn(move || {
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Err(e) => return Some(Err(Finding::NotAnExport(e.to_string()))),
+                Ok(0) => return None,
+                Ok(_) => number += 1,
+            }
+            // The header, blank lines and the checkpoint are not records.
+            if number == 1 {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_str::<LineRef>(&line) {
+                return Some(record_of(&r, number));
+            }
+        }
+    })
 }
 
 /// A record line's record; `line` (1-based) names it in a finding.
-fn record_of(r: &Line, line: usize) -> Result<LogRecord, Finding> {
+fn record_of(r: &LineRef<'_>, line: usize) -> Result<LogRecord, Finding> {
     let bytes = |t: &str| unhex(t).ok_or(Finding::Altered(r.sequence));
     Ok(LogRecord {
         sequence: r.sequence,
         stream_sequence: r.stream_sequence,
         recorded_at_unix_ms: r.recorded_at_unix_ms,
         envelope: base64::engine::general_purpose::STANDARD
-            .decode(&r.envelope)
+            .decode(r.envelope.as_bytes())
             .map_err(|_| Finding::NotAnExport(format!("line {line}: envelope is not base64")))?,
         prev_hash: bytes(&r.prev_hash)?,
         hash: bytes(&r.hash)?,
@@ -168,7 +180,7 @@ fn record_of(r: &Line, line: usize) -> Result<LogRecord, Finding> {
             None => None,
             Some(text) => Some(
                 base64::engine::general_purpose::STANDARD
-                    .decode(text)
+                    .decode(text.as_bytes())
                     .ok()
                     .and_then(|b| SealedDetails::decode(b.as_slice()).ok())
                     .ok_or_else(|| {
