@@ -336,6 +336,25 @@ fn chain(c: &mut Criterion) {
             )
         });
     }
+    // Reading records one at a time, as a case's history, a duplicate's receipt and
+    // the sealed free text of a view do: spread over a log of at least 10,240.
+    while log.head().sequence < 20 * INGEST_BATCH_MAX as u64 {
+        let batch = stage(&log, &decided, views(decided.len()));
+        runtime.block_on(log.commit(batch)).expect("commit");
+    }
+    let head = log.head().sequence;
+    let lookups: Vec<u64> = (0..1_000u64).map(|i| 1 + (i * 7_919) % head).collect();
+    g.throughput(Throughput::Elements(lookups.len() as u64));
+    g.bench_function(
+        BenchmarkId::new("record (one at a time)", lookups.len()),
+        |b| {
+            b.iter(|| {
+                for &seq in &lookups {
+                    black_box(log.record(seq).expect("read").expect("present"));
+                }
+            })
+        },
+    );
     g.finish();
 }
 

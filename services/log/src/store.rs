@@ -15,7 +15,7 @@ use handoff_domain::{Position, Registry, evolve};
 use crate::batch::{WriteBatch, attach_sealed_details};
 use crate::chain::{GENESIS, Hash, is_intact};
 use crate::keys::{self, u64_at};
-use crate::runs::records_of;
+use crate::runs::{RUN_RECORDS, records_of};
 
 pub use crate::error::LogError;
 pub(crate) use crate::error::{corrupt, decode};
@@ -193,10 +193,13 @@ impl Log {
 
     /// The record at `seq`, checked against its hash.
     pub fn record(&self, seq: u64) -> Result<Option<LogRecord>, LogError> {
+        // The run holding `seq` begins at most `RUN_RECORDS - 1` before it; read
+        // forward to it (sled 0.34's reverse iteration costs more).
+        let from = seq.saturating_sub(RUN_RECORDS as u64 - 1);
         let Some((key, run)) = self
             .tree
-            .range(keys::record(0)..=keys::record(seq))
-            .next_back()
+            .range(keys::record(from)..=keys::record(seq))
+            .last()
             .transpose()?
         else {
             return Ok(None);
@@ -217,11 +220,11 @@ impl Log {
     ) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
         let from = from.max(1);
         let to = if to == 0 { u64::MAX } else { to };
-        // The run holding `from` may begin before it.
+        // The run holding `from` may begin before it, by less than a run.
         let start = match self
             .tree
-            .range(keys::record(0)..=keys::record(from))
-            .next_back()
+            .range(keys::record(from.saturating_sub(RUN_RECORDS as u64 - 1))..=keys::record(from))
+            .last()
         {
             Some(Ok((key, _))) => u64_at(&key, 1).unwrap_or(from),
             _ => from,
