@@ -2,7 +2,8 @@
 //! (`handoff_bench::workload`) so that every run measures the same realistic events.
 //!
 //! Groups: `envelope` (protobuf codec), `fold` (the domain's `evolve` over whole
-//! cases), `chain` (record hashing, staging into a log batch, committing it flushed),
+//! cases), `chain` (record hashing, staging into a log batch, committing it flushed,
+//! reading records one at a time),
 //! `verify` (the offline audit verifier against plain SHA-256 of the same bytes),
 //! `policy` (field need-to-know on case views and events) and `transport` (sealing
 //! an event's private parts to the transport key at the agency, opening them and
