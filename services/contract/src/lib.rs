@@ -17,6 +17,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Contract version this build writes and understands (`Envelope.schema_version`).
 pub const SCHEMA_VERSION: u32 = 1;
 
+pub mod chain;
 pub mod hex;
 pub mod json;
 pub mod names;

@@ -56,6 +56,11 @@ impl RunBuilder {
     }
 }
 
+/// The first sequence of a run, from its key.
+pub(crate) fn first_of(key: &[u8]) -> Result<u64, LogError> {
+    keys::u64_at(key, 1).ok_or_else(|| corrupt("records", "a run's key is too short"))
+}
+
 /// The encoded records of the run stored under `first`, each with its sequence.
 pub fn records_of(first: u64, mut value: &[u8]) -> Result<Vec<(u64, &[u8])>, LogError> {
     let unreadable = || {

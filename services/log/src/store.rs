@@ -15,7 +15,7 @@ use handoff_domain::{Position, Registry, evolve};
 use crate::batch::{WriteBatch, attach_sealed_details};
 use crate::chain::{GENESIS, Hash, is_intact};
 use crate::keys::{self, u64_at};
-use crate::runs::{RUN_RECORDS, records_of};
+use crate::runs::{self, RUN_RECORDS, records_of};
 
 pub use crate::error::LogError;
 pub(crate) use crate::error::{corrupt, decode};
@@ -187,14 +187,14 @@ impl Log {
         else {
             return Ok(0);
         };
-        let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
+        let first = runs::first_of(&key)?;
         Ok(first + records_of(first, &run)?.len() as u64 - 1)
     }
 
-    /// The record at `seq`, checked against its hash.
-    pub fn record(&self, seq: u64) -> Result<Option<LogRecord>, LogError> {
-        // The run holding `seq` begins at most `RUN_RECORDS - 1` before it; read
-        // forward to it (sled 0.34's reverse iteration costs more).
+    /// The stored run that holds `seq` if any (or the last one before it): its first
+    /// sequence and its value. It begins at most `RUN_RECORDS - 1` before `seq`, so
+    /// it is read forward (sled 0.34's reverse iteration costs more).
+    fn run_holding(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, LogError> {
         let from = seq.saturating_sub(RUN_RECORDS as u64 - 1);
         let Some((key, run)) = self
             .tree
@@ -204,12 +204,15 @@ impl Log {
         else {
             return Ok(None);
         };
-        let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
-        records_of(first, &run)?
-            .into_iter()
-            .find(|(s, _)| *s == seq)
-            .map(|(s, encoded)| checked_record(s, encoded))
-            .transpose()
+        Ok(Some((runs::first_of(&key)?, run)))
+    }
+
+    /// The record at `seq`, checked against its hash.
+    pub fn record(&self, seq: u64) -> Result<Option<LogRecord>, LogError> {
+        let Some((first, run)) = self.run_holding(seq)? else {
+            return Ok(None);
+        };
+        records_in(first, &run, seq..=seq).pop().transpose()
     }
 
     /// Records from `from` to `to` inclusive (`to` = 0: to the head), in order.
@@ -220,28 +223,20 @@ impl Log {
     ) -> impl Iterator<Item = Result<LogRecord, LogError>> + '_ {
         let from = from.max(1);
         let to = if to == 0 { u64::MAX } else { to };
-        // The run holding `from` may begin before it, by less than a run.
-        let start = match self
-            .tree
-            .range(keys::record(from.saturating_sub(RUN_RECORDS as u64 - 1))..=keys::record(from))
-            .last()
-        {
-            Some(Ok((key, _))) => u64_at(&key, 1).unwrap_or(from),
+        // The run holding `from` may begin before it. Should reading it fail, the
+        // range read below meets the same failure and yields it.
+        let start = match self.run_holding(from) {
+            Ok(Some((first, _))) => first,
             _ => from,
         };
         self.tree
             .range(keys::record(start)..=keys::record(to))
             .flat_map(move |item| {
-                let run = item.map_err(LogError::from).and_then(|(key, run)| {
-                    let first = u64_at(&key, 1).ok_or_else(|| corrupt("records", "a short key"))?;
-                    records_of(first, &run)?
-                        .into_iter()
-                        .filter(|(s, _)| (from..=to).contains(s))
-                        .map(|(s, encoded)| checked_record(s, encoded))
-                        .collect::<Result<Vec<_>, _>>()
-                });
-                match run {
-                    Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+                match item
+                    .map_err(LogError::from)
+                    .and_then(|(key, run)| Ok((runs::first_of(&key)?, run)))
+                {
+                    Ok((first, run)) => records_in(first, &run, from..=to),
                     Err(e) => vec![Err(e)],
                 }
             })
@@ -686,16 +681,31 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, LogError> {
     }
 }
 
-/// Decodes one stored record, at `seq`, and checks it against its hash.
-fn checked_record(seq: u64, encoded: &[u8]) -> Result<LogRecord, LogError> {
-    let rec: LogRecord = decode(|| format!("record {seq}"), encoded)?;
-    if rec.sequence != seq || !is_intact(&rec) {
-        return Err(corrupt(
-            format!("record {seq}"),
-            "its contents do not match its hash",
-        ));
-    }
-    Ok(rec)
+/// The records of the run stored under `first` whose sequences are in `range`, each
+/// decoded and checked against its hash (a run that cannot be read: its error alone).
+fn records_in(
+    first: u64,
+    run: &[u8],
+    range: std::ops::RangeInclusive<u64>,
+) -> Vec<Result<LogRecord, LogError>> {
+    let records = match records_of(first, run) {
+        Ok(records) => records,
+        Err(e) => return vec![Err(e)],
+    };
+    records
+        .into_iter()
+        .filter(|(seq, _)| range.contains(seq))
+        .map(|(seq, encoded)| {
+            let rec: LogRecord = decode(|| format!("record {seq}"), encoded)?;
+            if rec.sequence != seq || !is_intact(&rec) {
+                return Err(corrupt(
+                    format!("record {seq}"),
+                    "its contents do not match its hash",
+                ));
+            }
+            Ok(rec)
+        })
+        .collect()
 }
 
 /// The chunk number of a case index key whose case prefix is `prefix_len` bytes.

@@ -17,11 +17,11 @@ use std::borrow::Cow;
 use std::io::{BufRead, Write};
 
 use base64::Engine;
+use handoff_contract::chain::record_hash;
 use handoff_contract::hex::{decode as unhex, encode as hex};
 use handoff_contract::v1::{Checkpoint, LogRecord, SealedDetails};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 mod verify;
 
@@ -230,17 +230,6 @@ pub struct Verified {
     pub to: u64,
     /// Records checked.
     pub records: u64,
-}
-
-fn record_hash(prev: &[u8], seq: u64, stream_seq: u64, at: i64, envelope: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(seq.to_be_bytes());
-    h.update(stream_seq.to_be_bytes());
-    h.update(at.to_be_bytes());
-    h.update((envelope.len() as u64).to_be_bytes());
-    h.update(envelope);
-    h.finalize().into()
 }
 
 #[cfg(test)]
