@@ -355,3 +355,61 @@ async fn no_agency_can_occupy_another_agencys_ids() {
     assert_eq!(view.sessions_attended, 1, "the session is on the record");
     assert_eq!(view.holder, PROGRAMME);
 }
+
+/// A reference to another record's sealed text (child protection's referral reason),
+/// written by the police into a label of their own incident, would have the query
+/// service put that text back under the label's rights. The exchange refuses it; the
+/// police's incident without it goes in, and holds none of the text.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_agency_can_point_a_field_at_another_records_sealed_text() {
+    let nats = NatsServer::start();
+    let exchange = Exchange::start(&nats).await;
+    accepted(&publish_as(&nats, SOCIAL, &[social_case(1, "c1")]).await[0]);
+    let incident = |n: u64, case: &str, area: String| {
+        envelope(
+            n,
+            POLICE,
+            case,
+            Event::IncidentReported(IncidentReported {
+                incident_ref: format!("I-{n}"),
+                area,
+                ..Default::default()
+            }),
+        )
+    };
+    // Guesses at the referral's record, each on a case of the police's own.
+    let forged: Vec<Envelope> = (1..=3u64)
+        .map(|seq| incident(1 + seq, &format!("p{seq}"), format!("\u{1}sealed/{seq}/0")))
+        .collect();
+    for outcome in publish_as(&nats, POLICE, &forged).await {
+        let (reason, detail) = rejected(&outcome);
+        assert_eq!(reason, RejectionReason::Invalid);
+        assert!(detail.contains("reference mark"), "{detail}");
+    }
+    accepted(&publish_as(&nats, POLICE, &[incident(9, "p9", "Tábor".into())]).await[0]);
+
+    let mut police = exchange.client_as(POLICE).await;
+    for seq in 1..=3u64 {
+        let refused = police
+            .get_case(GetCaseRequest {
+                case_id: case_id(&format!("p{seq}")),
+                purpose: "casework".into(),
+            })
+            .await
+            .expect_err("a refused incident opens no case");
+        assert_eq!(refused.code(), Code::NotFound);
+    }
+    let own = police
+        .get_case(GetCaseRequest {
+            case_id: case_id("p9"),
+            purpose: "casework".into(),
+        })
+        .await
+        .expect("the police read their own case")
+        .into_inner()
+        .case
+        .expect("a case");
+    let text = format!("{own:?}");
+    assert!(!text.contains("violent at home"), "{text}");
+    assert_eq!(own.incidents[0].area, "Tábor");
+}

@@ -182,6 +182,36 @@ pub fn put_private(envelope: &mut Envelope, parts: PrivateParts) -> Result<(), R
     Ok(())
 }
 
+/// Refuses an envelope where a reference stands anywhere but in a free-text field:
+/// the query service puts back the text any reference points at, so a reference in
+/// a label or an id would read out another record's sealed text (another agency's,
+/// another case's) under that field's rights. A free-text field may hold one whole
+/// reference; no other string may carry the reference prefix at all.
+pub fn check_references(envelope: &Envelope) -> Result<(), Rejection> {
+    use prost::Message;
+    let encoded = envelope.encode_to_vec();
+    let marked = encoded
+        .windows(PREFIX.len())
+        .filter(|w| *w == PREFIX.as_bytes())
+        .count();
+    if marked == 0 {
+        return Ok(()); // what nearly every envelope checked before its text is taken out is
+    }
+    let in_free_text = envelope.event.clone().map_or(0, |mut event| {
+        free_text_mut(&mut event)
+            .into_iter()
+            .filter(|f| TextRef::parse(f).is_some())
+            .count()
+    });
+    if marked > in_free_text {
+        return Err(Rejection::Invalid(format!(
+            "a field that is not free text holds the reference mark {:?}; only the exchange writes references",
+            PREFIX
+        )));
+    }
+    Ok(())
+}
+
 /// Empties every reference of `envelope` (its text was erased with its key).
 pub fn clear_references(envelope: &mut Envelope) {
     let Some(event) = envelope.event.as_mut() else {
@@ -223,6 +253,59 @@ mod tests {
                 ..IncidentReported::default()
             })),
             ..Envelope::default()
+        }
+    }
+
+    /// The attack: a hostile agency writes a reference to another record's sealed text
+    /// into a label, an id or the envelope's own fields, for the query service to put
+    /// that text back under the label's rights. Every such place is refused; a
+    /// reference where the exchange writes one (a free-text field) is not.
+    #[test]
+    fn a_reference_outside_free_text_is_refused() {
+        let forged = TextRef {
+            sequence: 42,
+            index: 0,
+        }
+        .token();
+        let mut stored = incident();
+        take_private(&mut stored, 7);
+        assert_eq!(check_references(&stored), Ok(()));
+        assert_eq!(check_references(&incident()), Ok(()));
+
+        let in_label = |e: &mut Envelope| {
+            if let Some(Event::IncidentReported(i)) = e.event.as_mut() {
+                i.area = forged.clone();
+            }
+        };
+        let in_id = |e: &mut Envelope| {
+            if let Some(Event::IncidentReported(i)) = e.event.as_mut() {
+                i.incident_ref = format!("police/{forged}");
+            }
+        };
+        let in_envelope = |e: &mut Envelope| e.correlation_id = forged.clone();
+        let twice_in_free_text = |e: &mut Envelope| {
+            if let Some(Event::IncidentReported(i)) = e.event.as_mut() {
+                i.narrative = format!("{forged}{forged}");
+            }
+        };
+        let attacks: [(&str, &dyn Fn(&mut Envelope)); 4] = [
+            ("a label", &in_label),
+            ("inside an id", &in_id),
+            ("an envelope field", &in_envelope),
+            (
+                "free text holding more than one reference",
+                &twice_in_free_text,
+            ),
+        ];
+        for (what, attack) in attacks {
+            for base in [incident(), stored.clone()] {
+                let mut e = base;
+                attack(&mut e);
+                assert!(
+                    matches!(check_references(&e), Err(Rejection::Invalid(_))),
+                    "a reference in {what} was let through"
+                );
+            }
         }
     }
 

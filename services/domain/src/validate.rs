@@ -228,6 +228,7 @@ pub fn validate_envelope(envelope: &Envelope) -> Result<(), Rejection> {
         Event::AgencyReinstated(e) => need("agency", &e.agency)?,
         _ => {}
     }
+    crate::private::check_references(envelope)?;
     crate::limits::check_fields(envelope)
 }
 
