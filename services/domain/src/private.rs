@@ -288,7 +288,8 @@ mod tests {
                 i.narrative = format!("{forged}{forged}");
             }
         };
-        let attacks: [(&str, &dyn Fn(&mut Envelope)); 4] = [
+        type Attack<'a> = &'a dyn Fn(&mut Envelope);
+        let attacks: [(&str, Attack<'_>); 4] = [
             ("a label", &in_label),
             ("inside an id", &in_id),
             ("an envelope field", &in_envelope),
